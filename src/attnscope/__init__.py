@@ -1,0 +1,21 @@
+"""attnscope: see what transformer models attend to.
+
+Capture one forward pass into a :class:`Trace`, then show it at every scale (head, model, neuron, matrix views),
+anywhere (notebook, offline HTML, PNG/SVG/PDF, CLI, web app), analyse it and compare it.
+"""
+
+from ._version import __version__
+from .attention import PruneSpec
+from .capture import capture, capture_batch, load_model
+from .trace import Segment, Trace, load
+
+__all__ = [
+    "PruneSpec",
+    "Segment",
+    "Trace",
+    "__version__",
+    "capture",
+    "capture_batch",
+    "load",
+    "load_model",
+]

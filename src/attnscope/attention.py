@@ -1,0 +1,231 @@
+"""Attention weights of one kind, dense or pruned, behind one small reading interface.
+
+Readers ask for what they need (``head``, ``row``, ``layer``, ``pooled``) and never care which form is inside:
+
+- :class:`DenseAttention` holds ``[layers, heads, q, k]`` float32 (or float16) weights.
+- :class:`PrunedAttention` holds, per query row, only its largest weights up to a kept mass (and a top-k cap),
+  as CSR arrays. It is built one layer at a time, so a 4096-token, 32x32 model never needs its 68.7 GB dense form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+
+class DenseAttention:
+    """Dense weights ``[layers, heads, q, k]``."""
+
+    pruned = False
+
+    def __init__(self, weights: np.ndarray):
+        if weights.ndim != 4:
+            raise InputError(f"attention must be [layers, heads, q, k]; got shape {tuple(weights.shape)}")
+        self.weights = weights  # [layers, heads, q, k]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(int(s) for s in self.weights.shape)  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weights.dtype
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """One head's matrix ``[q, k]`` as float32."""
+        return np.asarray(self.weights[layer, head], dtype=np.float32)
+
+    def layer(self, layer: int) -> np.ndarray:
+        """One layer ``[heads, q, k]`` as float32."""
+        return np.asarray(self.weights[layer], dtype=np.float32)
+
+    def row(self, layer: int, head: int, query: int) -> np.ndarray:
+        """One query row ``[k]`` as float32."""
+        return np.asarray(self.weights[layer, head, query], dtype=np.float32)
+
+    def dense(self) -> np.ndarray:
+        """All weights ``[layers, heads, q, k]`` as float32."""
+        return np.asarray(self.weights, dtype=np.float32)
+
+    def row_mass(self) -> np.ndarray:
+        """Attention mass kept per row ``[layers, heads, q]`` (all of it for the dense form)."""
+        return self.weights.sum(-1, dtype=np.float32)
+
+    def kept_mass(self) -> float:
+        """Smallest fraction of a row's attention that is kept (1.0: nothing was pruned)."""
+        return 1.0
+
+    def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
+        """Block-max pooled thumbnail ``[ceil(q/b), ceil(k/b)]`` with blocks of ``b`` so the side is <= size."""
+        return block_max(self.head(layer, head), size)
+
+    def astype(self, dtype) -> DenseAttention:
+        return DenseAttention(self.weights.astype(dtype))
+
+    def select(self, layers: list[int], heads: list[int]) -> DenseAttention:
+        return DenseAttention(self.weights[np.ix_(layers, heads)])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"": np.ascontiguousarray(self.weights)}
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """How to prune rows: keep the largest weights until ``mass`` is reached, at most ``top_k`` per row."""
+
+    mass: float = 0.95
+    top_k: int = 256
+
+    def __post_init__(self):
+        if not 0.0 < self.mass <= 1.0:
+            raise InputError(f"prune mass must be in (0, 1]; got {self.mass}")
+        if self.top_k < 1:
+            raise InputError(f"prune top_k must be >= 1; got {self.top_k}")
+
+
+def prune_rows(weights: np.ndarray, spec: PruneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prune ``[rows, k]`` weights to CSR form ``(counts [rows], indices, values)``.
+
+    Each row keeps its largest weights in descending order until their sum reaches ``spec.mass`` of the row's
+    total (never fewer than one, so the maximum is always kept), capped at ``spec.top_k``.
+    """
+    rows, k = weights.shape
+    take = min(spec.top_k, k)
+    if take < k:
+        part = np.argpartition(-weights, take - 1, axis=1)[:, :take]  # [rows, take] unordered
+    else:
+        part = np.broadcast_to(np.arange(k), (rows, k))
+    vals = np.take_along_axis(weights, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)  # [rows, take] descending
+    total = weights.sum(1, dtype=np.float64)[:, None]
+    cum = np.cumsum(vals, axis=1, dtype=np.float64)
+    need = np.maximum(total * spec.mass - 1e-7, 0.0)
+    counts = np.minimum((cum < need).sum(1) + 1, take)  # first index reaching the mass, inclusive
+    keep = np.arange(take)[None, :] < counts[:, None]
+    return counts.astype(np.int64), part[keep].astype(np.int32), vals[keep].astype(np.float32)
+
+
+class PrunedAttention:
+    """Pruned weights: per (layer, head, query) row the kept key indices and values (CSR).
+
+    ``indptr`` is ``[layers*heads*q + 1]`` int64, ``indices`` int32 and ``values`` float32/float16 are flat.
+    ``mass`` ``[layers, heads, q]`` is the kept fraction of each row's attention.
+    """
+
+    pruned = True
+
+    def __init__(self, shape, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, mass: np.ndarray):
+        self._shape = tuple(int(s) for s in shape)
+        n_rows = self._shape[0] * self._shape[1] * self._shape[2]
+        if indptr.shape != (n_rows + 1,) or indices.shape != values.shape or indptr[-1] != len(indices):
+            raise InputError("pruned attention arrays do not fit together (indptr, indices, values, shape)")
+        self.indptr, self.indices, self.values, self.mass = indptr, indices, values, mass
+
+    @classmethod
+    def from_layers(cls, layers: Iterable[np.ndarray], spec: PruneSpec = PruneSpec()) -> PrunedAttention:
+        """Build from dense layers ``[heads, q, k]`` given one at a time (only one is ever held)."""
+
+        def pruned_heads():
+            for layer in layers:
+                layer = np.asarray(layer, dtype=np.float32)
+                yield layer.shape[2], [prune_rows(h, spec) + (h.sum(1),) for h in layer]
+
+        return cls.from_pruned_heads(pruned_heads())
+
+    @classmethod
+    def from_pruned_heads(cls, layers: Iterable[tuple[int, list[tuple]]]) -> PrunedAttention:
+        """Build from ``(k, heads)`` per layer, each head ``(counts [q], indices, values, row totals [q])``."""
+        counts, indices, values, masses, shape = [], [], [], [], None
+        for k, heads in layers:
+            layer_mass = []
+            for c, i, v, total in heads:
+                kept = np.add.reduceat(v, np.r_[0, np.cumsum(c)[:-1]]) if len(v) else np.zeros(len(c))
+                layer_mass.append(kept / np.where(total > 0, total, 1.0))
+                counts.append(c)
+                indices.append(i)
+                values.append(v)
+            masses.append(np.stack(layer_mass).astype(np.float32))
+            h, q = masses[-1].shape
+            shape = (1 if shape is None else shape[0] + 1, h, q, k)
+        if shape is None:
+            raise InputError("cannot build pruned attention from zero layers")
+        indptr = np.zeros(sum(len(c) for c in counts) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=indptr[1:])
+        return cls(shape, indptr, np.concatenate(indices), np.concatenate(values), np.stack(masses))
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self._shape  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def _row_index(self, layer: int, head: int, query: int) -> int:
+        L, H, Q, _ = self._shape
+        if not (-L <= layer < L and -H <= head < H and -Q <= query < Q):
+            raise IndexError(f"row ({layer}, {head}, {query}) is outside shape {self._shape}")
+        return ((layer % L) * H + head % H) * Q + query % Q
+
+    def row(self, layer: int, head: int, query: int) -> np.ndarray:
+        r = self._row_index(layer, head, query)
+        out = np.zeros(self._shape[3], dtype=np.float32)
+        a, b = self.indptr[r], self.indptr[r + 1]
+        out[self.indices[a:b]] = self.values[a:b]
+        return out
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        Q, K = self._shape[2], self._shape[3]
+        r0 = self._row_index(layer, head, 0)
+        a, b = self.indptr[r0], self.indptr[r0 + Q]
+        counts = np.diff(self.indptr[r0 : r0 + Q + 1])
+        out = np.zeros((Q, K), dtype=np.float32)
+        out[np.repeat(np.arange(Q), counts), self.indices[a:b]] = self.values[a:b]
+        return out
+
+    def layer(self, layer: int) -> np.ndarray:
+        return np.stack([self.head(layer, h) for h in range(self._shape[1])])
+
+    def dense(self) -> np.ndarray:
+        return np.stack([self.layer(layer) for layer in range(self._shape[0])])
+
+    def row_mass(self) -> np.ndarray:
+        return self.mass
+
+    def kept_mass(self) -> float:
+        return float(self.mass.min()) if self.mass.size else 1.0
+
+    def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
+        return block_max(self.head(layer, head), size)
+
+    def astype(self, dtype) -> PrunedAttention:
+        return PrunedAttention(self._shape, self.indptr, self.indices, self.values.astype(dtype), self.mass)
+
+    def select(self, layers: list[int], heads: list[int]) -> PrunedAttention:
+        return PrunedAttention.from_layers(
+            (self.layer(layer)[heads] for layer in layers), PruneSpec(mass=1.0, top_k=self._shape[3])
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"indptr": self.indptr, "indices": self.indices, "values": self.values, "mass": self.mass}
+
+
+Attention = DenseAttention | PrunedAttention
+
+
+def block_max(matrix: np.ndarray, size: int) -> np.ndarray:
+    """Max-pool ``[q, k]`` in square blocks so that neither side exceeds ``size`` (no pooling if it fits)."""
+    q, k = matrix.shape
+    b = max(1, -(-max(q, k) // size))
+    if b == 1:
+        return matrix
+    pq, pk = -(-q // b) * b, -(-k // b) * b
+    padded = np.zeros((pq, pk), dtype=matrix.dtype)
+    padded[:q, :k] = matrix
+    return padded.reshape(pq // b, b, pk // b, b).max(axis=(1, 3))

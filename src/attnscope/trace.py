@@ -1,0 +1,352 @@
+"""The Trace: one forward pass of a transformer, captured once, read by every view, figure and analysis."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .attention import Attention, DenseAttention, PrunedAttention, PruneSpec
+from .errors import InputError, MissingDataError, TraceFormatError
+
+FORMAT = "attnscope-trace"
+FORMAT_VERSION = 1
+
+#: (query stream, key stream) of each attention kind.
+KIND_STREAMS: dict[str, tuple[str, str]] = {
+    "self": ("input", "input"),
+    "encoder": ("encoder", "encoder"),
+    "decoder": ("decoder", "decoder"),
+    "cross": ("decoder", "encoder"),
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A named span ``[start, end)`` of one token stream: sentence A/B, prompt/generated."""
+
+    stream: str
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def slice(self) -> slice:
+        return slice(self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One captured forward pass.
+
+    Fields (``L`` layers, ``H`` heads, ``q``/``k`` query/key tokens, ``d`` head size):
+
+    - ``tokens``: stream (``"input"``, or ``"encoder"`` and ``"decoder"``) -> display strings.
+    - ``token_ids``: stream -> token ids (same length as ``tokens``; empty for array-made traces).
+    - ``attention``: kind (``"self"``, or ``"encoder"``, ``"decoder"``, ``"cross"``) -> weights ``[L, H, q, k]``,
+      dense or pruned (see :mod:`attnscope.attention`); read it with :meth:`head`, :meth:`row`, :meth:`layer`.
+    - ``segments``: name (``"A"``, ``"B"``, ``"prompt"``, ``"generated"``) -> :class:`Segment`.
+    - ``qkv``: kind -> ``{"query": [L, H, q, d], "key": [L, H, k, d], "value": [L, H, k, d]}`` float32, after
+      rotary embedding, key/value heads repeated for grouped-query attention; empty unless captured with qkv.
+    - ``bias``: kind -> additive score term ``[L, H, q, k]`` that is neither q·k nor the mask
+      (T5's relative position bias); empty when the model has none.
+    - ``meta``: JSON-able facts: model, architecture, text, version, capture time, and per kind
+      ``meta["kinds"][kind] = {"scaling": float, "causal": bool}`` (the mask rule).
+    """
+
+    tokens: dict[str, list[str]]
+    attention: dict[str, Attention]
+    token_ids: dict[str, list[int]] = field(default_factory=dict)
+    segments: dict[str, Segment] = field(default_factory=dict)
+    qkv: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    bias: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.attention:
+            raise InputError("a Trace needs attention for at least one kind")
+        for kind, att in self.attention.items():
+            if kind not in KIND_STREAMS:
+                raise InputError(f"unknown attention kind {kind!r}; expected one of {sorted(KIND_STREAMS)}")
+            qs, ks = KIND_STREAMS[kind]
+            for stream in (qs, ks):
+                if stream not in self.tokens:
+                    raise InputError(f"attention kind {kind!r} needs tokens for stream {stream!r}")
+            L, H, q, k = att.shape
+            if (q, k) != (len(self.tokens[qs]), len(self.tokens[ks])):
+                raise InputError(
+                    f"attention {kind!r} has {q} query x {k} key positions but there are "
+                    f"{len(self.tokens[qs])} {qs!r} and {len(self.tokens[ks])} {ks!r} tokens"
+                )
+        for name, seg in self.segments.items():
+            n = len(self.tokens.get(seg.stream, ()))
+            if not 0 <= seg.start <= seg.end <= n:
+                raise InputError(f"segment {name!r} [{seg.start}, {seg.end}) is outside stream {seg.stream!r} ({n})")
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def kinds(self) -> list[str]:
+        """Attention kinds in this trace, in a stable display order."""
+        return [k for k in KIND_STREAMS if k in self.attention]
+
+    @property
+    def default_kind(self) -> str:
+        return self.kinds[0]
+
+    def _att(self, kind: str | None) -> Attention:
+        kind = kind or self.default_kind
+        if kind not in self.attention:
+            raise MissingDataError(f"this trace has no {kind!r} attention; it has {self.kinds}")
+        return self.attention[kind]
+
+    def shape(self, kind: str | None = None) -> tuple[int, int, int, int]:
+        """``(layers, heads, q, k)`` of one kind."""
+        return self._att(kind).shape
+
+    def head(self, layer: int, head: int, kind: str | None = None) -> np.ndarray:
+        """One head's weights ``[q, k]`` float32."""
+        return self._att(kind).head(layer, head)
+
+    def layer(self, layer: int, kind: str | None = None) -> np.ndarray:
+        """One layer's weights ``[H, q, k]`` float32."""
+        return self._att(kind).layer(layer)
+
+    def row(self, layer: int, head: int, query: int, kind: str | None = None) -> np.ndarray:
+        """One query token's weights ``[k]`` float32."""
+        return self._att(kind).row(layer, head, query)
+
+    def dense(self, kind: str | None = None) -> np.ndarray:
+        """All weights of a kind ``[L, H, q, k]`` float32 (large for long inputs: prefer head/row)."""
+        return self._att(kind).dense()
+
+    def kept_mass(self, kind: str | None = None) -> float:
+        """Smallest fraction of any row's attention kept (1.0 unless pruned)."""
+        return self._att(kind).kept_mass()
+
+    def streams(self, kind: str | None = None) -> tuple[str, str]:
+        """(query stream, key stream) of a kind."""
+        return KIND_STREAMS[kind or self.default_kind]
+
+    def has_qkv(self, kind: str | None = None) -> bool:
+        return (kind or self.default_kind) in self.qkv
+
+    # ----------------------------------------------------------------- transforms
+    def with_meta(self, **meta: Any) -> Trace:
+        return replace(self, meta={**self.meta, **meta})
+
+    def astype(self, dtype) -> Trace:
+        """The same trace with attention stored as ``dtype`` (float16 halves the size)."""
+        return replace(self, attention={k: a.astype(dtype) for k, a in self.attention.items()})
+
+    def prune(self, mass: float = 0.95, top_k: int = 256) -> Trace:
+        """The same trace with every row pruned to its largest weights (see :class:`PruneSpec`)."""
+        spec = PruneSpec(mass, top_k)
+        att = {
+            k: PrunedAttention.from_layers((a.layer(i) for i in range(a.shape[0])), spec)
+            for k, a in self.attention.items()
+        }
+        return replace(self, attention=att)
+
+    def show(self, view: str = "head", **options):
+        """Render this trace with one of the views: ``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``."""
+        from .views import render
+
+        return render(view, self, **options)
+
+    # ----------------------------------------------------------------- arrays in
+    @classmethod
+    def from_arrays(
+        cls,
+        attention,
+        tokens,
+        *,
+        kind: str = "self",
+        sentence_b_start: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Trace:
+        """Make a Trace from attention arrays that did not come from :func:`attnscope.capture`.
+
+        ``attention`` is a tuple of per-layer ``[1, H, q, k]`` tensors (what Hugging Face returns), one
+        ``[L, H, q, k]`` array (numpy or torch), or a mapping kind -> either of those. ``tokens`` is a list of
+        strings, or a mapping stream -> list (``"encoder"``/``"decoder"`` for encoder-decoder models).
+        """
+        if isinstance(attention, Mapping):
+            arrays = {k: _stack_layers(v, k) for k, v in attention.items()}
+        else:
+            arrays = {kind: _stack_layers(attention, kind)}
+        if isinstance(tokens, Mapping):
+            toks = {s: _token_list(t, s) for s, t in tokens.items()}
+        else:
+            streams = {KIND_STREAMS.get(k, ("?",))[0] for k in arrays}
+            if len(streams) != 1:
+                raise InputError("several attention kinds need tokens as a mapping stream -> list of strings")
+            toks = {streams.pop(): _token_list(tokens, "tokens")}
+        for k, arr in arrays.items():
+            if k not in KIND_STREAMS:
+                raise InputError(f"unknown attention kind {k!r}; expected one of {sorted(KIND_STREAMS)}")
+            qs, ks = KIND_STREAMS[k]
+            want = (len(toks.get(qs, ())), len(toks.get(ks, ())))
+            if arr.shape[2:] != want:
+                raise InputError(
+                    f"attention {k!r} has shape {tuple(arr.shape)} but the tokens give [layers, heads, {want[0]}, "
+                    f"{want[1]}]; expected [layers, heads, n_tokens, n_tokens] (or a tuple of [1, heads, n, n])"
+                )
+        segments = {}
+        if sentence_b_start is not None:
+            stream = KIND_STREAMS[next(iter(arrays))][0]
+            n = len(toks[stream])
+            if not 0 < sentence_b_start < n:
+                raise InputError(f"sentence_b_start must be between 1 and {n - 1}; got {sentence_b_start}")
+            segments = {"A": Segment(stream, 0, sentence_b_start), "B": Segment(stream, sentence_b_start, n)}
+        return cls(
+            tokens=toks,
+            attention={k: DenseAttention(a) for k, a in arrays.items()},
+            segments=segments,
+            meta={"source": "arrays", "version": __version__, "created": _now(), **(meta or {})},
+        )
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | Path, *, dtype: str = "float32") -> Path:
+        """Write one ``.safetensors`` file: arrays plus JSON metadata in its header; ``dtype="float16"`` halves it."""
+        from safetensors.numpy import save_file
+
+        if dtype not in ("float32", "float16"):
+            raise InputError(f"dtype must be 'float32' or 'float16'; got {dtype!r}")
+        tensors: dict[str, np.ndarray] = {}
+        forms = {}
+        for kind, att in self.attention.items():
+            forms[kind] = {"form": "pruned" if att.pruned else "dense", "shape": list(att.shape)}
+            for name, arr in att.arrays().items():
+                if arr.dtype.kind == "f" and name != "mass":
+                    arr = arr.astype(dtype)
+                tensors[f"attention/{kind}" + (f"/{name}" if name else "")] = np.ascontiguousarray(arr)
+        for stream, ids in self.token_ids.items():
+            tensors[f"ids/{stream}"] = np.asarray(ids, dtype=np.int64).reshape(-1)
+        for kind, parts in self.qkv.items():
+            for name, arr in parts.items():
+                tensors[f"qkv/{kind}/{name}"] = np.ascontiguousarray(arr.astype(dtype))
+        for kind, arr in self.bias.items():
+            tensors[f"bias/{kind}"] = np.ascontiguousarray(arr.astype(np.float32))
+        header = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "attention": json.dumps(forms),
+            "tokens": json.dumps(self.tokens, ensure_ascii=False),
+            "segments": json.dumps({k: [s.stream, s.start, s.end] for k, s in self.segments.items()}),
+            "meta": json.dumps(self.meta, ensure_ascii=False, default=str),
+        }
+        path = Path(path)
+        save_file(tensors, str(path), metadata=header)
+        return path
+
+
+def load(path: str | Path) -> Trace:
+    """Read a trace written by :meth:`Trace.save`. Never unpickles; a bad file raises TraceFormatError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise TraceFormatError(f"no trace file at {str(path)!r}; check the path")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+            if header.get("format") != FORMAT:
+                raise TraceFormatError(
+                    f"{str(path)!r} is a safetensors file but not an attnscope trace (no 'format: {FORMAT}' in its "
+                    "header); make traces with attnscope.capture(...).save(path)"
+                )
+            version = int(header.get("format_version", "0"))
+            if version > FORMAT_VERSION:
+                raise TraceFormatError(
+                    f"{str(path)!r} has trace format {version}; this attnscope reads up to {FORMAT_VERSION}. "
+                    "Upgrade attnscope: pip install -U attnscope"
+                )
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        forms = json.loads(header["attention"])
+        tokens = json.loads(header["tokens"])
+        segments = {k: Segment(*v) for k, v in json.loads(header["segments"]).items()}
+        meta = json.loads(header["meta"])
+        attention: dict[str, Attention] = {}
+        for kind, info in forms.items():
+            if info["form"] == "dense":
+                attention[kind] = DenseAttention(tensors[f"attention/{kind}"])
+            else:
+                p = f"attention/{kind}/"
+                attention[kind] = PrunedAttention(
+                    info["shape"], tensors[p + "indptr"], tensors[p + "indices"], tensors[p + "values"],
+                    tensors[p + "mass"],
+                )
+        qkv: dict[str, dict[str, np.ndarray]] = {}
+        bias: dict[str, np.ndarray] = {}
+        ids: dict[str, list[int]] = {}
+        for name, arr in tensors.items():
+            parts = name.split("/")
+            if parts[0] == "qkv":
+                qkv.setdefault(parts[1], {})[parts[2]] = arr.astype(np.float32)
+            elif parts[0] == "bias":
+                bias[parts[1]] = arr
+            elif parts[0] == "ids":
+                ids[parts[1]] = arr.tolist()
+        return Trace(tokens=tokens, attention=attention, token_ids=ids, segments=segments, qkv=qkv, bias=bias,
+                     meta=meta)
+    except TraceFormatError:
+        raise
+    except Exception as exc:  # safetensors, json and shape errors all mean the same thing here
+        raise TraceFormatError(
+            f"{str(path)!r} is not a readable attnscope trace ({type(exc).__name__}: {exc}); "
+            "it may be truncated or corrupted: capture and save it again"
+        ) from exc
+
+
+def _stack_layers(attention, kind: str) -> np.ndarray:
+    """Tuple of ``[1, H, q, k]`` or one ``[L, H, q, k]`` (numpy/torch) -> float32 ``[L, H, q, k]``."""
+    if isinstance(attention, (list, tuple)):
+        if not attention:
+            raise InputError(f"attention {kind!r} is an empty sequence; expected one [1, heads, q, k] per layer")
+        layers = [_to_numpy(a) for a in attention]
+        for i, a in enumerate(layers):
+            if a.ndim != 4 or a.shape[0] != 1:
+                raise InputError(
+                    f"attention {kind!r} layer {i} has shape {tuple(a.shape)}; expected [1, heads, q, k] "
+                    "(batch of one, as Hugging Face returns with output_attentions=True)"
+                )
+        shapes = {a.shape for a in layers}
+        if len(shapes) != 1:
+            raise InputError(f"attention {kind!r} layers differ in shape: {sorted(shapes)}")
+        arr = np.concatenate(layers, axis=0)
+    else:
+        arr = _to_numpy(attention)
+        if arr.ndim != 4:
+            raise InputError(
+                f"attention {kind!r} has shape {tuple(arr.shape)}; expected [layers, heads, q, k] "
+                "or a tuple of [1, heads, q, k]"
+            )
+    if not np.isfinite(arr).all():
+        raise InputError(f"attention {kind!r} holds NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _to_numpy(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().to("cpu").float().numpy()
+    try:
+        return np.asarray(a, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"attention must be numeric arrays or tensors; got {type(a).__name__}") from exc
+
+
+def _token_list(tokens, name: str) -> list[str]:
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise InputError(f"{name} must be a list of strings; got {type(tokens).__name__}")
+    return [str(t) for t in tokens]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
