@@ -76,7 +76,7 @@ def capture(
         else:
             inputs = _prepare(model, tokenizer, text, pair=pair, target=target, generate=generate,
                               truncate=truncate, features=features)
-        n = max(len(t) for t in inputs.tokens.values())
+        n = max(len(t) if t is not None else inputs.kwargs["input_features"].shape[-1] for t in inputs.tokens.values())
         spec = _prune_spec(model, prune, n)
         rec = _run(model, inputs.kwargs, qkv=qkv, prune=spec)
     trace = _to_trace(model, rec, inputs, item=0, lengths=None, qkv=qkv)
