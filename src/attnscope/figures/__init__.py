@@ -1,0 +1,89 @@
+"""Publication figures: static PNG / SVG / PDF versions of the views, drawn with matplotlib.
+
+>>> fig = figure("model", trace, theme="dark")           # a matplotlib Figure, to adjust or embed
+>>> save_figure("head", trace, "head.svg", layer=2)      # the format follows the suffix
+
+Views: ``"head"`` (token columns joined by lines, one colour per head), ``"model"`` (layers x heads grid of
+heatmaps), ``"neuron"`` (query/key vectors, q·k and softmax for one query token; needs a trace captured with
+``qkv=True``) and ``"matrix"`` (one head's heatmap with token labels). Options are those of the HTML views:
+``kind, layer, heads, include_layers, include_heads, query, head, theme ("light"|"dark"), prettify``.
+
+Figures never touch pyplot or the global rcParams. Text stays text in SVG and PDF (searchable, editable), and the
+output is deterministic: the same trace and options give the same SVG bytes. ``figure()`` builds under the
+package's settings; save with :func:`save_figure` (or inside :func:`attnscope.figures.style.rc_context`) to keep
+the text-as-text and determinism settings when writing the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from ..errors import InputError
+from . import head, matrix, model, neuron, style
+from .options import resolve
+
+log = logging.getLogger(__name__)
+
+VIEWS = {"head": head, "model": model, "neuron": neuron, "matrix": matrix}
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+#: metadata that would otherwise carry the time of writing (the rest is fixed by matplotlib's version)
+_STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
+
+__all__ = ["FORMATS", "VIEWS", "figure", "save_figure"]
+
+
+def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float = 150, **options) -> Figure:
+    """Draw ``view`` of ``trace`` as a matplotlib Figure of ``size`` (width, height) inches.
+
+    ``size=None`` picks a size from the number of tokens, layers and heads. ``dpi`` sets the pixel density that
+    PNG output and thumbnail resolution use. See the module docstring for the views and options.
+    """
+    module = _view_module(view)
+    opts = resolve(trace, **options)
+    size = _size(size) if size is not None else module.default_size(trace, opts)
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 2400:
+        raise InputError(f"dpi must be a number between 10 and 2400; got {dpi!r}")
+    with style.rc_context(opts.theme):
+        fig = style.new_figure(size, float(dpi))
+        module.draw(fig, trace, opts)
+    return fig
+
+
+def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: Sequence[float] | None = None,
+                **options) -> Path:
+    """Draw ``view`` of ``trace`` and write it to ``path``; the suffix picks the format (.png, .svg or .pdf).
+
+    Returns the path written. PNG images are ``size * dpi`` pixels; SVG and PDF keep text as text.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot write a figure as {path.suffix or 'a file without suffix'!r} ({str(path)!r}); "
+            f"use one of {', '.join(FORMATS)} (or .html through attnscope.views)"
+        )
+    fig = figure(view, trace, size=size, dpi=dpi, **options)
+    with style.rc_context(style.THEMES[options.get("theme") or "light"]):
+        fig.savefig(path, format=fmt, dpi=dpi, metadata=_STABLE_METADATA[fmt])
+    log.debug("wrote %s figure to %s", view, path)
+    return path
+
+
+def _view_module(view: str):
+    if view not in VIEWS:
+        raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    return VIEWS[view]
+
+
+def _size(size) -> tuple[float, float]:
+    try:
+        w, h = (float(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be (width, height) in inches; got {size!r}") from None
+    if not (0.5 <= w <= 100 and 0.5 <= h <= 100):
+        raise InputError(f"size must be between 0.5 and 100 inches per side; got {size!r}")
+    return w, h

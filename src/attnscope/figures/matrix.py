@@ -1,0 +1,66 @@
+"""Static matrix view: one head's attention as a heatmap, queries down, keys across, with token labels.
+
+Inputs longer than the figure has pixels are block-max pooled (``attention.pooled``) to about one block per pixel,
+so a 4096-token head is drawn from a small image and no peak is lost; labels are thinned to fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.patches import Rectangle
+
+from . import style
+from .options import Options
+
+
+def default_size(trace, opts: Options) -> tuple[float, float]:
+    n = max(len(opts.query_labels), len(opts.key_labels))
+    side = float(np.clip(0.2 * n + 2.0, 4.5, 10.0))
+    return side + 0.9, side
+
+
+def draw(fig, trace, opts: Options) -> None:
+    att = trace.attention[opts.kind]
+    _, _, q, k = att.shape
+    width, height = fig.get_size_inches()
+    size = max(64, int(min(width, height) * fig.dpi))
+    image = att.pooled(opts.layer, opts.head, size)  # [ceil(q/b), ceil(k/b)]
+    block = max(1, math.ceil(max(q, k) / size))
+    norm, cmap = style.heat_norm(float(image.max())), opts.theme.heat_cmap()
+    ax = fig.add_subplot()
+    aspect = "equal" if 0.5 <= q / k <= 2.0 else "auto"
+    ax.imshow(image, cmap=cmap, norm=norm, aspect=aspect, interpolation="antialiased",
+              extent=(-0.5, image.shape[1] * block - 0.5, image.shape[0] * block - 0.5, -0.5))
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_ylim(q - 0.5, -0.5)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    style.token_ticks(ax.xaxis, opts.key_labels, width - 2.2, rotation=90)
+    style.token_ticks(ax.yaxis, opts.query_labels, height - 1.8)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    _segment_rules(ax, trace, opts)
+    if opts.query is not None:
+        ax.add_patch(Rectangle((-0.5, opts.query - 0.5), k, 1, fill=False, edgecolor=opts.theme.accent, lw=1.2))
+    parts = [f"layer {opts.layer}", f"head {opts.head}"] + ([opts.kind] if len(trace.kinds) > 1 else [])
+    if block > 1:
+        parts.append(f"{block}x{block} block max")
+    ax.set_title(style.title_of(trace, "matrix", parts), pad=6)
+    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.7, aspect=30, pad=0.02)
+    bar.set_label("attention weight", fontsize=8)
+    bar.outline.set_visible(False)
+    bar.ax.tick_params(labelsize=7, length=2)
+
+
+def _segment_rules(ax, trace, opts: Options) -> None:
+    """Thin rules where segments meet (sentence A | B, prompt | generated), across and down."""
+    qs, ks = trace.streams(opts.kind)
+    nq, nk = len(opts.query_labels), len(opts.key_labels)
+    for seg in trace.segments.values():
+        if seg.stream == ks and 0 < seg.start < nk:
+            ax.axvline(seg.start - 0.5, color=opts.theme.muted, lw=0.8)
+        if seg.stream == qs and 0 < seg.start < nq:
+            ax.axhline(seg.start - 0.5, color=opts.theme.muted, lw=0.8)
