@@ -12,7 +12,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
 from . import style
-from .options import Options
+from .options import Options, boundaries, head_block
 
 MIN_WEIGHT = 0.02
 MAX_LINES = 6000
@@ -42,7 +42,7 @@ def draw(fig, trace, opts: Options) -> None:
     budget = max(1, MAX_LINES // len(opts.heads))
     segments, rgba = [], []
     for h in opts.heads:
-        q, k, w = strongest(trace.head(opts.layer, h, opts.kind), budget)
+        q, k, w = strongest(head_block(trace, opts, opts.layer, h), budget)
         yq, yk = _positions(nq)[q], _positions(nk)[k]
         segments.append(np.stack([np.stack([np.zeros_like(yq), yq], 1), np.stack([np.ones_like(yk), yk], 1)], 1))
         c = np.tile(np.asarray(colors[h]), (len(w), 1))
@@ -65,8 +65,8 @@ def draw(fig, trace, opts: Options) -> None:
     ax.set_xticks([])
     _segment_marks(ax, trace, opts)
     heads = "all heads" if len(opts.heads) == trace.shape(opts.kind)[1] else f"heads {_ranges(opts.heads)}"
-    ax.set_title(style.title_of(trace, "head view", [f"layer {opts.layer}", heads] + _kind_part(trace, opts)),
-                 loc="center", pad=8)
+    parts = [f"layer {opts.layer}", heads] + style.kind_and_filter(trace, opts)
+    ax.set_title(style.title_of(trace, "head view", parts), loc="center", pad=8)
     handles = [Line2D([], [], color=colors[h], lw=2.5, label=str(h)) for h in opts.heads]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 12), fontsize=7,
                handlelength=1.0, columnspacing=0.8, title="head", title_fontsize=7)
@@ -83,15 +83,11 @@ def _label_axis(axis, labels: list[str], height: float) -> None:
 
 def _segment_marks(ax, trace, opts: Options) -> None:
     """Short rules beside the labels where one segment (sentence A/B, prompt/generated) ends and the next starts."""
-    qs, ks = trace.streams(opts.kind)
-    for x0, x1, stream, n in ((0.0, 0.04, qs, len(opts.query_labels)), (0.96, 1.0, ks, len(opts.key_labels))):
-        for seg in trace.segments.values():
-            if seg.stream == stream and 0 < seg.start < n:
-                ax.plot([x0, x1], [seg.start / n] * 2, color=opts.theme.muted, lw=1.0)
-
-
-def _kind_part(trace, opts: Options) -> list[str]:
-    return [opts.kind] if len(trace.kinds) > 1 else []
+    query_bounds, key_bounds = boundaries(trace, opts)
+    for x0, x1, bounds, n in ((-0.02, 0.02, query_bounds, len(opts.query_labels)),
+                              (0.98, 1.02, key_bounds, len(opts.key_labels))):
+        for b in bounds:
+            ax.plot([x0, x1], [b / n] * 2, color=opts.theme.muted, lw=1.0)
 
 
 def _ranges(values: list[int]) -> str:

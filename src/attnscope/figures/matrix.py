@@ -13,7 +13,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.patches import Rectangle
 
 from . import style
-from .options import Options
+from .options import Options, boundaries, head_block
 
 
 def default_size(trace, opts: Options) -> tuple[float, float]:
@@ -23,11 +23,10 @@ def default_size(trace, opts: Options) -> tuple[float, float]:
 
 
 def draw(fig, trace, opts: Options) -> None:
-    att = trace.attention[opts.kind]
-    _, _, q, k = att.shape
+    q, k = len(opts.query_labels), len(opts.key_labels)
     width, height = fig.get_size_inches()
     size = max(64, int(min(width, height) * fig.dpi))
-    image = att.pooled(opts.layer, opts.head, size)  # [ceil(q/b), ceil(k/b)]
+    image = head_block(trace, opts, opts.layer, opts.head, size)  # [ceil(q/b), ceil(k/b)]
     block = max(1, math.ceil(max(q, k) / size))
     norm, cmap = style.heat_norm(float(image.max())), opts.theme.heat_cmap()
     ax = fig.add_subplot()
@@ -43,9 +42,10 @@ def draw(fig, trace, opts: Options) -> None:
     ax.set_xlabel("key")
     ax.set_ylabel("query")
     _segment_rules(ax, trace, opts)
-    if opts.query is not None:
-        ax.add_patch(Rectangle((-0.5, opts.query - 0.5), k, 1, fill=False, edgecolor=opts.theme.accent, lw=1.2))
-    parts = [f"layer {opts.layer}", f"head {opts.head}"] + ([opts.kind] if len(trace.kinds) > 1 else [])
+    row = None if opts.query is None else opts.query - (opts.rows.start or 0)
+    if row is not None and 0 <= row < q:
+        ax.add_patch(Rectangle((-0.5, row - 0.5), k, 1, fill=False, edgecolor=opts.theme.accent, lw=1.2))
+    parts = [f"layer {opts.layer}", f"head {opts.head}"] + style.kind_and_filter(trace, opts)
     if block > 1:
         parts.append(f"{block}x{block} block max")
     ax.set_title(style.title_of(trace, "matrix", parts), pad=6)
@@ -57,10 +57,8 @@ def draw(fig, trace, opts: Options) -> None:
 
 def _segment_rules(ax, trace, opts: Options) -> None:
     """Thin rules where segments meet (sentence A | B, prompt | generated), across and down."""
-    qs, ks = trace.streams(opts.kind)
-    nq, nk = len(opts.query_labels), len(opts.key_labels)
-    for seg in trace.segments.values():
-        if seg.stream == ks and 0 < seg.start < nk:
-            ax.axvline(seg.start - 0.5, color=opts.theme.muted, lw=0.8)
-        if seg.stream == qs and 0 < seg.start < nq:
-            ax.axhline(seg.start - 0.5, color=opts.theme.muted, lw=0.8)
+    query_bounds, key_bounds = boundaries(trace, opts)
+    for b in key_bounds:
+        ax.axvline(b - 0.5, color=opts.theme.muted, lw=0.8)
+    for b in query_bounds:
+        ax.axhline(b - 0.5, color=opts.theme.muted, lw=0.8)

@@ -14,9 +14,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import to_rgba
 
 from . import style
-from .options import Options
+from .options import Options, head_block
 
-THUMB = 96  # largest side of one cell's thumbnail, in image pixels
+THUMB = 96  # largest side of one cell's thumbnail, in image pixels (option thumb_size)
 MIN_CELL = 48  # small thumbnails are enlarged (nearest) to at least this many pixels so gaps stay thin
 
 
@@ -28,11 +28,11 @@ def default_size(trace, opts: Options) -> tuple[float, float]:
 
 def mosaic(trace, opts: Options) -> tuple[np.ndarray, tuple[int, int], int, int]:
     """The grid as one RGBA image ``[rows, cols, 4]``, the cell size ``(h, w)`` in pixels, the gap, the pool block."""
-    att = trace.attention[opts.kind]
-    _, _, q, k = att.shape
-    block = max(1, math.ceil(max(q, k) / THUMB))
+    q, k = len(opts.query_labels), len(opts.key_labels)
+    size = opts.thumb_size or THUMB
+    block = max(1, math.ceil(max(q, k) / size))
     cmap, norm = opts.theme.heat_cmap(), style.heat_norm(1.0)
-    first = att.pooled(opts.layers[0], opts.head_set[0], THUMB)
+    first = head_block(trace, opts, opts.layers[0], opts.head_set[0], size)
     scale = max(1, math.ceil(MIN_CELL / max(first.shape)))
     ch, cw = first.shape[0] * scale, first.shape[1] * scale
     gap = max(2, round(max(ch, cw) / 24))
@@ -41,7 +41,7 @@ def mosaic(trace, opts: Options) -> tuple[np.ndarray, tuple[int, int], int, int]
     image[:] = np.asarray(to_rgba(opts.theme.gap))
     for r, layer in enumerate(opts.layers):
         for c, head in enumerate(opts.head_set):
-            thumb = first if (r, c) == (0, 0) else att.pooled(layer, head, THUMB)
+            thumb = first if (r, c) == (0, 0) else head_block(trace, opts, layer, head, size)
             cell = cmap(norm(np.clip(thumb, 0.0, 1.0)))
             cell = np.repeat(np.repeat(cell, scale, axis=0), scale, axis=1)
             y, x = gap + r * (ch + gap), gap + c * (cw + gap)
@@ -62,7 +62,7 @@ def draw(fig, trace, opts: Options) -> None:
     ax.xaxis.set_label_position("top")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    parts = [opts.kind] if len(trace.kinds) > 1 else []
+    parts = style.kind_and_filter(trace, opts)
     if block > 1:
         parts.append(f"{block}x{block} block max")
     ax.set_title(style.title_of(trace, "model view", parts), pad=6)

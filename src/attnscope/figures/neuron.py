@@ -8,12 +8,14 @@ Keys hidden by a causal mask are drawn grey. Needs a trace captured with ``qkv=T
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 
-from ..errors import MissingDataError
+from ..errors import InputError, MissingDataError
 from . import style
 from .options import Options
 
@@ -23,14 +25,29 @@ def default_size(trace, opts: Options) -> tuple[float, float]:
     return 9.0, float(np.clip(0.2 * n + 2.2, 3.5, 11.0))
 
 
-def vectors(trace, opts: Options) -> dict[str, np.ndarray]:
-    """``query [d]``, ``key [k, d]``, ``product [k, d]``, ``score [k]``, ``weight [k]``, ``masked [k]`` bool."""
+@dataclass(frozen=True)
+class Explained:
+    """One query token's attention taken apart (``d`` head size, ``k`` keys)."""
+
+    index: int  # the query token
+    query: np.ndarray  # [d]
+    key: np.ndarray  # [k, d]
+    product: np.ndarray  # [k, d] query * key, elementwise
+    score: np.ndarray  # [k] q·k x scaling (+ position bias)
+    weight: np.ndarray  # [k] the softmax weights the model used
+    masked: np.ndarray  # [k] bool, hidden by the causal mask
+
+
+def explain(trace, opts: Options) -> Explained:
+    """Take apart the attention of ``opts.query`` (default token 0) in ``opts.layer``/``opts.head``."""
     if not trace.has_qkv(opts.kind):
         raise MissingDataError(
             f"the neuron view needs query/key vectors, and this trace has none for {opts.kind!r} attention; capture "
             "with qkv=True: attnscope.capture(model, tokenizer, text, qkv=True), or on the command line "
             "`attnscope capture MODEL TEXT --qkv` (`attnscope show --view neuron` does it for you)"
         )
+    if opts.cropped:
+        raise InputError("the neuron view shows every key of one query token; it takes no filter (pass query=)")
     qkv = trace.qkv[opts.kind]
     i = 0 if opts.query is None else opts.query
     query = np.asarray(qkv["query"][opts.layer, opts.head, i], dtype=np.float32)  # [d]
@@ -44,23 +61,21 @@ def vectors(trace, opts: Options) -> dict[str, np.ndarray]:
     if info.get("causal"):
         masked[i + 1 :] = True
     weight = trace.row(opts.layer, opts.head, i, opts.kind)
-    return {"query": query, "key": key, "product": key * query, "score": score, "weight": weight,
-            "masked": masked, "index": np.asarray(i)}
+    return Explained(i, query, key, key * query, score, weight, masked)
 
 
 def draw(fig, trace, opts: Options) -> None:
-    v = vectors(trace, opts)
-    theme, n = opts.theme, len(v["score"])
+    v = explain(trace, opts)
+    theme, n, i = opts.theme, len(v.score), v.index
     width, height = fig.get_size_inches()
     grid = fig.add_gridspec(2, 4, height_ratios=[0.35, max(height - 2.2, 0.5)], width_ratios=[3, 3, 1.3, 1.3])
     diverging = theme.diverging_cmap()
-    vlim = float(max(np.abs(v["key"]).max(), np.abs(v["query"]).max(), 1e-12))
-    plim = float(max(np.abs(v["product"]).max(), 1e-12))
+    vlim = float(max(np.abs(v.key).max(), np.abs(v.query).max(), 1e-12))
+    plim = float(max(np.abs(v.product).max(), 1e-12))
     vec_norm, prod_norm = Normalize(-vlim, vlim), Normalize(-plim, plim)
-    i = int(v["index"])
 
     top = fig.add_subplot(grid[0, 0])
-    top.imshow(v["query"][None, :], cmap=diverging, norm=vec_norm, aspect="auto")
+    top.imshow(v.query[None, :], cmap=diverging, norm=vec_norm, aspect="auto")
     top.set_yticks([0], [opts.query_labels[i]], fontsize=8)
     top.get_yticklabels()[0].set_parse_math(False)
     top.set_xticks([])
@@ -72,7 +87,7 @@ def draw(fig, trace, opts: Options) -> None:
               va="center", fontsize=10, parse_math=False)
 
     keys = fig.add_subplot(grid[1, 0])
-    keys.imshow(v["key"], cmap=diverging, norm=vec_norm, aspect="auto", interpolation="nearest")
+    keys.imshow(v.key, cmap=diverging, norm=vec_norm, aspect="auto", interpolation="nearest")
     style.token_ticks(keys.yaxis, opts.key_labels, height - 2.2)
     if trace.streams(opts.kind)[0] == trace.streams(opts.kind)[1]:
         for tick, label in zip(keys.yaxis.get_ticklocs(), keys.yaxis.get_ticklabels()):
@@ -80,19 +95,19 @@ def draw(fig, trace, opts: Options) -> None:
                 label.set_color(theme.accent)  # the query token among the keys
     keys.set_title("key k", fontsize=9, loc="left")
     prod = fig.add_subplot(grid[1, 1], sharey=keys)
-    prod.imshow(v["product"], cmap=diverging, norm=prod_norm, aspect="auto", interpolation="nearest")
+    prod.imshow(v.product, cmap=diverging, norm=prod_norm, aspect="auto", interpolation="nearest")
     prod.set_title("q × k (elementwise)", fontsize=9, loc="left")
     for ax in (top, keys, prod):
-        _dimension_ticks(ax, len(v["query"]), ax is not top)
+        _dimension_ticks(ax, len(v.query), ax is not top)
         for side in ax.spines.values():
             side.set_visible(False)
     prod.tick_params(labelleft=False)
 
     score_title = "q·k × scale" + (" + bias" if opts.kind in trace.bias else "")
-    score_colors = np.where(v["score"] >= 0, theme.positive, theme.negative)
-    _bars(fig.add_subplot(grid[1, 2], sharey=keys), v["score"], np.where(v["masked"], theme.muted, score_colors),
+    score_colors = np.where(v.score >= 0, theme.positive, theme.negative)
+    _bars(fig.add_subplot(grid[1, 2], sharey=keys), v.score, np.where(v.masked, theme.muted, score_colors),
           score_title, theme)
-    _bars(fig.add_subplot(grid[1, 3], sharey=keys), v["weight"], [theme.heat[3]] * n, "softmax", theme)
+    _bars(fig.add_subplot(grid[1, 3], sharey=keys), v.weight, [theme.heat[3]] * n, "softmax", theme)
     keys.set_ylim(n - 0.5, -0.5)
     for ax, norm, label in ((keys, vec_norm, "q, k value"), (prod, prod_norm, "product")):
         bar = fig.colorbar(ScalarMappable(norm, diverging), ax=ax, location="bottom", shrink=0.8, aspect=30,

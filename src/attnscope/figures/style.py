@@ -149,6 +149,14 @@ def token_ticks(axis, labels: Sequence[str], length_in: float, *, rotation: floa
 
 
 def title_of(trace, view: str, parts: Sequence[str]) -> str:
-    """``"minilm · head view · layer 2"``: the model (if known), the view and the given parts."""
-    model = trace.meta.get("model")
-    return " · ".join([str(model)] * bool(model) + [view] + list(parts))
+    """``"minilm · head view · layer 2"``: the model (if known, without its hub owner), the view and the parts."""
+    model = str(trace.meta.get("model") or "").rstrip("/").split("/")[-1]
+    return " · ".join([model] * bool(model) + [view] + list(parts))
+
+
+def kind_and_filter(trace, opts) -> list[str]:
+    """Title parts naming the attention kind (when the trace has several) and the segment filter (when cropped)."""
+    parts = [opts.kind] if len(trace.kinds) > 1 else []
+    if opts.cropped:
+        parts.append(opts.filter.replace("->", " → "))
+    return parts
