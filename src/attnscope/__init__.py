@@ -8,6 +8,7 @@ from ._version import __version__
 from .attention import PruneSpec
 from .capture import capture, capture_batch, load_model
 from .trace import Segment, Trace, load
+from .views import head_view, matrix_view, model_view, neuron_view
 
 __all__ = [
     "PruneSpec",
@@ -16,6 +17,10 @@ __all__ = [
     "__version__",
     "capture",
     "capture_batch",
+    "head_view",
     "load",
     "load_model",
+    "matrix_view",
+    "model_view",
+    "neuron_view",
 ]

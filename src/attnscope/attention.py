@@ -56,7 +56,11 @@ class DenseAttention:
         return self.weights.sum(-1, dtype=np.float32)
 
     def kept_mass(self) -> float:
-        """Smallest fraction of a row's attention that is kept (1.0: nothing was pruned)."""
+        """Fraction of all attention mass that is kept, averaged over rows (1.0: nothing was pruned)."""
+        return 1.0
+
+    def min_kept_mass(self) -> float:
+        """Fraction kept in the worst row (1.0: nothing was pruned)."""
         return 1.0
 
     def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
@@ -78,7 +82,7 @@ class PruneSpec:
     """How to prune rows: keep the largest weights until ``mass`` is reached, at most ``top_k`` per row."""
 
     mass: float = 0.95
-    top_k: int = 256
+    top_k: int = 1024
 
     def __post_init__(self):
         if not 0.0 < self.mass <= 1.0:
@@ -199,6 +203,9 @@ class PrunedAttention:
         return self.mass
 
     def kept_mass(self) -> float:
+        return float(self.mass.mean(dtype=np.float64)) if self.mass.size else 1.0
+
+    def min_kept_mass(self) -> float:
         return float(self.mass.min()) if self.mass.size else 1.0
 
     def pooled(self, layer: int, head: int, size: int) -> np.ndarray:

@@ -127,8 +127,12 @@ class Trace:
         return self._att(kind).dense()
 
     def kept_mass(self, kind: str | None = None) -> float:
-        """Smallest fraction of any row's attention kept (1.0 unless pruned)."""
+        """Fraction of the attention mass kept, averaged over rows (1.0 unless pruned)."""
         return self._att(kind).kept_mass()
+
+    def min_kept_mass(self, kind: str | None = None) -> float:
+        """Fraction of the attention mass kept in the worst row (1.0 unless pruned)."""
+        return self._att(kind).min_kept_mass()
 
     def streams(self, kind: str | None = None) -> tuple[str, str]:
         """(query stream, key stream) of a kind."""
@@ -145,7 +149,7 @@ class Trace:
         """The same trace with attention stored as ``dtype`` (float16 halves the size)."""
         return replace(self, attention={k: a.astype(dtype) for k, a in self.attention.items()})
 
-    def prune(self, mass: float = 0.95, top_k: int = 256) -> Trace:
+    def prune(self, mass: float = 0.95, top_k: int = 1024) -> Trace:
         """The same trace with every row pruned to its largest weights (see :class:`PruneSpec`)."""
         spec = PruneSpec(mass, top_k)
         att = {
