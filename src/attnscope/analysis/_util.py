@@ -1,0 +1,52 @@
+"""Small helpers shared by the analyses: which kind to read, and whether its mask is causal."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..trace import Trace
+
+
+def resolve_kind(trace: Trace, kind: str | None) -> str:
+    """The kind to analyse (the trace's default when None); raises MissingDataError when the trace lacks it."""
+    if not isinstance(trace, Trace):
+        raise InputError(
+            f"expected an attnscope Trace; got {type(trace).__name__}. Make one with attnscope.capture(...) "
+            "or attnscope.Trace.from_arrays(attention, tokens)"
+        )
+    kind = kind or trace.default_kind
+    trace.shape(kind)  # MissingDataError naming the kinds it has
+    return kind
+
+
+def is_causal(trace: Trace, kind: str) -> bool:
+    """Whether query ``i`` of ``kind`` may only attend to keys ``0..i``.
+
+    Captured traces record the mask rule in ``meta["kinds"][kind]["causal"]``. Traces made from arrays do not, so
+    the rule is read from the weights: causal when every head of layer 0 is square and has no weight above the
+    diagonal (a softmax over allowed keys is never exactly 0, so an encoder never passes this test).
+    """
+    info = (trace.meta.get("kinds") or {}).get(kind)
+    if isinstance(info, dict) and "causal" in info:
+        return bool(info["causal"])
+    _, heads, q, k = trace.shape(kind)
+    if q != k or q < 2:
+        return False
+    return not any(np.triu(trace.head(0, h, kind), 1).any() for h in range(heads))
+
+
+def same_stream(trace: Trace, kind: str) -> bool:
+    """Whether queries and keys of ``kind`` are the same tokens (all kinds but ``"cross"``)."""
+    qs, ks = trace.streams(kind)
+    return qs == ks
+
+
+def require_square(trace: Trace, kind: str, what: str) -> int:
+    """The token count of a kind whose queries and keys are the same tokens; InputError for cross-attention."""
+    if not same_stream(trace, kind):
+        raise InputError(
+            f"{what} needs attention whose queries and keys are the same tokens; {kind!r} attention goes from "
+            f"{trace.streams(kind)[0]!r} to {trace.streams(kind)[1]!r} tokens. Pick kind='encoder' or 'decoder'"
+        )
+    return trace.shape(kind)[2]

@@ -1,0 +1,162 @@
+"""Per-head statistics of attention, and a pattern label per head.
+
+Attention maps invite reading patterns into them; these numbers say how strong a pattern really is. Each metric is
+a mean over query rows of one head's ``[q, k]`` matrix ``a`` (rows sum to 1):
+
+- ``entropy``: ``-sum_j a_ij log a_ij / log m_i`` where ``m_i`` is the number of keys row ``i`` may attend to
+  (``i + 1`` under a causal mask, else ``k``). 0 = all weight on one key, 1 = uniform over the allowed keys.
+  Rows with a single allowed key (the first row under a causal mask) have no choice to make and are left out of
+  the mean (0 if no row has a choice). On pruned traces the dropped weights are missing from the sum, so the value
+  is a lower bound.
+- ``distance``: mean attention distance ``sum_j a_ij |i - j|`` in tokens.
+- ``self``, ``previous``, ``next``: weight on key ``i``, ``i - 1``, ``i + 1`` (``previous`` averages the rows that
+  have a previous token, ``next`` those that have a next one).
+- ``local``: weight on keys within ``LOCAL_WINDOW`` tokens of the query.
+- ``first``: weight on the first key. ``special``: weight on special tokens (see :func:`is_special_token`).
+  ``sink``: weight on the first key or any special token (each key counted once): the attention-sink mass.
+- ``max``: the row's largest weight.
+
+For cross-attention (queries and keys are different token streams) the positional metrics (distance, self,
+previous, next, local) are NaN.
+
+Labels (first rule that holds wins):
+
+1. ``previous-token`` / ``next-token`` / ``self`` / ``sink/delimiter``: the largest of ``previous``, ``next``,
+   ``self``, ``sink`` is at least ``PATTERN_MIN_MASS``;
+2. ``broad``: ``entropy >= BROAD_MIN_ENTROPY``;
+3. ``local``: ``local >= LOCAL_MIN_MASS``;
+4. ``mixed``: none of the above.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import require
+from ..trace import Trace
+from ._util import is_causal, resolve_kind, same_stream
+
+#: Mass on one kind of key (previous, next, self, sink) that makes it the head's label.
+PATTERN_MIN_MASS = 0.5
+#: Normalised entropy at or above which a head is "broad".
+BROAD_MIN_ENTROPY = 0.75
+#: Keys within this many tokens of the query count as local.
+LOCAL_WINDOW = 2
+#: Mass within ``LOCAL_WINDOW`` at or above which a head is "local".
+LOCAL_MIN_MASS = 0.7
+
+LABELS = ("previous-token", "next-token", "self", "sink/delimiter", "broad", "local", "mixed")
+
+#: Special tokens recognised by name (in addition to the patterns below).
+SPECIAL_TOKENS = frozenset({
+    "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>", "<bos>", "<eos>",
+    "<cls>", "<sep>", "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>",
+})
+_SPECIAL_PATTERNS = (
+    re.compile(r"\[[A-Z][A-Z0-9_]*\]"),  # BERT style: [CLS], [SEP], [PAD], [unused-free upper-case names]
+    re.compile(r"<\|[^|<>\s]+\|>"),  # <|endoftext|>, <|im_start|>, <|eot_id|>
+    re.compile(r"</?[a-z][a-z0-9_]*>"),  # <s>, </s>, <pad>, <bos>, <start_of_turn>
+)
+
+
+def is_special_token(token: str) -> bool:
+    """Whether a raw token string is a tokenizer's special token.
+
+    The rule: one of :data:`SPECIAL_TOKENS`, or the whole string is an upper-case name in square brackets
+    (``[CLS]``), a name between ``<|`` and ``|>`` (``<|endoftext|>``), or a lower-case name in angle brackets,
+    optionally closing (``<s>``, ``</s>``, ``<pad>``). Text never tokenizes to such strings with BERT, GPT-2 or
+    SentencePiece vocabularies, which split brackets from letters.
+    """
+    return token in SPECIAL_TOKENS or any(p.fullmatch(token) for p in _SPECIAL_PATTERNS)
+
+
+def special_positions(tokens: Sequence[str]) -> np.ndarray:
+    """Indices of the special tokens in a token list."""
+    return np.array([i for i, t in enumerate(tokens) if is_special_token(t)], dtype=np.int64)
+
+
+def head_metrics(trace: Trace, kind: str | None = None) -> list[dict]:
+    """One record per (layer, head) with the metrics and label described in this module's docstring.
+
+    Keys: ``layer, head, entropy, distance, self, previous, next, local, first, special, sink, max, label``.
+    Reads one head at a time, so it works the same on dense and pruned traces of any length.
+    """
+    kind = resolve_kind(trace, kind)
+    L, H, q, k = trace.shape(kind)
+    ctx = _Context(trace, kind, q, k)
+    records = []
+    for layer in range(L):
+        for head in range(H):
+            rec = {"layer": layer, "head": head, **ctx.metrics(trace.head(layer, head, kind))}
+            rec["label"] = label(rec)
+            records.append(rec)
+    return records
+
+
+def head_table(trace: Trace, kind: str | None = None):
+    """:func:`head_metrics` as a pandas DataFrame (needs pandas: ``pip install 'attnscope[analysis]'``)."""
+    pd = require("pandas", "analysis")
+    return pd.DataFrame.from_records(head_metrics(trace, kind))
+
+
+def label(record: dict) -> str:
+    """The pattern label of one :func:`head_metrics` record (rules in this module's docstring)."""
+    candidates = {
+        "previous-token": record["previous"], "next-token": record["next"], "self": record["self"],
+        "sink/delimiter": record["sink"],
+    }
+    best, mass = max(((name, v) for name, v in candidates.items() if not np.isnan(v)), key=lambda x: x[1])
+    if mass >= PATTERN_MIN_MASS:
+        return best
+    if record["entropy"] >= BROAD_MIN_ENTROPY:
+        return "broad"
+    if not np.isnan(record["local"]) and record["local"] >= LOCAL_MIN_MASS:
+        return "local"
+    return "mixed"
+
+
+class _Context:
+    """What every head of one kind shares: the distance matrix, entropy normalisers, special columns."""
+
+    def __init__(self, trace: Trace, kind: str, q: int, k: int):
+        self.positional = same_stream(trace, kind)
+        causal = self.positional and is_causal(trace, kind)
+        allowed = np.arange(1, q + 1) if causal else np.full(q, k)
+        self.choice = allowed > 1  # rows with more than one allowed key
+        self.inv_log = (1.0 / np.log(np.maximum(allowed, 2))).astype(np.float32)
+        key_tokens = trace.tokens[trace.streams(kind)[1]]
+        self.special = special_positions(key_tokens)
+        self.sink = np.union1d([0], self.special).astype(np.int64)
+        self.rows = np.arange(q)
+        if self.positional:
+            offset = np.arange(k)[None, :] - np.arange(q)[:, None]  # [q, k] j - i
+            self.distance = np.abs(offset).astype(np.float32)
+            self.local = (np.abs(offset) <= LOCAL_WINDOW).astype(np.float32)
+
+    def metrics(self, a: np.ndarray) -> dict[str, float]:
+        """Metrics of one head ``a`` ``[q, k]``."""
+        q = a.shape[0]
+        logs = np.zeros_like(a)
+        np.log(a, out=logs, where=a > 0)
+        entropy = np.clip(-(a * logs).sum(1) * self.inv_log, 0.0, 1.0)[self.choice]
+        out = {
+            "entropy": float(entropy.mean()) if entropy.size else 0.0,
+            "distance": np.nan, "self": np.nan, "previous": np.nan, "next": np.nan, "local": np.nan,
+            "first": float(a[:, 0].mean()),
+            "special": float(a[:, self.special].sum(1).mean()) if self.special.size else 0.0,
+            "sink": float(a[:, self.sink].sum(1).mean()),
+            "max": float(a.max(1).mean()),
+        }
+        if self.positional:
+            r = self.rows
+            out.update(
+                distance=float((a * self.distance).sum() / q),
+                local=float((a * self.local).sum() / q),
+                self=float(a[r, r].mean()),
+                previous=float(a[r[1:], r[:-1]].mean()) if q > 1 else 0.0,
+                next=float(a[r[:-1], r[1:]].mean()) if q > 1 else 0.0,
+            )
+        return out
