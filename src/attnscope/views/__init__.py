@@ -1,0 +1,31 @@
+"""Interactive HTML views of a Trace: head, model, neuron and matrix.
+
+Each view function returns a :class:`View`, which displays itself in Jupyter, VS Code and Colab, and saves
+itself as a standalone HTML file (or a PNG/SVG/PDF figure). The drawing is plain JavaScript shipped in
+``attnscope/web``; nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from ..trace import Trace
+from ._options import VIEW_OPTIONS
+from ._view import View
+from .head import head_view
+from .matrix import matrix_view
+from .model import model_view
+from .neuron import neuron_view
+
+_VIEWS = {"head": head_view, "model": model_view, "neuron": neuron_view, "matrix": matrix_view}
+
+
+def render(view: str, trace: Trace, **options: Any) -> View:
+    """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``)."""
+    if view not in _VIEWS:
+        raise InputError(f"unknown view {view!r}; expected one of {sorted(_VIEWS)}")
+    return View(view, trace, options)
+
+
+__all__ = ["VIEW_OPTIONS", "View", "head_view", "matrix_view", "model_view", "neuron_view", "render"]

@@ -1,0 +1,93 @@
+"""View options: which view takes which option, checking them, and the one snake_case -> camelCase mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError, MissingDataError
+from ..trace import Trace
+
+_COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
+
+#: Options each view accepts (snake_case, as in Python).
+VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
+    "head": _COMMON + ("layer", "heads", "filter", "dtype"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size"),
+    "neuron": _COMMON + ("layer", "head", "query"),
+    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+}
+
+#: Options that shape the payload in Python and never reach the JavaScript.
+ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size"})
+
+THEMES = ("auto", "light", "dark")
+
+
+def js_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the JavaScript view receives: ``None`` dropped, names camelCased (``thumb_size`` -> ``thumbSize``)."""
+    return {_camel(k): v for k, v in options.items() if v is not None and k not in ENCODE_OPTIONS}
+
+
+def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``options`` for ``view`` against ``trace``; returns them with ``None`` values dropped."""
+    if view not in VIEW_OPTIONS:
+        raise InputError(f"unknown view {view!r}; expected one of {sorted(VIEW_OPTIONS)}")
+    allowed = VIEW_OPTIONS[view]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError(f"the {view} view has no option(s) {unknown}; it takes {sorted(allowed)}")
+    opts = {k: v for k, v in options.items() if v is not None}
+    kind = opts.get("kind", trace.default_kind)
+    if kind not in trace.attention:
+        raise MissingDataError(f"this trace has no {kind!r} attention; pass kind= one of {trace.kinds}")
+    L, H, q, _ = trace.shape(kind)
+    layers = _indices(opts.get("include_layers"), L, "include_layers", "layer")
+    heads = _indices(opts.get("include_heads"), H, "include_heads", "head")
+    if "layer" in opts and opts["layer"] not in layers:
+        raise InputError(f"layer {opts['layer']!r} is not shown; choose one of {layers}")
+    if "heads" in opts:
+        chosen = [int(h) for h in opts["heads"]]
+        if not chosen or not set(chosen) <= set(heads):
+            raise InputError(f"heads {opts['heads']!r} must be a non-empty subset of the shown heads {heads}")
+        opts["heads"] = chosen
+    if "head" in opts and opts["head"] not in heads:
+        raise InputError(f"head {opts['head']!r} is not shown; choose one of {heads}")
+    if "query" in opts and not (isinstance(opts["query"], int) and 0 <= opts["query"] < q):
+        raise InputError(f"query must be a token index in 0..{q - 1}; got {opts['query']!r}")
+    if opts.get("theme", "auto") not in THEMES:
+        raise InputError(f"theme must be one of {list(THEMES)}; got {opts['theme']!r}")
+    if "filter" in opts:
+        opts["filter"] = _filter(opts["filter"], trace, kind)
+    if "thumb_size" in opts and not (isinstance(opts["thumb_size"], int) and opts["thumb_size"] >= 8):
+        raise InputError(f"thumb_size must be an int >= 8 (pixels); got {opts['thumb_size']!r}")
+    if "prettify" in opts:
+        opts["prettify"] = bool(opts["prettify"])
+    return opts
+
+
+def _indices(chosen, n: int, name: str, what: str) -> list[int]:
+    if chosen is None:
+        return list(range(n))
+    picked = [int(i) for i in chosen]
+    if not picked or any(not 0 <= i < n for i in picked):
+        raise InputError(f"{name} must list {what} indices in 0..{n - 1}; got {list(chosen)}")
+    return picked
+
+
+def _filter(value: str, trace: Trace, kind: str) -> str:
+    """``"All"`` or ``"X->Y"`` (``"A->B"``; ``→`` accepted) with X a segment of the query stream, Y of the key."""
+    text = str(value).replace("\u2192", "->").replace(" ", "")
+    if text.lower() == "all":
+        return "All"
+    qs, ks = trace.streams(kind)
+    rows = [n for n, s in trace.segments.items() if s.stream == qs]
+    cols = [n for n, s in trace.segments.items() if s.stream == ks]
+    choices = ["All"] + [f"{a}->{b}" for a in rows for b in cols]
+    if text not in choices:
+        raise InputError(f"filter {value!r} does not fit this trace; choose one of {choices}")
+    return text
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(p.capitalize() for p in rest)

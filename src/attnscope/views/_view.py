@@ -1,0 +1,94 @@
+"""The View object every view function returns: it displays itself in notebooks and saves itself to files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..encode import encode
+from ..errors import InputError, MissingDataError
+from ..trace import Trace
+from . import _html
+from ._options import check, js_options
+
+_NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view"}
+_FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+_HTML_SUFFIXES = (".html", ".htm")
+
+
+class View:
+    """One interactive view of a :class:`~attnscope.Trace`.
+
+    In a notebook it displays itself (``_repr_html_``); ``html()`` gives a standalone document that opens from
+    disk without any network; ``save("x.html")`` writes that document and ``save("x.png")`` (``.svg``, ``.pdf``)
+    a static figure through :func:`attnscope.figures.save_figure`.
+    """
+
+    def __init__(self, name: str, trace: Trace, options: dict[str, Any]):
+        self.name = name
+        self.trace = trace
+        self.options = check(name, trace, options)
+        self._payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The encoded data the JavaScript reads (built once, on first use)."""
+        if self._payload is None:
+            self._payload = _build_payload(self.name, self.trace, self.options)
+        return self._payload
+
+    def data(self) -> dict[str, Any]:
+        """What the page's JSON block holds: view name, JavaScript options (camelCase) and payload."""
+        return {"view": self.name, "options": js_options(self.options), "payload": self.payload}
+
+    def _repr_html_(self) -> str:
+        return _html.fragment(self.name, self.data())
+
+    def fragment(self, *, id: str | None = None) -> str:
+        """The HTML to embed in a page of your own (as shown in notebooks); ``id`` pins the element id."""
+        return _html.fragment(self.name, self.data(), id=id)
+
+    def html(self, *, id: str | None = None) -> str:
+        """A standalone HTML document holding this view; ``id`` pins the element id (for snapshot tests)."""
+        model = self.trace.meta.get("model") or "attention"
+        return _html.document(self.name, self.data(), title=f"{model} · {_NAMES[self.name]} · attnscope", id=id)
+
+    def save(self, path: str | Path, **figure_options: Any) -> Path:
+        """Write ``.html``/``.htm`` (interactive) or ``.png``/``.svg``/``.pdf`` (a figure; extra keywords such as
+        ``dpi`` go to :func:`attnscope.figures.save_figure`)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in _HTML_SUFFIXES:
+            if figure_options:
+                raise InputError(f"{sorted(figure_options)} only apply to figures (.png/.svg/.pdf), not {suffix}")
+            path.write_text(self.html(), encoding="utf-8")
+            return path
+        if suffix in _FIGURE_SUFFIXES:
+            from ..figures import save_figure
+
+            return save_figure(self.name, self.trace, path, **self.options, **figure_options)
+        raise InputError(
+            f"cannot save a view as {path.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)"
+        )
+
+    def __repr__(self) -> str:
+        L, H, q, k = self.trace.shape(self.options.get("kind"))
+        model = self.trace.meta.get("model", "trace")
+        return f"<attnscope {_NAMES[self.name]}: {model}, {L} layers x {H} heads, {q}x{k} tokens>"
+
+
+def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, Any]:
+    common = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
+    if name == "neuron":
+        kinds = [k for k in trace.kinds if trace.has_qkv(k)]
+        kind = opts.get("kind", trace.default_kind)
+        if kind not in kinds:
+            raise MissingDataError(
+                f"the neuron view needs query/key vectors, and this trace has none for {kind!r} attention; "
+                "capture with attnscope.capture(..., qkv=True)"
+                + (f" or pick kind= one of {kinds}" if kinds else "")
+            )
+        return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
+    dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
+    thumb = opts.get("thumb_size", 64) if name == "model" else None
+    return encode(trace, dtype=dtype, thumb_size=thumb, **common)

@@ -1,0 +1,32 @@
+"""Model view: every layer x head of a model as a heatmap thumbnail; click one for its head view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..trace import Trace
+from ._view import View
+
+
+def model_view(
+    trace: Trace,
+    *,
+    kind: str | None = None,
+    filter: str | None = None,
+    include_layers: Sequence[int] | None = None,
+    include_heads: Sequence[int] | None = None,
+    theme: str | None = None,
+    prettify: bool | None = None,
+    dtype: str | None = None,
+    thumb_size: int | None = None,
+) -> View:
+    """A grid of layers (rows) x heads (columns), each head drawn as a heatmap of its weights (sqrt scale).
+
+    Click a thumbnail to open it as a head view beside the grid. ``thumb_size`` (default 64) caps a thumbnail's
+    side in pixels: longer inputs are block-max pooled to it, so the grid stays light at any length. Other options
+    as in :func:`head_view`.
+    """
+    return View("model", trace, dict(
+        kind=kind, filter=filter, include_layers=include_layers, include_heads=include_heads, theme=theme,
+        prettify=prettify, dtype=dtype, thumb_size=thumb_size,
+    ))

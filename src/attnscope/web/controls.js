@@ -1,0 +1,165 @@
+// attnscope controls: the view frame (toolbar, body, caption, tooltip) and the few widgets the toolbars use.
+
+// Clear root and lay out a view: {bar, swatchRow, body, caption, tip, theme}.
+function frame(root, payload, options, name) {
+  root.textContent = "";
+  root.classList.add("as-root");
+  if (options.embedded) root.classList.add("as-embedded");
+  const theme = resolveTheme(root, options.theme);
+  root.setAttribute("data-theme", theme);
+  root.setAttribute("data-view", name);
+  const bar = el("div", "as-bar");
+  const body = el("div", "as-body");
+  const caption = el("div", "as-caption");
+  root.append(bar, body);
+  if (!options.embedded) root.append(caption);
+  const tip = tooltip(root);
+  return { bar, body, caption, tip, theme };
+}
+
+// Model, size and (for pruned payloads) the attention mass the view kept.
+function describe(caption, payload, kind) {
+  const parts = [];
+  if (payload.meta && payload.meta.model) parts.push(payload.meta.model);
+  parts.push(`${kind.layers.length} layers \u00d7 ${kind.heads.length} heads`);
+  parts.push(kind.q === kind.k ? `${kind.q} tokens` : `${kind.q} \u00d7 ${kind.k} tokens`);
+  const s = kind.spec;
+  if (s.form === "pruned") {
+    parts.push(`pruned: keeps ${(100 * s.keptMass).toFixed(1)}% of the attention (worst row ${(100 * s.minKeptMass).toFixed(1)}%)`);
+  }
+  caption.textContent = parts.join(" \u00b7 ");
+  caption.classList.toggle("as-warn", s.form === "pruned");
+}
+
+function tooltip(root) {
+  const tip = el("div", "as-tip");
+  tip.hidden = true;
+  root.append(tip);
+  return {
+    show(lines, clientX, clientY) {
+      tip.textContent = lines.join("\n");
+      tip.hidden = false;
+      const r = root.getBoundingClientRect();
+      const x = clientX - r.left + 14, y = clientY - r.top + 14;
+      tip.style.left = Math.max(0, Math.min(x, r.width - tip.offsetWidth - 4)) + "px";
+      tip.style.top = y + "px";
+    },
+    hide() { tip.hidden = true; },
+  };
+}
+
+function field(label, control) {
+  const wrap = el("label", "as-field");
+  wrap.append(el("span", "as-label", label), control);
+  return wrap;
+}
+
+// A <select> of {value, text} items; onChange gets the chosen value (as given in items).
+function selectControl(label, items, value, onChange) {
+  const sel = el("select", "as-select");
+  let current = items;
+  const fill = (list, v) => {
+    current = list;
+    sel.textContent = "";
+    list.forEach((it, i) => {
+      const opt = el("option", null, it.text);
+      opt.value = String(i);
+      if (it.title) opt.title = it.title;
+      sel.append(opt);
+    });
+    set(v);
+  };
+  const set = (v) => {
+    const i = current.findIndex((it) => it.value === v);
+    sel.value = String(Math.max(0, i));
+  };
+  sel.addEventListener("change", () => onChange(current[Number(sel.value)].value));
+  fill(items, value);
+  return { node: field(label, sel), select: sel, set, fill };
+}
+
+// A row of toggle buttons where one is on (the pair filter).
+function segmented(label, items, value, onChange) {
+  const group = el("span", "as-seg");
+  group.setAttribute("role", "group");
+  const buttons = items.map((it) => {
+    const b = el("button", "as-seg-btn", it.text);
+    b.type = "button";
+    b.dataset.value = it.value;
+    b.addEventListener("click", () => { set(it.value); onChange(it.value); });
+    group.append(b);
+    return b;
+  });
+  const set = (v) => buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.value === v)));
+  set(value);
+  const wrap = el("span", "as-field");
+  wrap.append(el("span", "as-label", label), group);
+  return { node: wrap, set };
+}
+
+// Head swatches: click toggles a head, double click shows it alone (again: all heads).
+function swatches(kind, selected, onChange) {
+  const row = el("div", "as-swatches");
+  const nHeads = Math.max(...kind.heads) + 1;
+  let buttons = [];
+  const paint = () => buttons.forEach((b, hi) => b.setAttribute("aria-pressed", String(selected.has(hi))));
+  const build = (k) => {
+    row.textContent = "";
+    row.append(el("span", "as-label", "Heads"));
+    const n = Math.max(...k.heads) + 1;
+    buttons = k.heads.map((h, hi) => {
+      const b = el("button", "as-swatch", h);
+      b.type = "button";
+      b.title = `head ${h}: click to toggle, double click to show it alone`;
+      b.style.setProperty("--as-c", headColor(h, n));
+      b.addEventListener("click", () => {
+        if (selected.has(hi)) selected.delete(hi); else selected.add(hi);
+        paint();
+        onChange();
+      });
+      b.addEventListener("dblclick", () => {
+        const solo = selected.size === 1 && selected.has(hi);
+        selected.clear();
+        if (solo) k.heads.forEach((_, i) => selected.add(i)); else selected.add(hi);
+        paint();
+        onChange();
+      });
+      row.append(b);
+      return b;
+    });
+    paint();
+  };
+  build(kind);
+  return { node: row, rebuild: (k, sel) => { selected = sel; build(k); }, paint, nHeads };
+}
+
+function kindControl(kinds, kind, onChange) {
+  if (kinds.size < 2) return null;
+  const items = [...kinds.keys()].map((k) => ({ value: k, text: KIND_LABEL[k] || k }));
+  return selectControl("Attention", items, kind.name, onChange);
+}
+
+function layerItems(kind) {
+  return kind.layers.map((l, li) => ({ value: li, text: String(l) }));
+}
+
+function filterControl(payload, kind, value, onChange) {
+  const fs = filtersOf(payload, kind);
+  if (fs.length < 2) return null;
+  return segmented("Pairs", fs.map((f) => ({ value: f.name, text: f.label })), value, onChange);
+}
+
+// Colour scale legend for heatmaps (square-root scale, as the payload's bytes).
+function legend(theme) {
+  const wrap = el("span", "as-legend");
+  const c = el("canvas", "as-legend-bar");
+  c.width = 128; c.height = 1;
+  const ctx = c.getContext("2d"), img = ctx.createImageData(128, 1), lut = heatLut(theme);
+  for (let x = 0; x < 128; x++) {
+    const b = Math.round((x / 127) * 255);
+    img.data.set(lut.subarray(b * 4, b * 4 + 4), x * 4);
+  }
+  ctx.putImageData(img, 0, 0);
+  wrap.append(el("span", "as-label", "0"), c, el("span", "as-label", "1 (\u221a scale)"));
+  return wrap;
+}

@@ -1,0 +1,253 @@
+// attnscope core, shared by every view: lazy payload decoding, tokens, colours, themes, small DOM helpers.
+// Python inlines this file with the view files inside one function per output, so nothing here is global.
+
+const views = {};  // view name -> render(root, payload, options) returning {update, destroy}
+
+const ROW = 18;  // px per token row in the head and neuron views
+const TOKEN_FONT = "12.5px system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
+const KIND_ORDER = ["self", "encoder", "decoder", "cross"];
+const KIND_LABEL = { self: "Self", encoder: "Encoder", decoder: "Decoder", cross: "Cross" };
+
+// ------------------------------------------------------------------ decoding
+// "sqrt8": byte b stands for (b / 255)^2. "f16": little-endian IEEE half floats.
+const SQRT8 = new Float32Array(256).map((_, b) => (b / 255) * (b / 255));
+let HALF = null;
+
+function halfTable() {
+  if (HALF === null) {
+    HALF = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+      HALF[h] = e === 0 ? sign * f * 2 ** -24 : e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * 2 ** (e - 15);
+    }
+  }
+  return HALF;
+}
+
+function bytesOf(b64) {
+  const s = atob(b64), out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function valuesOf(b64, code) {
+  const b = bytesOf(b64);
+  if (code === "sqrt8") {
+    const out = new Float32Array(b.length);
+    for (let i = 0; i < b.length; i++) out[i] = SQRT8[b[i]];
+    return out;
+  }
+  const u = new Uint16Array(b.buffer, 0, b.length >> 1), t = halfTable(), out = new Float32Array(u.length);
+  for (let i = 0; i < u.length; i++) out[i] = t[u[i]];
+  return out;
+}
+
+function toSqrt8(w) {
+  return w <= 0 ? 0 : w >= 1 ? 255 : Math.round(Math.sqrt(w) * 255);
+}
+
+// One head's weights [q, k]: dense (Float32Array, row-major) or pruned (CSR) behind the same reading methods.
+class Head {
+  constructor(q, k, dense, indptr, indices, values) {
+    Object.assign(this, { q, k, dense, indptr, indices, values });
+  }
+  // [indices or null (= 0..k-1), weights] of query row i
+  row(i) {
+    if (this.dense) return [null, this.dense.subarray(i * this.k, (i + 1) * this.k)];
+    const a = this.indptr[i], b = this.indptr[i + 1];
+    return [this.indices.subarray(a, b), this.values.subarray(a, b)];
+  }
+  get(i, j) {
+    if (this.dense) return this.dense[i * this.k + j];
+    const [idx, val] = this.row(i);
+    for (let t = 0; t < idx.length; t++) if (idx[t] === j) return val[t];
+    return 0;
+  }
+}
+
+const CACHE_LIMIT = 48;  // decoded heads kept per kind (a 256-token head is 256 KB)
+
+// One attention kind of the payload: its tokens, included layers/heads, and heads decoded on first use.
+class Kind {
+  constructor(name, spec, payload) {
+    this.name = name;
+    this.spec = spec;
+    [this.q, this.k] = spec.shape;
+    this.layers = spec.layers;
+    this.heads = spec.heads;
+    this.queryTokens = payload.tokens[spec.query];
+    this.keyTokens = payload.tokens[spec.key];
+    this.cache = new Map();
+  }
+  cached(key, make) {
+    let v = this.cache.get(key);
+    if (v === undefined) {
+      v = make();
+      if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
+      this.cache.set(key, v);
+    }
+    return v;
+  }
+  head(li, hi) {
+    return this.cached("a" + li + "," + hi, () => {
+      const s = this.spec, item = s.data[li][hi];
+      if (s.form === "dense") return new Head(this.q, this.k, valuesOf(item, s.dtype));
+      const indptr = new Uint32Array(bytesOf(item.indptr).buffer);
+      const ib = bytesOf(item.indices).buffer;
+      const indices = s.indexBytes === 2 ? new Uint16Array(ib) : new Uint32Array(ib);
+      return new Head(this.q, this.k, null, indptr, indices, valuesOf(item.values, s.dtype));
+    });
+  }
+  // Block-max thumbnail {rows, cols, block, bytes (sqrt8)}: shipped for long inputs, else the head itself.
+  thumb(li, hi) {
+    return this.cached("t" + li + "," + hi, () => {
+      const t = this.spec.thumb;
+      if (t) return { rows: t.shape[0], cols: t.shape[1], block: t.block, bytes: bytesOf(t.data[li][hi]) };
+      if (this.spec.form === "dense" && this.spec.dtype === "sqrt8") {
+        return { rows: this.q, cols: this.k, block: 1, bytes: bytesOf(this.spec.data[li][hi]) };
+      }
+      const h = this.head(li, hi), bytes = new Uint8Array(this.q * this.k);
+      for (let i = 0; i < this.q; i++) {
+        const [idx, val] = h.row(i);
+        for (let t2 = 0; t2 < val.length; t2++) bytes[i * this.k + (idx ? idx[t2] : t2)] = toSqrt8(val[t2]);
+      }
+      return { rows: this.q, cols: this.k, block: 1, bytes };
+    });
+  }
+  // Query/key vectors of one head for the neuron view: {d, scaling, q [q*d], k [k*d], bias [q*k] or null}.
+  vectors(li, hi) {
+    return this.cached("v" + li + "," + hi, () => {
+      const v = this.spec.qkv;
+      return {
+        d: v.d, scaling: v.scaling,
+        q: valuesOf(v.query[li][hi], "f16"), k: valuesOf(v.key[li][hi], "f16"),
+        bias: v.bias ? valuesOf(v.bias[li][hi], "f16") : null,
+      };
+    });
+  }
+}
+
+function kindsOf(payload) {
+  const out = new Map();
+  for (const name of KIND_ORDER) if (payload.kinds[name]) out.set(name, new Kind(name, payload.kinds[name], payload));
+  return out;
+}
+
+// Sentence-pair (or prompt/generated) filters as index ranges of one matrix: never copies of it.
+function filtersOf(payload, kind) {
+  const segs = Object.entries(payload.segments || {});
+  const rows = segs.filter(([, s]) => s.stream === kind.spec.query);
+  const cols = segs.filter(([, s]) => s.stream === kind.spec.key);
+  const out = [{ name: "All", label: "All", rows: [0, kind.q], cols: [0, kind.k] }];
+  if (rows.length * cols.length < 2) return out;
+  for (const [a, sa] of rows) {
+    for (const [b, sb] of cols) {
+      out.push({ name: a + "->" + b, label: a + "\u2192" + b, rows: [sa.start, sa.end], cols: [sb.start, sb.end] });
+    }
+  }
+  return out;
+}
+
+function pickFilter(filters, name) {
+  return filters.find((f) => f.name === name) || filters[0];
+}
+
+// ------------------------------------------------------------------ tokens
+// Word-piece markers removed for display; the raw token stays in the title (shown on hover).
+function pretty(tok) {
+  let t = tok;
+  if (t.startsWith("\u0120") || t.startsWith("\u2581")) t = t.slice(1);
+  else if (t.startsWith("##")) t = t.slice(2);
+  if (t.endsWith("</w>")) t = t.slice(0, -4);
+  t = t.replace(/\u010a|<0x0A>/g, "\u21b5").replace(/\u0109|<0x09>/g, "\u21e5").replace(/[\u0120\u2581]/g, " ");
+  return t === "" ? "\u2423" : t;
+}
+
+function tokenText(tok, prettify) {
+  return prettify === false ? tok : pretty(tok);
+}
+
+// ------------------------------------------------------------------ colours and themes
+const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#edc948",
+  "#76b7b2", "#ff9da7", "#9c755f", "#17becf", "#bcbd22", "#8c564b"];
+
+function headColor(head, nHeads) {
+  return nHeads <= PALETTE.length ? PALETTE[head % PALETTE.length] : `hsl(${Math.round((head * 360) / nHeads)}, 62%, 54%)`;
+}
+
+const THEMES = {
+  light: { bg: "#ffffff", fg: "#1f2328", muted: "#6e7781", grid: "#d8dee4",
+    heat: [[0, 255, 255, 255], [0.25, 206, 224, 242], [0.5, 120, 172, 220], [0.75, 40, 108, 180], [1, 8, 48, 107]] },
+  dark: { bg: "#16181d", fg: "#e6e8eb", muted: "#8b949e", grid: "#30363d",
+    heat: [[0, 22, 24, 29], [0.25, 38, 62, 112], [0.5, 34, 122, 168], [0.75, 88, 192, 186], [1, 236, 250, 196]] },
+};
+
+const LUTS = {};
+// 256 RGBA colours indexed by a sqrt8 byte: the heatmap colour scale of a theme.
+function heatLut(theme) {
+  if (!LUTS[theme]) {
+    const stops = THEMES[theme].heat, lut = new Uint8ClampedArray(1024);
+    for (let b = 0; b < 256; b++) {
+      const t = b / 255;
+      let s = 1;
+      while (s < stops.length - 1 && stops[s][0] < t) s++;
+      const [t0, ...c0] = stops[s - 1], [t1, ...c1] = stops[s], u = (t - t0) / (t1 - t0);
+      for (let c = 0; c < 3; c++) lut[b * 4 + c] = c0[c] + (c1[c] - c0[c]) * u;
+      lut[b * 4 + 3] = 255;
+    }
+    LUTS[theme] = lut;
+  }
+  return LUTS[theme];
+}
+
+// "auto" follows the notebook (JupyterLab, VS Code, Colab) or, in a saved file, the system setting.
+function resolveTheme(root, wanted) {
+  if (wanted === "light" || wanted === "dark") return wanted;
+  const body = root.ownerDocument.body, html = root.ownerDocument.documentElement;
+  const jp = body && body.getAttribute("data-jp-theme-light");
+  if (jp !== null && jp !== undefined) return jp === "false" ? "dark" : "light";
+  if (body && /\bvscode-(dark|high-contrast)\b/.test(body.className)) return "dark";
+  if (body && /\bvscode-light\b/.test(body.className)) return "light";
+  if (html && html.getAttribute("theme") === "dark") return "dark";
+  const page = body && body.classList.contains("attnscope-page");
+  if (page && window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches) return "dark";
+  return "light";
+}
+
+// Positive blue, negative orange, alpha = |v| / max (the neuron view's colour bars).
+function signColor(v, max) {
+  const a = max > 0 ? Math.min(1, Math.abs(v) / max) : 0;
+  return v >= 0 ? `rgba(47,122,214,${a.toFixed(3)})` : `rgba(240,128,32,${a.toFixed(3)})`;
+}
+
+// ------------------------------------------------------------------ DOM helpers
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+let MEASURE = null;
+function textWidth(text, font) {
+  if (MEASURE === null) MEASURE = document.createElement("canvas").getContext("2d");
+  MEASURE.font = font;
+  return MEASURE.measureText(text).width;
+}
+
+// Size a canvas for crisp lines on high-DPI screens (capped so very tall canvases stay drawable).
+function fitCanvas(canvas, w, h) {
+  const ratio = Math.max(0.25, Math.min(window.devicePixelRatio || 1, 32000 / Math.max(w, h, 1)));
+  canvas.width = Math.max(1, Math.round(w * ratio));
+  canvas.height = Math.max(1, Math.round(h * ratio));
+  canvas.style.width = w + "px";
+  canvas.style.height = h + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  return ctx;
+}
+
+function fmt(v, digits) {
+  if (!Number.isFinite(v)) return v > 0 ? "\u221e" : v < 0 ? "\u2212\u221e" : "n/a";
+  return v.toFixed(digits === undefined ? 4 : digits).replace("-", "\u2212");
+}
