@@ -162,10 +162,13 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def summarize(rows: list[dict[str, Any]], *, prefix: str, kinds: bool) -> dict[str, float]:
-    """Per-layer and overall means of every numeric per-head metric, and the number of heads per label."""
+    """Per-layer and overall means of every numeric per-head metric, and the number of heads per label
+    (every known label, zero included, so a label that disappears during training shows as a drop to 0)."""
+    from ..analysis.metrics import LABELS
+
     out: dict[str, float] = {}
     groups: dict[tuple[str, int | None, str], list[float]] = {}
-    labels: dict[tuple[str, str], int] = {}
+    labels = {(kind, label): 0 for kind in dict.fromkeys(r["kind"] for r in rows) for label in LABELS}
     for row in rows:
         for key, value in row.items():
             if key in ("kind", "layer", "head") or isinstance(value, bool) or not isinstance(value, (int, float)):

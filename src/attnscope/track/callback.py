@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..trace import Trace
 from . import artifacts
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class MlflowLogger:
@@ -118,7 +118,7 @@ class AttentionCallback(TrainerCallback):
             extra = {} if self.views is None else {"views": self.views}
             self.logger.log(trace.with_meta(step=step), step=step, name=name, **extra)
             self.logged.append((step, name))
-        log.info("attnscope: logged %d probe(s) at step %d", len(self.probes), step)
+        _log.info("attnscope: logged %d probe(s) at step %d", len(self.probes), step)
 
 
 def _probes(probe_texts) -> dict[str, tuple[str, str | None]]:

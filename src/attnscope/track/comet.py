@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,6 @@ from ..trace import Trace, load
 from . import artifacts
 from .artifacts import Logged
 
-log = logging.getLogger(__name__)
 
 #: The file inside an offline archive that lists every logged message, one JSON object a line.
 MESSAGES = "messages.json"

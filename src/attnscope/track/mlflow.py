@@ -27,7 +27,7 @@ from ..trace import Trace, load
 from . import artifacts
 from .artifacts import Logged
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 _BATCH = 1000  # MLflow takes at most 1000 metrics and 100 params per log_batch call
 _PARAM_BATCH = 100
@@ -142,7 +142,7 @@ def _log_values(client, run_id: str, metrics: dict[str, float], params: dict[str
         if key not in existing:
             new[key] = value
         elif existing[key] != value:
-            log.warning("MLflow run %s already has parameter %s=%r; keeping it (not %r). Log traces of other texts "
+            _log.warning("MLflow run %s already has parameter %s=%r; keeping it (not %r). Log traces of other texts "
                         "under another name=", run_id, key, existing[key], value)
     now = int(time.time() * 1000)
     metric_list = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
