@@ -96,23 +96,39 @@ def prune_rows(weights: np.ndarray, spec: PruneSpec) -> tuple[np.ndarray, np.nda
 
     Each row keeps its largest weights in descending order until their sum reaches ``spec.mass`` of the row's
     total (never fewer than one, so the maximum is always kept), capped at ``spec.top_k``.
+    Most rows reach the mass within a few dozen keys, so rows are first cut to a small width and only the rows
+    that fall short are looked at again with a wider one (no full sort of long rows).
     """
     rows, k = weights.shape
     take = min(spec.top_k, k)
-    if take < k:
-        part = np.argpartition(-weights, take - 1, axis=1)[:, :take]  # [rows, take] unordered
-    else:
-        part = np.broadcast_to(np.arange(k), (rows, k))
-    vals = np.take_along_axis(weights, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)  # [rows, take] descending
-    total = weights.sum(1, dtype=np.float64)[:, None]
-    cum = np.cumsum(vals, axis=1, dtype=np.float64)
-    need = np.maximum(total * spec.mass - 1e-7, 0.0)
-    counts = np.minimum((cum < need).sum(1) + 1, take)  # first index reaching the mass, inclusive
-    keep = np.arange(take)[None, :] < counts[:, None]
-    return counts.astype(np.int64), part[keep].astype(np.int32), vals[keep].astype(np.float32)
+    need = np.maximum(weights.sum(1, dtype=np.float64) * spec.mass - 1e-7, 0.0)  # [rows]
+    counts = np.zeros(rows, dtype=np.int64)
+    kept_idx = np.zeros((rows, min(take, _FIRST_WIDTH)), dtype=np.int32)
+    kept_val = np.zeros(kept_idx.shape, dtype=np.float32)
+    todo, width = np.arange(rows), min(take, _FIRST_WIDTH)
+    while len(todo):
+        w = weights[todo]
+        part = np.argpartition(-w, width - 1, axis=1)[:, :width] if width < k else np.argsort(-w, axis=1)
+        vals = np.take_along_axis(w, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        part, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        reached = np.cumsum(vals, axis=1, dtype=np.float64) >= need[todo, None]
+        done = reached[:, -1] | (width == take)
+        c = np.where(reached[:, -1], reached.argmax(1) + 1, width)[done]
+        rows_done = todo[done]
+        if width > kept_idx.shape[1]:
+            kept_idx = np.pad(kept_idx, ((0, 0), (0, width - kept_idx.shape[1])))
+            kept_val = np.pad(kept_val, ((0, 0), (0, width - kept_val.shape[1])))
+        counts[rows_done] = c
+        kept_idx[rows_done, :width] = part[done]
+        kept_val[rows_done, :width] = vals[done]
+        todo, width = todo[~done], min(take, width * 4)
+    keep = np.arange(kept_idx.shape[1])[None, :] < counts[:, None]
+    return counts, kept_idx[keep], kept_val[keep]
+
+
+#: Width of the first cut in :func:`prune_rows`; rows that need more keys are widened 4x at a time.
+_FIRST_WIDTH = 64
 
 
 class PrunedAttention:
