@@ -1,5 +1,5 @@
 // Boot: find this output's root element and JSON payload, then draw the view into it.
-// The root is looked up next to the running <script> (JupyterLab and VS Code may run it before the output is
+// The root is looked up next to the running script element (JupyterLab and VS Code may run it before the output is
 // attached to the page), else by id (classic Notebook runs scripts detached from their place).
 
 function boot(id) {

@@ -67,11 +67,11 @@ views.neuron = function renderNeuron(root, payload, options) {
     const titled = (w, text) => { const s = spacer(w); s.textContent = text; return s; };
     header.append(spacer(parseFloat(left.style.width)), titled(geo.wq, "query q"),
       spacer(parseFloat(right.style.width)), titled(vec + N_GAP, "key k"), titled(vec + N_GAP, "q \u00d7 k"),
-      titled(N_NUM + 6, "q\u00b7k \u00d7 scale"), titled(N_NUM, "softmax"));
+      titled(N_NUM + 6, "score"), titled(N_NUM, "softmax"));
     draw();
   }
 
-  // Scores and weights of the current query: q·k * scaling + bias, causal mask, softmax.
+  // Scores and weights of the current query: q.k * scaling + bias, causal mask, softmax.
   function compute() {
     const kind = st.kind, v = kind.vectors(st.li, st.hi), { d } = v, i = st.query;
     const q = v.q.subarray(i * d, (i + 1) * d);
@@ -113,7 +113,7 @@ views.neuron = function renderNeuron(root, payload, options) {
       a.beginPath(); a.moveTo(vec + 6, yi + ROW / 2); a.lineTo(wq - 2, j * ROW + ROW / 2); a.stroke();
     }
     a.globalAlpha = 1;
-    // per key: key vector, q x k, scaled q·k, softmax weight
+    // per key: key vector, q x k, scaled q.k, softmax weight
     const kmax = maxAbs(r.v.k), prod = new Float32Array(kind.k * d);
     for (let j = 0; j < kind.k; j++) for (let c = 0; c < d; c++) prod[j * d + c] = r.masked(j) ? 0 : r.q[c] * r.v.k[j * d + c];
     const pmax = maxAbs(prod), smax = maxAbs(r.scores);
@@ -168,6 +168,11 @@ views.neuron = function renderNeuron(root, payload, options) {
       if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
       startKind(kinds.get(next.kind || st.kind.name) || st.kind);
       rebuild();
+    },
+    // What is drawn now (for tests and scripts): original layer/head, query index and the softmax weights.
+    current() {
+      const k = st.kind;
+      return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: st.query, weights: Array.from(st.last.weights) };
     },
     destroy() { root.textContent = ""; },
   };
