@@ -6,7 +6,8 @@
 Views: ``"head"`` (token columns joined by lines, one colour per head), ``"model"`` (layers x heads grid of
 heatmaps), ``"neuron"`` (query/key vectors, q·k and softmax for one query token; needs a trace captured with
 ``qkv=True``) and ``"matrix"`` (one head's heatmap with token labels). Options are those of the HTML views:
-``kind, layer, heads, include_layers, include_heads, query, head, theme ("light"|"dark"), prettify``.
+``kind, layer, heads, include_layers, include_heads, query, head, filter ("A->B"), theme ("light"|"dark"),
+prettify, thumb_size`` (which view takes which: :data:`VIEW_OPTIONS`).
 
 Figures never touch pyplot or the global rcParams. Text stays text in SVG and PDF (searchable, editable), and the
 output is deterministic: the same trace and options give the same SVG bytes. ``figure()`` builds under the
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InputError
 from . import head, matrix, model, neuron, style
-from .options import resolve
+from .options import VIEW_OPTIONS, resolve
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 #: metadata that would otherwise carry the time of writing (the rest is fixed by matplotlib's version)
 _STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
 
-__all__ = ["FORMATS", "VIEWS", "figure", "save_figure"]
+__all__ = ["FORMATS", "VIEWS", "VIEW_OPTIONS", "figure", "save_figure"]
 
 
 def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float = 150, **options) -> Figure:
@@ -43,7 +44,7 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     PNG output and thumbnail resolution use. See the module docstring for the views and options.
     """
     module = _view_module(view)
-    opts = resolve(trace, **options)
+    opts = resolve(view, trace, **options)
     size = _size(size) if size is not None else module.default_size(trace, opts)
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 2400:
         raise InputError(f"dpi must be a number between 10 and 2400; got {dpi!r}")
@@ -67,7 +68,7 @@ def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: S
             f"use one of {', '.join(FORMATS)} (or .html through attnscope.views)"
         )
     fig = figure(view, trace, size=size, dpi=dpi, **options)
-    with style.rc_context(style.THEMES[options.get("theme") or "light"]):
+    with style.rc_context(style.THEMES.get(options.get("theme"), style.THEMES["light"])):
         fig.savefig(path, format=fmt, dpi=dpi, metadata=_STABLE_METADATA[fmt])
     log.debug("wrote %s figure to %s", view, path)
     return path

