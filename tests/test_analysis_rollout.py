@@ -65,7 +65,8 @@ def test_rollout_on_a_pruned_trace_stays_close_to_dense(make_trace):
 
 def test_rollout_and_flow_refuse_cross_attention():
     trace = attnscope.Trace.from_arrays(
-        {"encoder": random_attention(1, 2, 4), "decoder": random_attention(1, 2, 3), "cross": random_attention(1, 2, 3, 4)},
+        {"encoder": random_attention(1, 2, 4), "decoder": random_attention(1, 2, 3),
+         "cross": random_attention(1, 2, 3, 4)},
         {"encoder": list("abcd"), "decoder": list("xyz")},
     )
     with pytest.raises(InputError, match="same tokens"):

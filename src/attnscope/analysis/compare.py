@@ -44,7 +44,7 @@ class NextToken:
     other_prob: float  # under the other input
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Comparison:
     """The result of :func:`compare` (``L`` layers, ``H`` heads, ``R`` compared query rows).
 
@@ -137,9 +137,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def _entropy(p: np.ndarray) -> np.ndarray:
     """Shannon entropy in bits along the last axis (``0 log 0 = 0``)."""
-    logs = np.zeros_like(p)
-    np.log2(p, out=logs, where=p > 0)
-    return -(p * logs).sum(-1)
+    return -(p * np.log2(np.maximum(p, np.finfo(np.float64).tiny))).sum(-1)  # 0 * log(tiny) = 0
 
 
 class _Pooler:

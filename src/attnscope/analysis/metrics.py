@@ -48,6 +48,8 @@ LOCAL_WINDOW = 2
 #: Mass within ``LOCAL_WINDOW`` at or above which a head is "local".
 LOCAL_MIN_MASS = 0.7
 
+_TINY = np.finfo(np.float32).tiny
+
 LABELS = ("previous-token", "next-token", "self", "sink/delimiter", "broad", "local", "mixed")
 
 #: Special tokens recognised by name (in addition to the patterns below).
@@ -139,8 +141,7 @@ class _Context:
     def metrics(self, a: np.ndarray) -> dict[str, float]:
         """Metrics of one head ``a`` ``[q, k]``."""
         q = a.shape[0]
-        logs = np.zeros_like(a)
-        np.log(a, out=logs, where=a > 0)
+        logs = np.log(np.maximum(a, _TINY))  # 0 * log(tiny) = 0: no mask needed (masked logs are slow)
         entropy = np.clip(-(a * logs).sum(1) * self.inv_log, 0.0, 1.0)[self.choice]
         out = {
             "entropy": float(entropy.mean()) if entropy.size else 0.0,
