@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -195,3 +197,10 @@ def test_minilm_has_a_previous_token_head_and_delimiter_heads(minilm_trace):
     assert prev and max(r["previous"] for r in prev) > 0.9
     assert sum(r["label"] == "sink/delimiter" for r in recs) >= 5  # [CLS]/[SEP] soak up attention in BERTs
     assert all(r["special"] > 0 for r in recs)
+
+
+def test_head_table_without_pandas_names_the_extra(make_trace, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an environment without pandas looks like to import
+    with pytest.raises(attnscope.errors.MissingExtraError, match=r"pip install 'attnscope\[analysis\]'"):
+        head_table(make_trace())
+    assert len(head_metrics(make_trace())) == 6  # plain records need nothing extra

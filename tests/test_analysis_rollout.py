@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -136,3 +138,10 @@ def test_flow_refuses_long_inputs_and_names_the_limit(make_trace):
         flow(trace, max_tokens=8)
     with pytest.raises(InputError, match="layer must be between 0 and 0"):
         flow(trace, layer=3)
+
+
+def test_flow_without_scipy_names_the_extra(make_trace, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.sparse.csgraph", None)
+    with pytest.raises(attnscope.errors.MissingExtraError, match=r"pip install 'attnscope\[analysis\]'"):
+        flow(make_trace())
+    assert rollout(make_trace()).shape == (2, 6, 6)  # rollout needs numpy only
