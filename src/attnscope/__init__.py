@@ -4,6 +4,7 @@ Capture one forward pass into a :class:`Trace`, then show it at every scale (hea
 anywhere (notebook, offline HTML, PNG/SVG/PDF, CLI, web app), analyse it and compare it.
 """
 
+from . import analysis
 from ._version import __version__
 from .attention import PruneSpec
 from .capture import capture, capture_batch, load_model
@@ -15,6 +16,7 @@ __all__ = [
     "Segment",
     "Trace",
     "__version__",
+    "analysis",
     "capture",
     "capture_batch",
     "head_view",

@@ -65,11 +65,11 @@ def norm_attention(trace: Trace, model, kind: str | None = None) -> np.ndarray:
 def output_projections(model: nn.Module, kind: str = "self") -> list[np.ndarray]:
     """Per layer of ``kind``, the output projection as a ``[heads * head_size, hidden]`` float32 matrix
     (``x @ W`` form: ``nn.Linear`` weights are transposed, GPT-2's ``Conv1D`` is already in that form)."""
-    from ..capture.hf import _kind_map
+    from ..capture.hf import kind_map
 
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a Hugging Face model or an offline model name; got {type(model).__name__}")
-    kinds = _kind_map(model)
+    kinds = kind_map(model)
     modules = dict(model.named_modules())
     out = []
     for name, module in modules.items():

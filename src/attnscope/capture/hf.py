@@ -150,7 +150,8 @@ def _configs(model) -> list:
     return out
 
 
-def _kind_map(model) -> dict[int, str]:
+def kind_map(model) -> dict[int, str]:
+    """``id(module) -> kind`` for an encoder-decoder's modules (encoder/decoder/cross); empty for one-stack models."""
     if not getattr(model.config, "is_encoder_decoder", False):
         return {}
     encoder = model.get_encoder()
@@ -167,7 +168,7 @@ def _kind_map(model) -> dict[int, str]:
 
 
 def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interface.Recorder:
-    rec = interface.Recorder(_kind_map(model), qkv=qkv, prune=prune)
+    rec = interface.Recorder(kind_map(model), qkv=qkv, prune=prune)
     if model._can_set_attn_implementation():
         with attnscope_attention(model), interface.recording(rec):
             model(**kwargs, use_cache=False)
