@@ -3,6 +3,8 @@ executed and exported to HTML, draws every one of them without interference."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -45,22 +47,33 @@ NOTEBOOK = [
 ]
 
 
-def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK])
+def open_executed(browser, nb, tmp_path):
+    """Execute ``nb`` in ``tmp_path``, export it to HTML like nbconvert does, open it; returns (page, errors)."""
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for cell in nb.cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"cell failed: {cell.source[:80]!r}: {errors[0].get('evalue')}"
     body, _ = HTMLExporter().from_notebook_node(nb)
     path = tmp_path / "notebook.html"
     path.write_text(body, encoding="utf-8")
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     # nbconvert's template asks a CDN for require.js and MathJax: refuse (offline), our views need neither
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
     page.goto(path.as_uri(), wait_until="domcontentloaded")
     wait_drawn(page)
-    views = page.eval_on_selector_all(".attnscope[data-view]:not(.as-embedded)", "rs => rs.map(r => r.dataset.view)")
-    assert views == ["head", "model", "matrix", "head", "neuron", "head"]
+    return page, errors
+
+
+def shown_views(page) -> list[str]:
+    return page.eval_on_selector_all(".attnscope[data-view]:not(.as-embedded)", "rs => rs.map(r => r.dataset.view)")
+
+
+def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK])
+    page, errors = open_executed(browser, nb, tmp_path)
+    assert shown_views(page) == ["head", "model", "matrix", "head", "neuron", "head"]
     ids = page.eval_on_selector_all(".attnscope[data-view]", "rs => rs.map(r => r.id)")
     assert len(set(ids)) == len(ids)
     assert all(pixels(page, ".as-lines", i)["alpha"] > 200 for i in range(3))
@@ -71,5 +84,16 @@ def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_pa
     page.locator(".attnscope[data-view=head] >> nth=0").locator(".as-bar select").select_option(label="2")
     assert [pixels(page, ".as-lines", i)["hash"] for i in (1, 2)] == others
     assert page.get_attribute(".attnscope[data-view=model]", "data-theme") == "dark"
-    context.close()
+    page.context.close()
+    assert errors == []
+
+
+def test_the_quickstart_notebook_runs_and_draws_every_view(browser, tmp_path):
+    nb = nbformat.read(Path(__file__).parents[2] / "examples" / "quickstart.ipynb", as_version=4)
+    page, errors = open_executed(browser, nb, tmp_path)
+    assert shown_views(page) == ["head", "model", "neuron", "matrix", "head"]
+    assert (tmp_path / "model_view.html").stat().st_size > 10_000
+    assert (tmp_path / "head_view.png").read_bytes()[:4] == b"\x89PNG"
+    assert pixels(page, ".as-lines")["alpha"] > 200 and pixels(page, ".as-thumb", 71)["ink"] > 10
+    page.context.close()
     assert errors == []

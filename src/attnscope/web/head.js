@@ -124,7 +124,7 @@ views.head = function renderHead(root, payload, options) {
         }
       }
       ctx.strokeStyle = color;
-      ctx.lineWidth = focus ? 2 : 1.25;
+      ctx.lineWidth = focus ? 2 : 1 / ctx.getTransform().a;  // one device pixel: Skia's fast hairline path
       paths.forEach((p, lvl) => {
         if (!p) return;
         ctx.globalAlpha = Math.min(1, lvl / LEVELS);
