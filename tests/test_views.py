@@ -135,7 +135,7 @@ def test_bad_options_name_what_is_allowed(make_trace, minilm_trace):
 
 def test_the_neuron_view_needs_query_and_key_vectors_and_says_how_to_get_them(make_trace):
     with pytest.raises(MissingDataError, match=r"needs query/key vectors.*capture with attnscope\.capture\(\.\.\., qkv=True\)"):
-        attnscope.neuron_view(make_trace()).html()
+        attnscope.neuron_view(make_trace())
 
 
 def test_encoder_decoder_views_carry_every_kind_with_its_own_token_streams():

@@ -70,6 +70,7 @@ def shown_views(page) -> list[str]:
     return page.eval_on_selector_all(".attnscope[data-view]:not(.as-embedded)", "rs => rs.map(r => r.dataset.view)")
 
 
+@pytest.mark.slow
 def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK])
     page, errors = open_executed(browser, nb, tmp_path)
@@ -88,6 +89,7 @@ def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_pa
     assert errors == []
 
 
+@pytest.mark.slow
 def test_the_quickstart_notebook_runs_and_draws_every_view(browser, tmp_path):
     nb = nbformat.read(Path(__file__).parents[2] / "examples" / "quickstart.ipynb", as_version=4)
     page, errors = open_executed(browser, nb, tmp_path)

@@ -40,6 +40,12 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
     kind = opts.get("kind", trace.default_kind)
     if kind not in trace.attention:
         raise MissingDataError(f"this trace has no {kind!r} attention; pass kind= one of {trace.kinds}")
+    if view == "neuron" and not trace.has_qkv(kind):
+        with_qkv = [k for k in trace.kinds if trace.has_qkv(k)]
+        raise MissingDataError(
+            f"the neuron view needs query/key vectors, and this trace has none for {kind!r} attention; "
+            "capture with attnscope.capture(..., qkv=True)" + (f" or pick kind= one of {with_qkv}" if with_qkv else "")
+        )
     L, H, q, _ = trace.shape(kind)
     layers = _indices(opts.get("include_layers"), L, "include_layers", "layer")
     heads = _indices(opts.get("include_heads"), H, "include_heads", "head")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..encode import encode
-from ..errors import InputError, MissingDataError
+from ..errors import InputError
 from ..trace import Trace
 from . import _html
 from ._options import check, js_options
@@ -66,7 +66,7 @@ class View:
         if suffix in _FIGURE_SUFFIXES:
             from ..figures import save_figure
 
-            return save_figure(self.name, self.trace, path, **self.options, **figure_options)
+            return save_figure(self.name, self.trace, path, **{**self.options, **figure_options})
         raise InputError(
             f"cannot save a view as {path.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)"
         )
@@ -79,15 +79,8 @@ class View:
 
 def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, Any]:
     common = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
-    if name == "neuron":
+    if name == "neuron":  # q/k only: the view recomputes the weights (options.check made sure they exist)
         kinds = [k for k in trace.kinds if trace.has_qkv(k)]
-        kind = opts.get("kind", trace.default_kind)
-        if kind not in kinds:
-            raise MissingDataError(
-                f"the neuron view needs query/key vectors, and this trace has none for {kind!r} attention; "
-                "capture with attnscope.capture(..., qkv=True)"
-                + (f" or pick kind= one of {kinds}" if kinds else "")
-            )
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None

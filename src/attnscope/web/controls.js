@@ -100,7 +100,6 @@ function segmented(label, items, value, onChange) {
 // Head swatches: click toggles a head, double click shows it alone (again: all heads).
 function swatches(kind, selected, onChange) {
   const row = el("div", "as-swatches");
-  const nHeads = Math.max(...kind.heads) + 1;
   let buttons = [];
   const paint = () => buttons.forEach((b, hi) => b.setAttribute("aria-pressed", String(selected.has(hi))));
   const build = (k) => {
@@ -130,7 +129,7 @@ function swatches(kind, selected, onChange) {
     paint();
   };
   build(kind);
-  return { node: row, rebuild: (k, sel) => { selected = sel; build(k); }, paint, nHeads };
+  return { node: row, rebuild: (k, sel) => { selected = sel; build(k); } };
 }
 
 function kindControl(kinds, kind, onChange) {
