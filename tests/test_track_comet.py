@@ -15,7 +15,7 @@ import pytest
 
 import attnscope
 from attnscope.analysis import head_metrics
-from attnscope.errors import InputError, MissingDataError, MissingExtraError, TraceFormatError
+from attnscope.errors import AttnscopeError, InputError, MissingDataError, MissingExtraError, TraceFormatError
 from attnscope.track import comet
 
 QUIET = dict(
@@ -161,3 +161,11 @@ def test_missing_comet_ml_names_the_extra(monkeypatch, make_trace):
     monkeypatch.setitem(sys.modules, "comet_ml", None)  # what `import comet_ml` sees when it is not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'attnscope\[comet\]'"):
         comet.log(object(), make_trace())
+
+
+def test_an_asset_comet_refuses_is_an_error_not_a_silent_gap(offline, make_trace):
+    exp = offline.start()
+    exp.asset_upload_limit = 1000  # Comet's own size check, lowered below the size of a small trace file
+    with pytest.raises(AttnscopeError, match=r"Comet did not take attnscope/trace/trace.safetensors .*trace.prune"):
+        comet.log(exp, make_trace(n=20), views=(), figures=False)
+    exp.end()

@@ -41,6 +41,16 @@ def store(tmp_path_factory) -> Store:
     return Store(tmp_path_factory.mktemp("mlflow"))
 
 
+@pytest.fixture
+def fluent(store, monkeypatch, tmp_path):
+    """MLflow's fluent API (mlflow.start_run) on the test store. When comet_ml was imported before mlflow (the
+    transformers Trainer imports it), Comet mirrors every fluent run into an offline experiment: keep it in tmp."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", store.experiment)
+    monkeypatch.setenv("COMET_OFFLINE_DIRECTORY", str(tmp_path / "comet-mirror"))
+    return store
+
+
 def test_run_holds_artifacts_metrics_and_params(store, minilm_trace, tmp_path):
     run_id = store.run()
     logged = track.log(minilm_trace, run_id, name="probe", step=7, tracking_uri=store.uri)
@@ -77,10 +87,10 @@ def test_trace_reloads_equal(store, minilm_trace):
     assert np.array_equal(back.qkv["self"]["query"], minilm_trace.qkv["self"]["query"])
 
 
-def test_logs_into_the_active_run_and_steps_stay_apart(store, make_trace, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+def test_logs_into_the_active_run_and_steps_stay_apart(fluent, make_trace):
+    store = fluent
     first, later = make_trace(seed=1), make_trace(seed=2)
-    with mlflow.start_run(experiment_id=store.experiment) as run:
+    with mlflow.start_run() as run:
         track.log(first, name="probe0", views=("head",), figures=False, step=0)
         track.log(later, name="probe0", views=("head",), figures=False, step=10)
     run_id = run.info.run_id
@@ -90,9 +100,8 @@ def test_logs_into_the_active_run_and_steps_stay_apart(store, make_trace, monkey
     assert np.array_equal(track.load_trace(run_id, "probe0", step=0).dense(), first.dense())
 
 
-def test_without_a_run_one_is_started_and_left_active(store, make_trace, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", store.experiment)
+def test_without_a_run_one_is_started_and_left_active(fluent, make_trace):
+    store = fluent
     assert mlflow.active_run() is None
     try:
         logged = track.log(make_trace(), views=(), figures=False)

@@ -227,16 +227,23 @@ def traces_in(paths: Iterable[str]) -> dict[str, dict[int | None, str]]:
     return found
 
 
-def pick(found: dict[str, dict[int | None, str]], name: str | None, step: int | None, where: str) -> str:
-    """The artifact path of the asked trace: the only name (or ``name``) at ``step`` (or its latest step)."""
-    if not found:
+def choose_name(names: Iterable[str], name: str | None, where: str) -> str:
+    """``name`` if it was logged, else the only logged name; an error that lists the names otherwise."""
+    names = sorted(names)
+    if not names:
         raise MissingDataError(f"{where} holds no attnscope trace; log one with attnscope.track's log()")
     if name is None:
-        if len(found) > 1:
-            raise InputError(f"{where} holds traces under several names {sorted(found)}; pass name=... to pick one")
-        name = next(iter(found))
-    if name not in found:
-        raise MissingDataError(f"{where} holds no trace named {name!r}; it has {sorted(found)}")
+        if len(names) > 1:
+            raise InputError(f"{where} holds traces under several names {names}; pass name=... to pick one")
+        return names[0]
+    if name not in names:
+        raise MissingDataError(f"{where} holds no trace named {name!r}; it has {names}")
+    return name
+
+
+def pick(found: dict[str, dict[int | None, str]], name: str | None, step: int | None, where: str) -> str:
+    """The artifact path of the asked trace: the only name (or ``name``) at ``step`` (or its latest step)."""
+    name = choose_name(found, name, where)
     steps = found[name]
     if step is None:
         return steps[max(steps, key=lambda s: -1 if s is None else s)]

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MissingDataError, TraceFormatError, require
+from ..errors import AttnscopeError, InputError, MissingDataError, TraceFormatError, require
 from ..trace import Trace, load
 from . import artifacts
 from .artifacts import Logged
@@ -62,9 +62,15 @@ def log(
         images = set(bundle.figures.values())
         for remote, local in bundle.files.items():
             if remote in images:
-                experiment.log_image(str(local), name=remote.removesuffix(".png"), step=bundle.step)
+                done = experiment.log_image(str(local), name=remote.removesuffix(".png"), step=bundle.step)
             else:
-                experiment.log_asset(str(local), file_name=remote, step=bundle.step)
+                done = experiment.log_asset(str(local), file_name=remote, step=bundle.step)
+            if done is None:
+                raise AttnscopeError(
+                    f"Comet did not take {remote} ({local.stat().st_size / 1e6:.1f} MB); its COMET ERROR message "
+                    "above says why. A trace over Comet's size limit gets smaller with trace.prune() or "
+                    "trace.astype('float16')"
+                )
     if bundle.fragments:
         title = html.escape(bundle.name + ("" if bundle.step is None else f" · step {bundle.step}"))
         experiment.log_html(f"<h3>attnscope · {title}</h3>" + "".join(bundle.fragments.values()))
@@ -79,6 +85,7 @@ def load_trace(archive: str | Path, name: str | None = None, *, step: int | None
     """Reopen a trace logged to an offline experiment, from the ``.zip`` archive it wrote on ``end()``.
 
     With several names in the archive pass ``name``; without ``step`` the latest logged step is read.
+    Reading an archive needs no comet_ml: it is a zip of the logged files and a JSON list of messages.
     """
     path = Path(archive)
     if not path.is_file():

@@ -82,8 +82,13 @@ def load_trace(run_id: str, name: str | None = None, tracking_uri: str | None = 
     require("mlflow", "mlflow")
     client = _client(tracking_uri)
     _get_run(client, run_id)
-    found = artifacts.traces_in(_walk(client, run_id, artifacts.ROOT, depth=3))
-    chosen = artifacts.pick(found, name, step, f"MLflow run {run_id!r}")
+    where = f"MLflow run {run_id!r}"
+    names = [i.path.rsplit("/", 1)[-1] for i in client.list_artifacts(run_id, artifacts.ROOT) if i.is_dir]
+    name = artifacts.choose_name(names, name, where)
+    # One listing of the name's folder: each step-<N> folder holds a trace file (it is logged first).
+    paths = [f"{i.path}/{artifacts.TRACE_FILE}" if i.is_dir else i.path
+             for i in client.list_artifacts(run_id, f"{artifacts.ROOT}/{name}")]
+    chosen = artifacts.pick(artifacts.traces_in(paths), name, step, where)
     with tempfile.TemporaryDirectory(prefix="attnscope-mlflow-") as tmp, _quiet_download():
         return load(client.download_artifacts(run_id, chosen, dst_path=tmp))
 
@@ -120,17 +125,6 @@ def _get_run(client, run_id: str):
             f"no MLflow run {run_id!r} in the tracking store {client.tracking_uri!r}; check the id, or pass "
             "tracking_uri= (or set MLFLOW_TRACKING_URI) to the store it was logged to"
         ) from exc
-
-
-def _walk(client, run_id: str, path: str, depth: int) -> list[str]:
-    """Artifact file paths under ``path``, at most ``depth`` folders down."""
-    out = []
-    for info in client.list_artifacts(run_id, path):
-        if info.is_dir and depth > 0:
-            out.extend(_walk(client, run_id, info.path, depth - 1))
-        elif not info.is_dir:
-            out.append(info.path)
-    return out
 
 
 def _log_values(client, run_id: str, metrics: dict[str, float], params: dict[str, str], step: int | None) -> None:
