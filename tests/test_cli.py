@@ -25,7 +25,7 @@ runner = CliRunner()
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real installed command, as a user types it."""
     assert ENTRY.exists(), f"{ENTRY} is missing: run .venv/bin/pip install -e . --no-deps"
-    return subprocess.run([str(ENTRY), *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([str(ENTRY), *args], capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, **(env or {})})
 
 
@@ -179,7 +179,7 @@ def test_models_lists_offline_models_with_install_commands():
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["render", "TRACE", "--view", "neuron", "--heads", "1"], 2, "--heads does not apply to the neuron view"),
-    (["render", "TRACE", "--layer", "9", "-o", "x.png"], 2, "layer=9 is out of range: this trace has 6 layers"),
+    (["render", "TRACE", "--layer", "9", "-o", "x.png"], 2, "layer 9 is not shown; choose one of [0, 1, 2, 3, 4, 5]"),
     (["render", "TRACE", "-o", "x.jpg"], 2, "cannot write 'x.jpg'; use .html"),
     (["render", "TRACE", "-o", "x.png", "--size", "big"], 2, "--size takes WIDTHxHEIGHT"),
     (["render", "TRACE", "-o", "x.html", "--dpi", "300"], 2, "--dpi and --size apply to figures"),

@@ -16,8 +16,9 @@ from PIL import Image
 from pypdf import PdfReader
 
 import attnscope
+from attnscope import views
 from attnscope.errors import InputError, MissingDataError
-from attnscope.figures import VIEWS, figure, save_figure
+from attnscope.figures import VIEW_OPTIONS, VIEWS, figure, save_figure
 from attnscope.figures import head as head_figure
 from attnscope.figures import model as model_figure
 from attnscope.figures.neuron import explain
@@ -163,7 +164,7 @@ def test_head_view_of_1200_tokens_draws_only_the_strongest_lines_and_thins_label
     trace = make_trace(layers=1, heads=2, n=1200)
     fig = figure("head", trace)
     ax = fig.axes[0]
-    lines = [c for c in ax.collections if isinstance(c, LineCollection)][0]
+    lines = next(c for c in ax.collections if isinstance(c, LineCollection))
     assert 0 < len(lines.get_segments()) <= head_figure.MAX_LINES
     alphas = lines.get_colors()[:, 3]
     w = trace.head(0, 0)
@@ -241,3 +242,7 @@ def test_view_save_writes_figures_with_the_views_options(minilm_trace, tmp_path)
     texts = svg_texts(path)
     assert "it" in texts and "[CLS]" in texts and any("A → B" in t for t in texts)
     assert Image.open(io.BytesIO(view.save(tmp_path / "m.png", dpi=72).read_bytes())).size[0] > 100
+
+
+def test_figures_take_the_same_options_as_the_html_views():
+    assert {k: set(v) for k, v in VIEW_OPTIONS.items()} == {k: set(v) for k, v in views.VIEW_OPTIONS.items()}

@@ -34,7 +34,13 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
 from ._version import __version__
-from .errors import AttnscopeError, InputError, MissingDataError, ModelLoadError, TraceFormatError
+from .errors import (
+    AttnscopeError,
+    InputError,
+    MissingDataError,
+    ModelLoadError,
+    TraceFormatError,
+)
 
 DEMO_TEXT = "The cat sat on the mat because it was tired."
 VIEWS = ("head", "model", "neuron", "matrix")
@@ -170,26 +176,23 @@ class _Render:
                  "prettify": ("--raw-tokens", False if raw else None),
                  "include_layers": ("--layers", _index_list(layers, "--layers")),
                  ("include_heads" if view == "model" else "heads"): ("--heads", _index_list(heads, "--heads"))}
-        from .figures import VIEW_OPTIONS
+        from .views import VIEW_OPTIONS
 
         options = {}
         for name, (flag, value) in flags.items():
-            if value is None:
-                continue
-            if name not in VIEW_OPTIONS[view] or (name == "include_layers" and view != "model"):
+            if value is not None and name not in VIEW_OPTIONS[view]:
                 raise InputError(f"{flag} does not apply to the {view} view")
-            options[name] = value
+            if value is not None:
+                options[name] = value
         return cls(view, output, options, dpi, _parse_size(size))
 
     def write(self, trace) -> Path:
-        if self.output.suffix.lower() in HTML_SUFFIXES:
-            from .views import render
+        """HTML or a figure, through the View, which checks the options the same way for both."""
+        from .views import render
 
-            return render(self.view, trace, **self.options).save(self.output)
-        from .figures import save_figure
-
-        return save_figure(self.view, trace, self.output, dpi=150 if self.dpi is None else self.dpi,
-                           size=self.size, **self.options)
+        figure = {} if self.output.suffix.lower() in HTML_SUFFIXES else {
+            "dpi": 150 if self.dpi is None else self.dpi, "size": self.size}
+        return render(self.view, trace, **self.options).save(self.output, **figure)
 
 
 def _index_list(text: str | None, flag: str) -> list[int] | None:

@@ -35,7 +35,6 @@ def strongest(weights: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def draw(fig, trace, opts: Options) -> None:
-    theme = opts.theme
     nq, nk = len(opts.query_labels), len(opts.key_labels)
     ax = fig.add_subplot()
     colors = style.head_colors(trace.shape(opts.kind)[1])

@@ -67,7 +67,7 @@ def explain(trace, opts: Options) -> Explained:
 def draw(fig, trace, opts: Options) -> None:
     v = explain(trace, opts)
     theme, n, i = opts.theme, len(v.score), v.index
-    width, height = fig.get_size_inches()
+    height = fig.get_figheight()
     grid = fig.add_gridspec(2, 4, height_ratios=[0.35, max(height - 2.2, 0.5)], width_ratios=[3, 3, 1.3, 1.3])
     diverging = theme.diverging_cmap()
     vlim = float(max(np.abs(v.key).max(), np.abs(v.query).max(), 1e-12))
