@@ -1,0 +1,77 @@
+"""The FastAPI app: pages, the views' own JavaScript, and the JSON API (routes_*.py), behind the guard.
+
+    /                      explore: pick a model, type text, see every view, download trace/HTML/PNG
+    /compare               two inputs: heads ranked by how much their attention changed
+    /traces                saved traces in --traces DIR, traces logged to MLflow, traces in memory
+    /assets/views.{js,css} the package's view code (attnscope/web), exposed as window.attnscope.views
+    /static/...            the pages' own HTML, CSS and JavaScript (attnscope/server/static)
+    /api/...               JSON; every error is {"error": message}
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from .._version import __version__
+from ..views import _html
+from . import errors
+from .guard import Guard
+from .routes_browse import router as browse_router
+from .routes_run import router as run_router
+from .routes_traces import router as traces_router
+from .settings import Settings
+from .state import AppState
+
+PAGES = {"/": "index.html", "/compare": "compare.html", "/traces": "traces.html"}
+
+
+def static_dir():
+    return resources.files("attnscope.server") / "static"
+
+
+@lru_cache(maxsize=1)
+def views_script() -> str:
+    """Every view's JavaScript (the same files a saved view inlines) in one closure, published as
+    ``window.attnscope.views`` (name -> ``render(root, payload, options)``)."""
+    names = list(dict.fromkeys(name for files in _html.VIEW_SCRIPTS.values() for name in files))
+    body = "\n".join(_html.asset(name) for name in names)
+    return ("(function () {\n\"use strict\";\n" + body +
+            "\nwindow.attnscope = Object.freeze({ views: Object.freeze(Object.assign({}, views)) });\n})();\n")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (checked first: a remote address needs allow_remote and a token)."""
+    settings = (settings or Settings()).check()
+    app = FastAPI(title="attnscope", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.attnscope = AppState(settings)
+    errors.install(app)
+    app.include_router(run_router)
+    app.include_router(traces_router)
+    app.include_router(browse_router)
+
+    @app.get("/assets/views.js", include_in_schema=False)
+    def _views_js() -> Response:
+        return Response(views_script(), media_type="text/javascript; charset=utf-8")
+
+    @app.get("/assets/views.css", include_in_schema=False)
+    def _views_css() -> Response:
+        return Response(_html.asset("style.css"), media_type="text/css; charset=utf-8")
+
+    for path, name in PAGES.items():
+        app.add_api_route(path, _page(name), methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
+    app.add_middleware(Guard, settings=settings)
+    return app
+
+
+def _page(name: str):
+    def page() -> FileResponse:
+        return FileResponse(str(static_dir() / name), media_type="text/html; charset=utf-8")
+
+    page.__name__ = f"page_{name.split('.')[0]}"
+    return page

@@ -1,0 +1,91 @@
+"""One job at a time per key (a model's forward pass, figure drawing) with a bounded wait list.
+
+A model runs one forward pass at a time: concurrent passes on 2 cores only slow each other down and multiply the
+memory. Requests beyond ``limit`` waiting ones are refused at once with :class:`Busy` (HTTP 429 and a
+``Retry-After`` estimated from recent run times) instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """The wait list of ``key`` is full; try again after ``retry_after`` seconds."""
+
+    def __init__(self, key: str, waiting: int, retry_after: int):
+        super().__init__(f"{key} is busy ({waiting} requests already waiting); try again in {retry_after} s")
+        self.key, self.waiting, self.retry_after = key, waiting, retry_after
+
+
+class Gate:
+    """Lets one job run and at most ``limit`` wait; measures how long jobs take (for ``Retry-After``)."""
+
+    def __init__(self, key: str, limit: int):
+        self.key, self.limit = key, limit
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self._mean = 1.0  # seconds per job, a moving average
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @property
+    def running(self) -> bool:
+        return self._lock.locked()
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self._mean * (self._waiting + 1)))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for this gate (or raise :class:`Busy` when the wait list is full); the job runs inside."""
+        if self._lock.locked() and self._waiting >= self.limit:
+            raise Busy(self.key, self._waiting, self.retry_after())
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._mean = 0.7 * self._mean + 0.3 * (time.perf_counter() - start)
+            self._lock.release()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a worker thread inside a slot.
+
+        The slot is held until the thread finishes, even when the client goes away meanwhile, so a cancelled
+        request can never let a second forward pass start beside the first.
+        """
+        async with self.slot():
+            return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=False)
+
+
+class Gates:
+    """One :class:`Gate` per key, made on first use (all in the server's event loop)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._gates: dict[str, Gate] = {}
+
+    def __getitem__(self, key: str) -> Gate:
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = Gate(key, self.limit)
+        return gate
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {k: {"running": g.running, "waiting": g.waiting} for k, g in self._gates.items()}

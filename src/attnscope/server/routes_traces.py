@@ -1,0 +1,180 @@
+"""Routes on held traces: summary, view payloads, lazily fetched heads, downloads (trace, HTML, PNG)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..views import View
+from .errors import ApiError
+from .guard import VIEW_CSP_MARK
+from .payloads import head_payload, view_data
+from .state import AppState, state
+from .store import Entry
+
+router = APIRouter(prefix="/api/traces")
+
+VIEW_NAMES = ("head", "model", "neuron", "matrix")
+_INDEX_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+MAX_INDICES = 4096
+
+
+def trace_info(entry: Entry) -> dict[str, Any]:
+    """What the pages show about a held trace (JSON-able)."""
+    t, meta = entry.trace, entry.trace.meta
+    kinds = {}
+    for kind in t.kinds:
+        L, H, q, k = t.shape(kind)
+        att = t.attention[kind]
+        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": "pruned" if att.pruned else "dense",
+                       "kept_mass": round(t.kept_mass(kind), 6),
+                       "causal": bool(meta.get("kinds", {}).get(kind, {}).get("causal", False))}
+    source = {k: v for k, v in entry.source.items() if k != "key"}
+    return {
+        "id": entry.id, "source": source, "model": meta.get("model"), "architecture": meta.get("architecture"),
+        "created": meta.get("created"), "text": meta.get("text"), "pair": meta.get("pair"),
+        "target": meta.get("target"), "generate": meta.get("generate", 0), "kinds": kinds,
+        "default_kind": t.default_kind, "tokens": {s: len(v) for s, v in t.tokens.items()},
+        "segments": {n: {"stream": s.stream, "start": s.start, "end": s.end} for n, s in t.segments.items()},
+        "qkv": [k for k in t.kinds if t.has_qkv(k)],
+        "views": [v for v in VIEW_NAMES if v != "neuron" or any(t.has_qkv(k) for k in t.kinds)],
+        "bytes": entry.nbytes,
+    }
+
+
+def held(trace_id: str, app: AppState = Depends(state)) -> Entry:
+    entry = app.store.get(trace_id)
+    if entry is None:
+        raise ApiError(404, f"no trace {trace_id!r} on this server (traces are kept in memory, the least recently "
+                            "used dropped first); capture it again or reopen it from the trace browser")
+    return entry
+
+
+def indices(text: str | None, name: str) -> list[int] | None:
+    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``."""
+    if text is None or text == "":
+        return None
+    if not _INDEX_LIST.match(text.replace(" ", "")):
+        raise ApiError(422, f"{name} takes indices and ranges such as 0,3,5-7; got {text!r}")
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        lo, _, hi = part.partition("-")
+        if hi and int(hi) - int(lo) > MAX_INDICES:
+            raise ApiError(422, f"{name}: the range {part} is too long")
+        out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+        if len(out) > MAX_INDICES:
+            raise ApiError(422, f"{name} lists more than {MAX_INDICES} indices")
+    return out
+
+
+def view_options(
+    view: Annotated[str, Query()] = "head",
+    kind: str | None = None, layer: int | None = None, head: int | None = None, heads: str | None = None,
+    query: int | None = None, filter: str | None = None, theme: str | None = None, prettify: bool | None = None,
+    include_layers: str | None = None, include_heads: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The view name and its options from the query string (only those given; the view checks them)."""
+    if view not in VIEW_NAMES:
+        raise ApiError(422, f"unknown view {view!r}; choose one of {', '.join(VIEW_NAMES)}")
+    given = {"kind": kind, "layer": layer, "head": head, "heads": indices(heads, "heads"), "query": query,
+             "filter": filter, "theme": theme, "prettify": prettify,
+             "include_layers": indices(include_layers, "include_layers"),
+             "include_heads": indices(include_heads, "include_heads")}
+    return view, {k: v for k, v in given.items() if v is not None}
+
+
+def _lazy_flag(lazy: str) -> bool | None:
+    choices = {"auto": None, "1": True, "true": True, "0": False, "false": False}
+    if lazy not in choices:
+        raise ApiError(422, f"lazy must be auto, 1 or 0; got {lazy!r}")
+    return choices[lazy]
+
+
+@router.get("")
+def list_traces(app: AppState = Depends(state)) -> dict:
+    return {"traces": [trace_info(e) for e in app.store.entries()], "bytes": app.store.nbytes}
+
+
+@router.get("/{trace_id}")
+def get_trace(entry: Entry = Depends(held)) -> dict:
+    return trace_info(entry)
+
+
+@router.get("/{trace_id}/view")
+async def get_view(entry: Entry = Depends(held), chosen=Depends(view_options), lazy: str = "auto",
+                   app: AppState = Depends(state)) -> JSONResponse:
+    """One view's data: ``{"view", "options", "payload", "lazy"}`` (a skeleton when ``lazy``)."""
+    view, options = chosen
+    flag = _lazy_flag(lazy)
+    data = await anyio.to_thread.run_sync(
+        lambda: view_data(entry, view, options, lazy=flag, lazy_bytes=app.settings.lazy_bytes))
+    return JSONResponse(data)
+
+
+@router.get("/{trace_id}/head")
+async def get_head(entry: Entry = Depends(held), kind: str | None = None, layer: int = 0, head: int | None = None,
+                   heads: str | None = None, dtype: str = "uint8", qkv: bool = False) -> JSONResponse:
+    """The payload of one head (``head=``), of several heads of a layer (``heads=0,1,2``), or of the whole layer."""
+    if head is not None and heads is not None:
+        raise ApiError(422, "pass head= or heads=, not both")
+    kind = kind or entry.trace.default_kind
+    chosen = [head] if head is not None else indices(heads, "heads")
+    data = await anyio.to_thread.run_sync(
+        lambda: head_payload(entry.trace, kind, layer, chosen, dtype=dtype, qkv=qkv))
+    return JSONResponse(data)
+
+
+@router.get("/{trace_id}/download/trace")
+async def download_trace(entry: Entry = Depends(held), float16: bool = False) -> Response:
+    def save() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="attnscope-serve-") as tmp:
+            path = entry.trace.save(Path(tmp) / "trace.safetensors", dtype="float16" if float16 else "float32")
+            return path.read_bytes()
+
+    data = await anyio.to_thread.run_sync(save)
+    return Response(data, media_type="application/octet-stream",
+                    headers=_attachment(f"{_stem(entry)}.safetensors"))
+
+
+@router.get("/{trace_id}/download/html")
+async def download_html(entry: Entry = Depends(held), chosen=Depends(view_options), inline: bool = False) -> Response:
+    """The view as a standalone HTML file (``inline=1`` opens it in the browser instead of saving it)."""
+    view, options = chosen
+    text = await anyio.to_thread.run_sync(lambda: View(view, entry.trace, options).html())
+    headers = {VIEW_CSP_MARK: "1"}
+    if not inline:
+        headers.update(_attachment(f"{_stem(entry)}-{view}.html"))
+    return Response(text, media_type="text/html; charset=utf-8", headers=headers)
+
+
+@router.get("/{trace_id}/download/png")
+async def download_png(request: Request, entry: Entry = Depends(held), chosen=Depends(view_options),
+                       dpi: float = 150, app: AppState = Depends(state)) -> Response:
+    """The view as a PNG figure (drawn by matplotlib, one at a time; 429 when many wait)."""
+    view, options = chosen
+    if not 30 <= dpi <= 300:
+        raise ApiError(422, f"dpi must be between 30 and 300; got {dpi}")
+
+    def draw() -> bytes:
+        from ..figures import save_figure
+
+        with tempfile.TemporaryDirectory(prefix="attnscope-serve-") as tmp:
+            return save_figure(view, entry.trace, Path(tmp) / "figure.png", dpi=dpi, **options).read_bytes()
+
+    data = await app.gates["figures"].run(draw)
+    return Response(data, media_type="image/png", headers=_attachment(f"{_stem(entry)}-{view}.png"))
+
+
+def _stem(entry: Entry) -> str:
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(entry.trace.meta.get("model") or "trace")).strip("-.")[:40]
+    return f"attnscope-{model or 'trace'}-{entry.id[:8]}"
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"content-disposition": f'attachment; filename="{filename}"'}

@@ -1,0 +1,150 @@
+// Compare page: two inputs -> heads ranked by how much their attention changed, a layer x head grid of the
+// divergence, next-token predictions (causal models), and the chosen head drawn for both inputs side by side.
+import { api, drawView, el, errorText, fillModels, nav, showStatus } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const CELL = 22;
+const st = { config: null, result: null, pick: null, sides: [], busy: false };
+
+function setBusy(on, message) {
+  st.busy = on;
+  $("run").disabled = on;
+  document.body.classList.toggle("busy", on);
+  showStatus($("status"), message || "", on ? "busy" : "");
+}
+
+function fmt(v) { return v.toFixed(4); }
+
+function rankedTable(result) {
+  const body = $("ranked").tBodies[0], max = result.ranked.length ? result.ranked[0].divergence || 1 : 1;
+  body.textContent = "";
+  for (const r of result.ranked) {
+    const bar = el("span", { class: "bar" });
+    bar.style.width = `${Math.round((100 * r.divergence) / max)}%`;
+    const tr = el("tr", { "data-layer": r.layer, "data-head": r.head, tabindex: 0 },
+      el("td", null, r.rank), el("td", null, r.layer), el("td", null, r.head),
+      el("td", { class: "num" }, el("span", { class: "bar-wrap" }, bar), fmt(r.divergence)));
+    tr.addEventListener("click", () => pick(r.layer, r.head));
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(r.layer, r.head); });
+    body.append(tr);
+  }
+}
+
+// Divergence per head as a heatmap (square-root scale, white -> deep orange; dark pages: dark -> orange).
+function grid(result) {
+  const canvas = $("grid"), div = result.divergence, L = div.length, H = L ? div[0].length : 0;
+  let max = 0;
+  for (const row of div) for (const v of row) max = Math.max(max, v);
+  const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = H * CELL * ratio; canvas.height = L * CELL * ratio;
+  canvas.style.width = H * CELL + "px"; canvas.style.height = L * CELL + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  const lo = dark ? [22, 27, 34] : [255, 255, 255], hi = [217, 72, 15];
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < H; h++) {
+      const t = max > 0 ? Math.sqrt(div[l][h] / max) : 0;
+      const c = lo.map((a, i) => Math.round(a + (hi[i] - a) * t));
+      ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
+      ctx.fillRect(h * CELL, l * CELL, CELL - 1, CELL - 1);
+    }
+  }
+  if (st.pick) {
+    ctx.strokeStyle = dark ? "#e6edf3" : "#1f2328";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(st.pick[1] * CELL + 1, st.pick[0] * CELL + 1, CELL - 3, CELL - 3);
+  }
+  canvas.title = `max divergence ${fmt(max)} bits`;
+}
+
+function nextTokens(result) {
+  const box = $("next");
+  box.hidden = !result.next;
+  if (!result.next) return;
+  const body = box.querySelector("tbody");
+  body.textContent = "";
+  for (const r of result.next) {
+    body.append(el("tr", null, el("td", null, r.rank), el("td", { title: r.a_token }, JSON.stringify(r.a_text)),
+      el("td", { class: "num" }, r.a_prob.toFixed(3)), el("td", { title: r.b_token }, JSON.stringify(r.b_text)),
+      el("td", { class: "num" }, r.b_prob.toFixed(3))));
+  }
+}
+
+async function drawSides(layer, head) {
+  const traces = [st.result.a, st.result.b], hosts = [$("view-a"), $("view-b")];
+  const options = { view: "head", layer, heads: String(head) };
+  const data = await Promise.all(traces.map((t) => api(`/api/traces/${encodeURIComponent(t.id)}/view`, { params: options })));
+  st.sides.forEach((s) => s.view.destroy());
+  st.sides = [];
+  for (let i = 0; i < 2; i++) st.sides.push(await drawView(hosts[i], data[i], traces[i].id));
+}
+
+async function pick(layer, head) {
+  st.pick = [layer, head];
+  $("pick-title").textContent = `Layer ${layer} \u00b7 head ${head}`;
+  for (const tr of $("ranked").tBodies[0].rows) {
+    tr.classList.toggle("on", tr.dataset.layer === String(layer) && tr.dataset.head === String(head));
+  }
+  grid(st.result);
+  try {
+    if (st.sides.length === 2) st.sides.forEach((s) => s.view.update({ layer, heads: [head] }));
+    else await drawSides(layer, head);
+  } catch (err) {
+    showStatus($("status"), errorText(err), "error");
+  }
+}
+
+function show(result) {
+  st.result = result;
+  st.sides.forEach((s) => s.view.destroy());
+  st.sides = [];
+  $("result").hidden = false;
+  const compared = result.identical ? "the inputs are identical" : `${result.rows} token positions compared`;
+  $("summary").textContent = `${result.a.model} \u00b7 ${result.kind} attention \u00b7 ${compared} \u00b7 ` +
+    `${result.divergence.length} layers \u00d7 ${(result.divergence[0] || []).length} heads`;
+  $("open-a").href = `/?trace=${encodeURIComponent(result.a.id)}`;
+  $("open-b").href = `/?trace=${encodeURIComponent(result.b.id)}`;
+  rankedTable(result);
+  nextTokens(result);
+  const top = result.ranked[0] || { layer: 0, head: 0 };
+  return pick(top.layer, top.head);
+}
+
+async function run(event) {
+  if (event) event.preventDefault();
+  if (st.busy) return;
+  const body = { model: $("model").value, text_a: $("text-a").value, text_b: $("text-b").value };
+  if (!body.text_a.trim() || !body.text_b.trim()) { showStatus($("status"), "type both inputs first", "error"); return; }
+  setBusy(true, "Running both inputs through the model\u2026");
+  try {
+    const result = await api("/api/compare", { method: "POST", body });
+    setBusy(false);
+    await show(result);
+  } catch (err) {
+    setBusy(false);
+    showStatus($("status"), errorText(err), "error");
+  }
+}
+
+$("grid").addEventListener("click", (e) => {
+  if (!st.result) return;
+  const r = $("grid").getBoundingClientRect();
+  const h = Math.floor((e.clientX - r.left) / CELL), l = Math.floor((e.clientY - r.top) / CELL);
+  if (l >= 0 && h >= 0 && l < st.result.divergence.length && h < st.result.divergence[0].length) pick(l, h);
+});
+
+async function main() {
+  nav("/compare");
+  try {
+    st.config = await api("/api/config");
+  } catch (err) {
+    showStatus($("status"), errorText(err), "error");
+    return;
+  }
+  $("version").textContent = "v" + st.config.version;
+  fillModels($("model"), st.config.models, new URLSearchParams(location.search).get("model"));
+  $("compare").addEventListener("submit", run);
+}
+
+main();

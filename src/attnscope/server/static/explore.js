@@ -1,0 +1,141 @@
+// Explore page: pick a model, type text, see it in every view; ?trace=ID&view=V opens a held trace.
+import { api, apiUrl, drawView, el, errorText, fillModels, nav, showStatus } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
+const st = { config: null, trace: null, view: "head", drawn: null, busy: false };
+
+function setBusy(on, message) {
+  st.busy = on;
+  $("run").disabled = on;
+  document.body.classList.toggle("busy", on);
+  showStatus($("status"), message || "", on ? "busy" : "");
+}
+
+function modelKind() {
+  const m = st.config.models.find((x) => x.id === $("model").value);
+  return m ? m.kind : null;
+}
+
+// Only the inputs the chosen model takes (all of them while its kind is unknown).
+function showInputs() {
+  const kind = modelKind();
+  for (const node of document.querySelectorAll("[data-for]")) node.hidden = kind !== null && node.dataset.for !== kind;
+  const m = st.config.models.find((x) => x.id === $("model").value);
+  $("model-hint").textContent = m ? m.description : "";
+}
+
+function viewButtons() {
+  const box = $("views");
+  box.textContent = "";
+  for (const name of st.config.views) {
+    const b = el("button", { type: "button", "data-view": name, class: "seg-btn" }, VIEW_LABELS[name] || name);
+    const has = !st.trace || st.trace.views.includes(name);
+    b.disabled = !has;
+    if (!has) b.title = "this trace has no query/key vectors (inputs over the server's q/k limit drop them)";
+    b.setAttribute("aria-pressed", String(name === st.view));
+    b.addEventListener("click", () => { st.view = name; render(); });
+    box.append(b);
+  }
+}
+
+function describe(t) {
+  const kind = t.kinds[t.default_kind];
+  const parts = [t.model, `${kind.layers} layers \u00d7 ${kind.heads} heads`,
+    kind.queries === kind.keys ? `${kind.queries} tokens` : `${kind.queries} \u00d7 ${kind.keys} tokens`];
+  if (kind.form === "pruned") parts.push(`pruned (keeps ${(100 * kind.kept_mass).toFixed(1)}% of the attention)`);
+  if (t.source && t.source.type === "file") parts.push(`file ${t.source.path}`);
+  if (t.source && t.source.type === "mlflow") parts.push(`MLflow run ${t.source.run}`);
+  return parts.join(" \u00b7 ");
+}
+
+function links() {
+  const id = encodeURIComponent(st.trace.id), theme = $("theme").value;
+  const opts = { view: st.view, theme: theme === "auto" ? null : theme };
+  $("dl-trace").href = apiUrl(`/api/traces/${id}/download/trace`);
+  $("dl-html").href = apiUrl(`/api/traces/${id}/download/html`, opts);
+  $("dl-png").href = apiUrl(`/api/traces/${id}/download/png`, { view: st.view, theme: theme === "light" || theme === "dark" ? theme : null });
+}
+
+async function render() {
+  if (!st.trace) return;
+  viewButtons();
+  links();
+  const url = new URL(location.href);
+  url.searchParams.set("trace", st.trace.id);
+  url.searchParams.set("view", st.view);
+  history.replaceState(null, "", url);
+  const theme = $("theme").value;
+  try {
+    const data = await api(`/api/traces/${encodeURIComponent(st.trace.id)}/view`, { params: { view: st.view, theme } });
+    if (st.drawn) st.drawn.view.destroy();
+    st.drawn = await drawView($("view-host"), data, st.trace.id);
+    $("info").textContent = describe(st.trace) + (data.lazy ? " \u00b7 heads are fetched from the server as you look at them" : "");
+  } catch (err) {
+    showStatus($("status"), errorText(err), "error");
+  }
+}
+
+async function open(trace) {
+  st.trace = trace;
+  if (!trace.views.includes(st.view)) st.view = "head";
+  $("result").hidden = false;
+  await render();
+}
+
+async function capture(event) {
+  if (event) event.preventDefault();
+  if (st.busy) return;
+  const text = $("text").value;
+  if (!text.trim()) { showStatus($("status"), "type some text first", "error"); return; }
+  const kind = modelKind();
+  const body = { model: $("model").value, text };
+  const pair = $("pair").value.trim(), target = $("target").value.trim(), generate = Number($("generate").value || 0);
+  if (pair && (kind === null || kind === "encoder")) body.pair = pair;
+  if (target && (kind === null || kind === "encoder-decoder")) body.target = target;
+  if (generate > 0 && kind !== "encoder") body.generate = generate;
+  const loaded = (st.config.models.find((m) => m.id === body.model) || {}).loaded;
+  setBusy(true, loaded ? "Running the model\u2026" : "Loading the model (first use) and running it\u2026");
+  const start = performance.now();
+  try {
+    const trace = await api("/api/capture", { method: "POST", body });
+    const m = st.config.models.find((x) => x.id === body.model);
+    if (m) m.loaded = true;
+    setBusy(false);
+    await open(trace);
+    showStatus($("status"), `captured in ${((performance.now() - start) / 1000).toFixed(1)} s`, "ok");
+  } catch (err) {
+    setBusy(false);
+    showStatus($("status"), errorText(err), "error");
+  }
+}
+
+async function main() {
+  nav("/");
+  try {
+    st.config = await api("/api/config");
+  } catch (err) {
+    showStatus($("status"), errorText(err), "error");
+    return;
+  }
+  $("version").textContent = "v" + st.config.version;
+  $("generate").max = String(st.config.limits.max_generate);
+  $("text").maxLength = st.config.limits.max_chars;
+  const params = new URLSearchParams(location.search);
+  fillModels($("model"), st.config.models, params.get("model"));
+  showInputs();
+  $("model").addEventListener("change", showInputs);
+  $("capture").addEventListener("submit", capture);
+  $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) capture(e); });
+  $("theme").addEventListener("change", render);
+  if (params.get("view") && st.config.views.includes(params.get("view"))) st.view = params.get("view");
+  if (params.get("trace")) {
+    try {
+      await open(await api(`/api/traces/${encodeURIComponent(params.get("trace"))}`));
+    } catch (err) {
+      showStatus($("status"), errorText(err), "error");
+    }
+  }
+}
+
+main();
