@@ -169,3 +169,19 @@ def test_an_asset_comet_refuses_is_an_error_not_a_silent_gap(offline, make_trace
     with pytest.raises(AttnscopeError, match=r"Comet did not take attnscope/trace/trace.safetensors .*trace.prune"):
         comet.log(exp, make_trace(n=20), views=(), figures=False)
     exp.end()
+
+
+def test_encoder_decoder_metrics_are_named_per_kind_and_all_kinds_reload(offline):
+    from conftest import random_attention
+
+    att = {"encoder": random_attention(2, 2, 5, seed=1), "decoder": random_attention(2, 2, 3, causal=True, seed=2),
+           "cross": random_attention(2, 2, 3, 5, seed=3)}
+    trace = attnscope.Trace.from_arrays(att, {"encoder": list("abcde"), "decoder": list("xyz")})
+    exp = offline.start()
+    logged = comet.log(exp, trace, views=("model",), figures=False, html_tab=False, name="t5")
+    assert {"attn/t5/encoder/L1/entropy", "attn/t5/decoder/entropy", "attn/t5/cross/heads/broad"} <= set(logged.metrics)
+    assert not any(k.startswith("attn/t5/L") for k in logged.metrics)
+    back = comet.load_trace(offline.archive(exp))
+    assert back.kinds == ["encoder", "decoder", "cross"] and back.tokens == trace.tokens
+    for kind in back.kinds:
+        assert np.array_equal(back.dense(kind), trace.dense(kind))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,7 +172,7 @@ def summarize(rows: list[dict[str, Any]], *, prefix: str, kinds: bool) -> dict[s
     labels = {(kind, label): 0 for kind in dict.fromkeys(r["kind"] for r in rows) for label in LABELS}
     for row in rows:
         for key, value in row.items():
-            if key in ("kind", "layer", "head") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in ("kind", "layer", "head") or isinstance(value, bool) or not isinstance(value, numbers.Real):
                 continue
             if not math.isfinite(value):
                 continue
