@@ -169,6 +169,7 @@ def kind_map(model) -> dict[int, str]:
 
 def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interface.Recorder:
     rec = interface.Recorder(kind_map(model), qkv=qkv, prune=prune)
+    kwargs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     if model._can_set_attn_implementation():
         with attnscope_attention(model), interface.recording(rec):
             model(**kwargs, use_cache=False)
@@ -268,7 +269,8 @@ def _prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, trun
     is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     segments: dict[str, Segment] = {}
     if features is not None:
-        feats = torch.as_tensor(np.asarray(features), dtype=model.dtype)
+        feats = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+        feats = feats.to(dtype=model.dtype)
         if feats.ndim == 2:
             feats = feats[None]
         kwargs = {"input_features": feats}
@@ -307,6 +309,7 @@ def _decoder_ids(model, tok, kwargs, target, generate) -> list[int]:
         raise InputError(
             "an encoder-decoder needs decoder text: pass target='...' or generate=N to let the model write it"
         )
+    kwargs = {k: v.to(model.device) for k, v in kwargs.items()}
     out = model.generate(**kwargs, max_new_tokens=generate, do_sample=False, num_beams=1)
     return out[0].tolist()
 
@@ -316,12 +319,13 @@ def _prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> _Input
     tok = _tok(tokenizer)
     enc = _encode(model, tokenizer, text, None, truncate)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    enc = {k: v.to(model.device) for k, v in enc.items()}
     out = model.generate(**enc, max_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=pad)
     ids = out[0].tolist()
     limit, prompt = _max_positions(model), enc["input_ids"].shape[1]
     if limit is not None and len(ids) > limit:
         raise InputTooLongError(f"prompt + {n} generated tokens exceed the model's {limit} positions; generate fewer")
-    kwargs = {"input_ids": out[:, :], "attention_mask": torch.ones_like(out)}
+    kwargs = {"input_ids": out.cpu(), "attention_mask": torch.ones_like(out).cpu()}
     segments = {"prompt": Segment("input", 0, prompt), "generated": Segment("input", prompt, len(ids))}
     return _Inputs(kwargs, {"input": tok.convert_ids_to_tokens(ids)}, {"input": ids}, segments)
 
