@@ -21,6 +21,10 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Loaded models, shared by every app in the process (a model is loaded once, then kept while the process runs).
+_LOADED: dict[str, tuple[Any, Any]] = {}
+_LOADED_LOCK = threading.Lock()
+
 #: What the offline models are, known without loading them (the page shows the fitting input fields).
 _OFFLINE_KINDS = {"minilm": "encoder", "smollm2": "decoder"}
 
@@ -41,8 +45,6 @@ class ModelRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.allowed = tuple(settings.models)
-        self._loaded: dict[str, tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
 
     def check(self, name: str | None) -> str:
         """The allow-listed id for ``name`` (None: the default), or a 400 naming the served models."""
@@ -64,23 +66,22 @@ class ModelRegistry:
                 "default": name == DEFAULT_MODEL,
                 "description": offline.description if offline else name,
                 "installed": (offline.path() is not None) if offline else None,
-                "loaded": name in self._loaded,
+                "loaded": name in _LOADED,
                 "kind": self._kind(name),
             })
         return out
 
     def get(self, name: str) -> tuple[Any, Any]:
         """``(model, tokenizer)``, loaded on first use (``trust_remote_code`` stays off) and then kept."""
-        with self._lock:
-            found = self._loaded.get(name)
+        with _LOADED_LOCK:
+            found = _LOADED.get(name)
         if found is not None:
             return found
         start = time.perf_counter()
         model, tokenizer = load_model(name, trust_remote_code=False)
         log.info("loaded %s in %.1f s", name, time.perf_counter() - start)
-        with self._lock:
-            self._loaded[name] = (model, tokenizer)
-        return model, tokenizer
+        with _LOADED_LOCK:
+            return _LOADED.setdefault(name, (model, tokenizer))
 
     def capture(self, name: str, job: CaptureJob) -> Trace:
         """Load ``name`` if needed, check the token count against the server's limit, then capture."""
@@ -110,8 +111,8 @@ class ModelRegistry:
         """``"encoder"``, ``"decoder"`` or ``"encoder-decoder"`` once known (offline models: always)."""
         if name in _OFFLINE_KINDS:
             return _OFFLINE_KINDS[name]
-        with self._lock:
-            found = self._loaded.get(name)
+        with _LOADED_LOCK:
+            found = _LOADED.get(name)
         if found is None:
             return None
         config = found[0].config
