@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
 import pytest
 
 import attnscope
+import attnscope.encode
 from attnscope.encode import decode_head, dequantize, encode, quantize, script_json
 from attnscope.errors import InputError, MissingDataError
 from conftest import random_attention
@@ -32,7 +34,7 @@ def test_payload_holds_no_json_float_arrays_in_any_form(minilm_trace):
     pruned = encode(minilm_trace.prune(0.9, 8), thumb_size=8, dtype="float16")
     for payload in (dense, pruned):
         assert float_lists(json.loads(script_json(payload))) == []
-    assert dense["kinds"]["self"]["thumb"]["block"] == 2  # 15 tokens pooled to 8 pixels
+    assert pruned["kinds"]["self"]["thumb"]["block"] == 2  # 15 tokens pooled to 8 pixels
     assert isinstance(dense["kinds"]["self"]["data"][0][0], str)  # one base64 string per head
 
 
@@ -84,20 +86,30 @@ def test_dense_payload_reports_that_nothing_was_pruned(make_trace):
     assert (spec["form"], spec["keptMass"], spec["minKeptMass"]) == ("dense", 1.0, 1.0)
 
 
-def test_thumbnails_are_block_max_pooled_and_only_shipped_for_long_inputs(make_trace):
-    trace = make_trace(1, 1, 100, seed=2)
+def test_dense_payloads_leave_thumbnail_pooling_to_the_browser(make_trace):
+    spec = encode(make_trace(1, 1, 100), thumb_size=32)["kinds"]["self"]
+    assert spec["thumbSize"] == 32 and "thumb" not in spec
+
+
+def test_pruned_payloads_ship_block_max_thumbnails_for_long_inputs(make_trace):
+    trace = make_trace(1, 1, 100, seed=2).prune(mass=0.9, top_k=20)
     assert "thumb" not in encode(trace, thumb_size=128)["kinds"]["self"]
     thumb = encode(trace, thumb_size=32)["kinds"]["self"]["thumb"]
     assert thumb["block"] == 4 and thumb["shape"] == [25, 25]
-    pooled = dequantize(__import__("base64").b64decode(thumb["data"][0][0]), "sqrt8").reshape(25, 25)
+    pooled = dequantize(base64.b64decode(thumb["data"][0][0]), "sqrt8").reshape(25, 25)
     want = trace.head(0, 0).reshape(25, 4, 25, 4).max(axis=(1, 3))
     assert np.abs(np.sqrt(pooled) - np.sqrt(want)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_very_large_dense_payloads_ship_thumbnails_too(make_trace, monkeypatch):
+    monkeypatch.setattr(attnscope.encode, "POOL_IN_BROWSER", 1000)
+    assert encode(make_trace(1, 1, 40), thumb_size=16)["kinds"]["self"]["thumb"]["block"] == 3
 
 
 def test_query_key_vectors_travel_as_float16_per_head(minilm_trace):
     qkv = encode(minilm_trace, attention=False, qkv=True)["kinds"]["self"]["qkv"]
     assert qkv["d"] == 32 and qkv["scaling"] == pytest.approx(32**-0.5)
-    q = np.frombuffer(__import__("base64").b64decode(qkv["query"][2][5]), dtype="<f2").reshape(-1, 32)
+    q = np.frombuffer(base64.b64decode(qkv["query"][2][5]), dtype="<f2").reshape(-1, 32)
     np.testing.assert_allclose(q, minilm_trace.qkv["self"]["query"][2, 5], rtol=2e-3, atol=2e-3)
 
 

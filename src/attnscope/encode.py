@@ -15,8 +15,9 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
   uint32 ``[q+1]`` (offsets into this head's entries), ``indices`` uint16 (uint32 when k > 65536) and ``values``
   in ``dtype``. ``keptMass`` is the fraction of attention kept, averaged over rows (as
   :meth:`Trace.kept_mass`; 1.0 for dense), ``minKeptMass`` the worst row's; views state them.
-- ``thumb`` (model view, when ``max(q, k) > thumb_size``): block-max pooled ``sqrt8`` thumbnails
-  ``thumb["data"][layer][head]`` of ``thumb["shape"]`` with square blocks of ``thumb["block"]`` tokens.
+- ``thumbSize`` (model view): thumbnails are block-max pooled to at most this many pixels a side. The browser
+  pools them itself from dense weights; pruned or very large payloads ship them as ``thumb``:
+  ``thumb["data"][layer][head]`` sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]`` tokens.
 - ``qkv`` (neuron view): ``qkv["query"][layer][head]`` float16 ``[q, d]``, ``qkv["key"][layer][head]`` ``[k, d]``,
   ``qkv["bias"]`` ``[q, k]`` or null (T5's position bias), with ``scaling`` and ``causal`` beside them.
 
@@ -39,6 +40,8 @@ from .trace import Trace
 PAYLOAD_FORMAT = "attnscope-payload"
 PAYLOAD_VERSION = 1
 DTYPES = {"uint8": "sqrt8", "float16": "f16"}
+#: Dense payloads with more weights than this ship pooled thumbnails instead of letting the browser pool them.
+POOL_IN_BROWSER = 2**24
 
 
 def encode(
@@ -55,8 +58,8 @@ def encode(
     """Build the payload of ``trace`` for the views (see the module docstring for its layout).
 
     ``kinds`` defaults to every kind in the trace; ``include_layers``/``include_heads`` keep only those
-    (original indices); ``dtype`` is ``"uint8"`` (sqrt-scaled bytes) or ``"float16"``; ``thumb_size`` adds
-    block-max thumbnails no larger than that many pixels a side; ``attention=False`` leaves the weights out
+    (original indices); ``dtype`` is ``"uint8"`` (sqrt-scaled bytes) or ``"float16"``; ``thumb_size`` sets the
+    model view's thumbnail size (shipped pooled when the browser should not pool them itself); ``attention=False`` leaves the weights out
     (the neuron view recomputes them from q and k); ``qkv=True`` adds query/key vectors (float16).
     """
     if dtype not in DTYPES:
@@ -96,8 +99,12 @@ def encode(
         }
         if attention:
             spec.update(_encode_attention(trace.attention[kind], layers, heads, DTYPES[dtype]))
-            if thumb_size is not None and max(q, k) > thumb_size:
-                spec["thumb"] = _encode_thumbs(trace.attention[kind], layers, heads, thumb_size)
+            if thumb_size is not None:
+                spec["thumbSize"] = thumb_size
+                att = trace.attention[kind]
+                big = att.pruned or len(layers) * len(heads) * q * k > POOL_IN_BROWSER
+                if big and max(q, k) > thumb_size:
+                    spec["thumb"] = _encode_thumbs(att, layers, heads, thumb_size)
         if qkv:
             spec["qkv"] = _encode_qkv(trace, kind, layers, heads, info)
         payload["kinds"][kind] = spec

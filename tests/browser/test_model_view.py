@@ -58,14 +58,21 @@ def test_pair_filter_crops_every_thumbnail_and_the_detail(page, tmp_path, make_t
 
 
 def test_long_inputs_draw_pooled_thumbnails_and_full_detail(page, tmp_path, make_trace):
-    view = attnscope.model_view(make_trace(2, 2, 300, seed=1), thumb_size=60)
-    assert view.payload["kinds"]["self"]["thumb"]["block"] == 5
+    trace = make_trace(2, 2, 300, seed=1)
+    view = attnscope.model_view(trace, thumb_size=60)
+    assert "thumb" not in view.payload["kinds"]["self"]  # pooled in the browser
     show(page, view, tmp_path / "m.html")
     px = pixels(page, ".as-thumb", 3)
     assert (px["w"], px["h"]) == (60, 60) and px["ink"] > 1000
     page.click(".as-thumb >> nth=3")
     assert len(texts(page, ".as-detail .as-left .as-tok")) == 300
     assert lines_drawn(page, DETAIL) == expected_lines(view.payload, "self", 1, [1])
+    # a "pruned" trace that keeps every weight ships thumbnails pooled in Python: the same pixels
+    everything = attnscope.model_view(trace.prune(mass=1.0, top_k=300), thumb_size=60)
+    assert everything.payload["kinds"]["self"]["thumb"]["block"] == 5
+    show(page, everything, tmp_path / "pruned.html")
+    assert pixels(page, ".as-thumb", 3) == px
+    assert "pruned: keeps 100.0% of the attention" in page.text_content(".as-caption")
 
 
 def test_kind_selector_switches_the_grid_to_cross_attention(page, tmp_path):

@@ -98,20 +98,34 @@ class Kind {
       return new Head(this.q, this.k, null, indptr, indices, valuesOf(item.values, s.dtype));
     });
   }
-  // Block-max thumbnail {rows, cols, block, bytes (sqrt8)}: shipped for long inputs, else the head itself.
+  // Block-max thumbnail {rows, cols, block, bytes (sqrt8)} at most spec.thumbSize a side: shipped pooled for
+  // pruned or very large payloads, else pooled here from the head's bytes.
   thumb(li, hi) {
     return this.cached("t" + li + "," + hi, () => {
-      const t = this.spec.thumb;
+      const s = this.spec, t = s.thumb, { q, k } = this;
       if (t) return { rows: t.shape[0], cols: t.shape[1], block: t.block, bytes: bytesOf(t.data[li][hi]) };
-      if (this.spec.form === "dense" && this.spec.dtype === "sqrt8") {
-        return { rows: this.q, cols: this.k, block: 1, bytes: bytesOf(this.spec.data[li][hi]) };
+      let full;
+      if (s.form === "dense" && s.dtype === "sqrt8") {
+        full = bytesOf(s.data[li][hi]);
+      } else {
+        const h = this.head(li, hi);
+        full = new Uint8Array(q * k);
+        for (let i = 0; i < q; i++) {
+          const [idx, val] = h.row(i);
+          for (let t2 = 0; t2 < val.length; t2++) full[i * k + (idx ? idx[t2] : t2)] = toSqrt8(val[t2]);
+        }
       }
-      const h = this.head(li, hi), bytes = new Uint8Array(this.q * this.k);
-      for (let i = 0; i < this.q; i++) {
-        const [idx, val] = h.row(i);
-        for (let t2 = 0; t2 < val.length; t2++) bytes[i * this.k + (idx ? idx[t2] : t2)] = toSqrt8(val[t2]);
+      const b = Math.max(1, Math.ceil(Math.max(q, k) / (s.thumbSize || Math.max(q, k))));
+      if (b === 1) return { rows: q, cols: k, block: 1, bytes: full };
+      const rows = Math.ceil(q / b), cols = Math.ceil(k / b), out = new Uint8Array(rows * cols);
+      for (let i = 0; i < q; i++) {
+        const base = ((i / b) | 0) * cols;
+        for (let j = 0; j < k; j++) {
+          const v = full[i * k + j], o = base + ((j / b) | 0);
+          if (v > out[o]) out[o] = v;
+        }
       }
-      return { rows: this.q, cols: this.k, block: 1, bytes };
+      return { rows, cols, block: b, bytes: out };
     });
   }
   // Query/key vectors of one head for the neuron view: {d, scaling, q [q*d], k [k*d], bias [q*k] or null}.
