@@ -25,13 +25,14 @@ def default_size(trace, opts: Options) -> tuple[float, float]:
 def draw(fig, trace, opts: Options) -> None:
     q, k = len(opts.query_labels), len(opts.key_labels)
     width, height = fig.get_size_inches()
-    size = max(64, int(min(width, height) * fig.dpi))
+    size = max(64, int((min(width, height) - 2.0) * fig.dpi))  # about the axes' side in pixels
     image = head_block(trace, opts, opts.layer, opts.head, size)  # [ceil(q/b), ceil(k/b)]
     block = max(1, math.ceil(max(q, k) / size))
     norm, cmap = style.heat_norm(float(image.max())), opts.theme.heat_cmap()
     ax = fig.add_subplot()
     aspect = "equal" if 0.5 <= q / k <= 2.0 else "auto"
-    ax.imshow(image, cmap=cmap, norm=norm, aspect=aspect, interpolation="antialiased",
+    # at most one cell per pixel, so no resampling: crisp cells, and SVG/PDF embed the small image as it is
+    ax.imshow(image, cmap=cmap, norm=norm, aspect=aspect, interpolation="none",
               extent=(-0.5, image.shape[1] * block - 0.5, image.shape[0] * block - 0.5, -0.5))
     ax.set_xlim(-0.5, k - 0.5)
     ax.set_ylim(q - 0.5, -0.5)

@@ -52,10 +52,12 @@ def mosaic(trace, opts: Options) -> tuple[np.ndarray, tuple[int, int], int, int]
 def draw(fig, trace, opts: Options) -> None:
     image, (ch, cw), gap, block = mosaic(trace, opts)
     ax = fig.add_subplot()
-    ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0), interpolation="antialiased")
+    width, height = fig.get_size_inches()
+    fits = image.shape[1] <= (width - 1.9) * fig.dpi and image.shape[0] <= (height - 1.3) * fig.dpi
+    # embedded as it is when it fits (crisp, small SVG/PDF); smoothed when it must shrink
+    ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0), interpolation="none" if fits else "antialiased")
     for side in ax.spines.values():
         side.set_visible(False)
-    width, height = fig.get_size_inches()
     _index_ticks(ax.xaxis, opts.head_set, cw, gap, width - 1.9)
     _index_ticks(ax.yaxis, opts.layers, ch, gap, height - 1.3)
     ax.xaxis.tick_top()
