@@ -138,6 +138,7 @@ def test_capture_holds_a_trace_with_pair_segments_and_qkv(client, captured):
     ({"text": 5}, 422, "text"),
     ({"text": "hi", "generate": -1}, 422, "generate"),
     ({"text": "hi", "generate": 33}, 422, "at most 32"),
+    ({"text": "hi", "generate": 2}, 422, "minilm is an encoder"),
 ])
 def test_capture_refuses_bad_input_before_running_the_model(client, body, status, words):
     assert words.lower() in error_of(client.post("/api/capture", json=body), status).lower()

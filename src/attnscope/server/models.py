@@ -101,6 +101,9 @@ class ModelRegistry:
         if job.generate and job.generate > self.settings.max_generate:
             raise InputError(f"generate is {job.generate}; this server generates at most "
                              f"{self.settings.max_generate} tokens")
+        if job.generate and not callable(getattr(model, "generate", None)):
+            raise InputError(f"generate needs a model that writes text (a decoder or encoder-decoder); "
+                             f"{getattr(model, 'attnscope_name', 'this model')} is an encoder: set generate to 0")
         n = len(tok(job.text, job.pair)["input_ids"])
         if is_enc_dec:
             dec = len(tok(text_target=job.target)["input_ids"]) + 1 if job.target else job.generate + 1
