@@ -73,7 +73,7 @@ views.head = function renderHead(root, payload, options) {
     left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
     right.style.width = columnWidth(kind.keyTokens.slice(f.cols[0], f.cols[1])) + "px";
     const height = Math.max(f.rows[1] - f.rows[0], f.cols[1] - f.cols[0], 1) * ROW;
-    const width = o.width || 2 * BOX + 200;
+    const width = 2 * BOX + 200;
     geo = { rows: f.rows, cols: f.cols, width, height };
     fitCanvas(canvas, width, height);
     draw();

@@ -64,7 +64,7 @@ views.matrix = function renderMatrix(root, payload, options) {
     legendSlot.append(legend(ui.theme));
     describe(ui.caption, payload, kind);
     const nr = f.rows[1] - f.rows[0], nc = f.cols[1] - f.cols[0];
-    const cell = o.cell || Math.max(2, Math.min(26, Math.floor(600 / Math.max(nr, nc, 1))));
+    const cell = Math.max(2, Math.min(26, Math.floor(720 / Math.max(nr, nc, 1))));  // labels show from 9 px
     const colH = labels(colLabels, kind.keyTokens, f.cols, cell, true);
     const rowW = labels(rowLabels, kind.queryTokens, f.rows, cell, false);
     grid.style.gridTemplateColumns = `${rowW}px ${nc * cell}px`;

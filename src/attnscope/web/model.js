@@ -66,7 +66,7 @@ views.model = function renderModel(root, payload, options) {
     describe(ui.caption, payload, kind);
 
     const H = kind.heads.length;
-    const cell = o.cell || Math.max(30, Math.min(84, Math.floor(880 / H) - 4));
+    const cell = Math.max(30, Math.min(84, Math.floor(880 / H) - 4));
     grid.textContent = "";
     grid.style.gridTemplateColumns = `auto repeat(${H}, ${cell}px)`;
     grid.append(el("span", "as-corner", "L \\ H"));
