@@ -27,6 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
+SLOW_MS = 10_000  # an interaction slower than this is not repeated
 
 _WATCH = """
 (() => {
@@ -90,6 +91,7 @@ class Result:
     heap_mb: float | None = None
     renderer_peak_mb: float | None = None
     interactions_ms: list[float] = field(default_factory=list)
+    after: str = ""  # what went wrong after drawing (check, interactions, heap), if anything
     blocked: list[str] = field(default_factory=list)
 
     def cell(self) -> str:
@@ -165,12 +167,12 @@ class Chromium:
         self._pw.stop()
 
     def measure(self, path: Path, drawn: str, *, timeout: float = 120.0, cdn: dict[str, Path] | None = None,
-                check: str | None = None, interactions: tuple[str, str, list[str]] | None = None,
+                check: str | None = None, interactions: tuple[str, list[str]] | None = None,
                 memory: bool = False) -> Result:
         """Open ``path`` and time it until the JS expression ``drawn`` holds and the next frame is painted.
 
         ``check`` (a JS function) is evaluated afterwards and its result kept; ``interactions`` is
-        ``(root selector, setup JS body, [action JS bodies])``: each action is timed until the frame after it
+        ``(root selector, [action JS bodies])``: each action is timed until the frame after it
         is painted. ``memory=True`` records the JS heap after drawing and the renderer's peak RSS.
         """
         cdn = cdn or {}
@@ -204,40 +206,42 @@ class Chromium:
 
 
 def _load(page, path: Path, timeout: float, check: str | None, interactions, memory: bool) -> Result:
-    """Open and time one page; after drawing, run the check, the interactions and the heap reading (each phase
-    under its own watchdog of ``timeout`` seconds)."""
+    """Open and time one page; after drawing, run the check, the interactions (stopping after one slower than
+    ``SLOW_MS``) and the heap reading, under a second watchdog of ``timeout`` seconds."""
     crashed: list[bool] = []
     errors: list[str] = []
     page.on("crash", lambda _: crashed.append(True))
     page.on("pageerror", lambda e: errors.append(str(e).splitlines()[0][:120]))
     start = time.monotonic()
-    phase = "drawing"
     try:
         with _Watchdog(timeout) as dog:
             page.goto(path.resolve().as_uri(), wait_until="commit", timeout=timeout * 1000)
             page.wait_for_function("window.__bench && window.__bench.drawn !== null", timeout=timeout * 1000,
                                    polling=250)
             result = Result("ok", ms=page.evaluate("window.__bench.drawn"))
-        phase = "after drawing"
+    except PlaywrightError as err:
+        if dog.fired or isinstance(err, PlaywrightTimeout):
+            note = f"; page error: {errors[0]}" if errors else ""
+            return Result("timeout", detail=f"> {timeout:.0f} s{note}")
+        if crashed:
+            return Result("crash", detail=f"after {time.monotonic() - start:.0f} s")
+        if errors:
+            return Result("error", detail=errors[0])
+        return Result("error", detail=str(err).splitlines()[0][:120])
+    try:
         with _Watchdog(timeout) as dog:
             if check:
                 result.check = page.evaluate(check)
             if interactions:
-                selector, setup, actions = interactions
-                if setup:
-                    page.evaluate(f"() => {{ const root = document.querySelector({selector!r}); {setup} }}")
-                result.interactions_ms = [page.evaluate(_INTERACT, [selector, body]) for body in actions]
+                selector, actions = interactions
+                for body in actions:
+                    result.interactions_ms.append(page.evaluate(_INTERACT, [selector, body]))
+                    if result.interactions_ms[-1] > SLOW_MS:
+                        break
             if memory:
                 cdp = page.context.new_cdp_session(page)
                 result.heap_mb = cdp.send("Runtime.getHeapUsage")["usedSize"] / 1e6
-        return result
     except PlaywrightError as err:
-        where = "" if phase == "drawing" else f"{phase}: "
-        if dog.fired or isinstance(err, PlaywrightTimeout):
-            note = f"; page error: {errors[0]}" if errors else ""
-            return Result("timeout", detail=f"{where}> {timeout:.0f} s{note}")
-        if crashed:
-            return Result("crash", detail=f"{where}after {time.monotonic() - start:.0f} s")
-        if errors:
-            return Result("error", detail=where + errors[0])
-        return Result("error", detail=where + str(err).splitlines()[0][:120])
+        what = "timeout" if dog.fired or isinstance(err, PlaywrightTimeout) else "crash" if crashed else "error"
+        result.after = f"{what} after drawing ({str(err).splitlines()[0][:80]})"
+    return result

@@ -10,7 +10,7 @@ head view. BertViz is run where asked (``--bertviz``, 12x12 only, default n = 51
 weights, so its failure is measured rather than assumed.
 
 Run: .venv/bin/python benchmarks/scale.py [--sizes 512,1024,2048,4096] [--shapes 12x12,32x32] [--views model,head]
-     [--bertviz 512] [--timeout 120]
+     [--bertviz 512] [--timeout 60]
 Goals: 4096 x 32 x 32 model view drawn < 5 s, file <= 100 MB, kept mass >= 0.95; head view layer change < 200 ms
 at 4096 tokens.
 """
@@ -71,7 +71,7 @@ def build(tool: str, view: str, n: int, layers: int, heads: int) -> dict:
 
 def run_build(tool: str, view: str, n: int, layers: int, heads: int) -> dict:
     cmd = [sys.executable, __file__, "--one", tool, view, str(n), str(layers), str(heads)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
         return {"error": f"Python build failed (exit {res.returncode}): {last[:100]}"}
@@ -87,7 +87,7 @@ def measure(chromium: Chromium, tool: str, view: str, built: dict, layers: int, 
     else:
         actions = HEAD_ACTIONS if view == "head" else MODEL_ACTIONS
         res = chromium.measure(path, ATTNSCOPE_DRAWN, timeout=timeout, check=ATTNSCOPE_CHECK, memory=True,
-                               interactions=(ROOT, "", actions))
+                               interactions=(ROOT, actions))
         want = layers * heads if view == "model" else 1
         c = res.check
         if res.status == "ok" and (c.get("state") != "drawn" or c.get("canvases") != want or c.get("painted") != want):
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="12x12,32x32")
     ap.add_argument("--views", default="model,head")
     ap.add_argument("--bertviz", default="512", help="sizes at which BertViz (12x12) is run; '' for none")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds a page may take to draw")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds a page may take to draw")
     ap.add_argument("--one", nargs=5, metavar=("TOOL", "VIEW", "N", "LAYERS", "HEADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -152,10 +152,12 @@ def print_table(rows: list[dict]) -> None:
         heap = f"{res.heap_mb:.0f} MB" if res.heap_mb is not None else ""
         peak = f"{res.renderer_peak_mb:.0f} MB" if res.renderer_peak_mb else ""
         kept = f"{r['kept']:.3f}" if r["kept"] is not None else "1 (dense)"
-        act = ""
+        act = res.after
         if res.interactions_ms:
             what = "layer change" if r["view"] == "head" else "click to enlarge"
-            act = f"{what}: {statistics.median(res.interactions_ms):.0f} ms"
+            runs = len(res.interactions_ms)
+            act = f"{what}: {statistics.median(res.interactions_ms):.0f} ms" + (f" (median of {runs})" if runs > 1 else "")
+            act += f"; then {res.after}" if res.after else ""
         print(f"{lead} {r['bytes'] / 1e6:.1f} MB | {r['build_s']:.2f} s | {r['rss_gb']:.2f} GB | {res.cell()} | "
               f"{heap} | {peak} | {kept} | {act} |")
 
