@@ -1,0 +1,242 @@
+"""End to end: ``attnscope serve`` in a subprocess on a free loopback port, driven by Chromium through Playwright.
+
+A user types text, the views draw (pixels on their canvases), views switch, long inputs fetch heads from the
+server as they are looked at, the compare page ranks heads, the trace browser opens a saved file, and a
+remote-mode server works in the browser once the token is given. Pages must log no JavaScript errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+import attnscope
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TOKEN = "e2e-token-0123456789abcdef"
+LONG_TEXT = " ".join(["The committee met on a grey morning to weigh the river plan, the budget and the old bridge."] * 7)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(**options):
+    """``attnscope.server.serve(**options)`` in a subprocess; yields its base URL, stops it afterwards."""
+    port = free_port()
+    options = {"port": port, "log_level": "warning", **options}
+    code = "import json, sys; from attnscope.server import serve; serve(**json.loads(sys.argv[1]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(options)], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"authorization": f"Bearer {options['token']}"} if options.get("token") else {}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {proc.stderr.read()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/api/health", headers=headers, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("traces")
+    tokens = ["[CLS]", "saved", "trace", "tokens", "[SEP]"]
+    att = np.random.default_rng(1).random((2, 4, 5, 5)).astype(np.float32)
+    attnscope.Trace.from_arrays(att / att.sum(-1, keepdims=True), tokens).save(root / "saved.safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def url(folder):
+    with server(traces_dir=str(folder), lazy_bytes=50_000, mlflow_uri=f"sqlite:///{folder}/none.db") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def drawn(page: Page, selector: str, timeout: float = 60_000) -> None:
+    page.wait_for_selector(f"{selector}[data-state=drawn]", timeout=timeout)
+
+
+def ink(page: Page, selector: str, index: int = 0) -> int:
+    """Pixels of a canvas that are drawn and not white."""
+    return page.evaluate(
+        """([sel, i]) => {
+            const c = document.querySelectorAll(sel)[i];
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let p = 0; p < d.length; p += 4) if (d[p + 3] > 8 && !(d[p] > 250 && d[p + 1] > 250 && d[p + 2] > 250)) n++;
+            return n;
+        }""",
+        [selector, index],
+    )
+
+
+def capture(page: Page, url: str, text: str) -> None:
+    page.goto(url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.fill("#text", text)
+    page.click("#run")
+    drawn(page, "#view-host .attnscope[data-view=head]")
+
+
+def test_typed_text_is_drawn_in_every_view(page, url):
+    capture(page, url, "The cat sat on the mat because it was tired.")
+    head = "#view-host .attnscope[data-view=head]"
+    assert int(page.get_attribute(head, "data-lines")) > 100 and ink(page, f"{head} canvas.as-lines") > 500
+    assert page.eval_on_selector_all(f"{head} .as-left .as-tok", "ts => ts.map(t => t.textContent)")[:3] == [
+        "[CLS]", "the", "cat"]
+    assert "minilm \u00b7 6 layers \u00d7 12 heads \u00b7 13 tokens" in page.text_content("#info")
+
+    page.click("#views button[data-view=model]")
+    drawn(page, "#view-host .attnscope[data-view=model]")
+    assert page.locator("#view-host .as-thumb").count() == 72
+    assert min(ink(page, "#view-host .as-thumb", i) for i in (0, 40, 71)) > 0
+    page.click("#view-host .as-thumb >> nth=30")  # layer 2, head 6 opens as a head view beside the grid
+    page.wait_for_selector("#view-host .as-detail:not([hidden]) canvas.as-lines")
+    assert page.text_content("#view-host .as-detail-title") == "Layer 2 \u00b7 head 6"
+
+    page.click("#views button[data-view=neuron]")
+    drawn(page, "#view-host .attnscope[data-view=neuron]")
+    assert ink(page, "#view-host canvas.as-kvec") > 500 and ink(page, "#view-host canvas.as-qvec") > 50
+
+    page.click("#views button[data-view=matrix]")
+    drawn(page, "#view-host .attnscope[data-view=matrix]")
+    assert ink(page, "#view-host canvas.as-heat") > 20
+    assert page.get_attribute("#views button[data-view=matrix]", "aria-pressed") == "true"
+
+    page.select_option("#theme", "dark")
+    page.wait_for_selector("#view-host .attnscope[data-view=matrix][data-theme=dark][data-state=drawn]")
+    assert "view=matrix" in page.url and "trace=" in page.url
+    png = page.request.get(page.get_attribute("#dl-png", "href"))
+    assert png.status == 200 and png.body().startswith(b"\x89PNG")
+    html = page.request.get(page.get_attribute("#dl-html", "href"))
+    assert "attachment" in html.headers["content-disposition"] and "views.matrix" in html.text()
+
+    page.reload()  # the address holds the trace and view: reopening shows them again
+    drawn(page, "#view-host .attnscope[data-view=matrix]")
+
+
+def test_long_input_fetches_heads_from_the_server_as_they_are_shown(page, url):
+    heads: list[str] = []
+    page.on("request", lambda r: heads.append(r.url) if "/head?" in r.url else None)
+    capture(page, url, LONG_TEXT)
+    root = "#view-host .attnscope[data-view=head]"
+    assert page.get_attribute(root, "data-lazy") == "1"
+    assert "fetched from the server" in page.text_content("#info")
+    assert len(heads) == 1 and "layer=0" in heads[0] and "heads=0%2C1%2C2" in heads[0]
+    assert ink(page, f"{root} canvas.as-lines") > 500
+
+    page.select_option(f"{root} select.as-select", "3")  # layer 3: its heads come from the server now
+    page.wait_for_function(f"() => Number(document.querySelector('{root}').dataset.lines) > 0")
+    assert len(heads) == 2 and "layer=3" in heads[1]
+    assert ink(page, f"{root} canvas.as-lines") > 500
+
+    page.click("#views button[data-view=model]")
+    drawn(page, "#view-host .attnscope[data-view=model]")
+    assert len(heads) == 2  # the grid draws thumbnails sent with the skeleton
+    page.click("#view-host .as-thumb >> nth=13")  # layer 1, head 1
+    page.wait_for_selector("#view-host .as-detail:not([hidden]) canvas.as-lines")
+    assert len(heads) == 3 and "layer=1" in heads[2] and "heads=1&" in heads[2]
+
+
+def test_compare_page_ranks_the_heads_and_draws_both_inputs(page, url):
+    page.goto(url + "/compare")
+    page.wait_for_selector("#model option", state="attached")
+    page.fill("#text-a", "The doctor asked the nurse a question. She answered.")
+    page.fill("#text-b", "The doctor asked the nurse a question. He answered.")
+    page.click("#run")
+    page.wait_for_selector("#ranked tbody tr")
+    rows = page.eval_on_selector_all("#ranked tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert len(rows) == 20 and [r[0] for r in rows[:3]] == ["1", "2", "3"]
+    values = [float(r[3]) for r in rows]
+    assert values == sorted(values, reverse=True) and values[0] > 0
+    drawn(page, "#view-a .attnscope[data-view=head]")
+    drawn(page, "#view-b .attnscope[data-view=head]")
+    assert ink(page, "#view-a canvas.as-lines") > 50 and ink(page, "#view-b canvas.as-lines") > 50
+    assert ink(page, "#grid") > 100
+    layer, head = rows[0][1], rows[0][2]
+    assert page.text_content("#pick-title") == f"Layer {layer} \u00b7 head {head}"
+
+    page.click("#ranked tbody tr >> nth=4")
+    assert page.text_content("#pick-title") == f"Layer {rows[4][1]} \u00b7 head {rows[4][2]}"
+    on = page.eval_on_selector_all("#view-b .as-swatch[aria-pressed=true]", "bs => bs.map(b => b.textContent)")
+    assert on == [rows[4][2]]
+
+
+def test_trace_browser_opens_a_saved_file(page, url):
+    page.goto(url + "/traces")
+    page.wait_for_selector("#files tr[data-path='saved.safetensors']")
+    page.click("#files tr[data-path='saved.safetensors'] button")
+    page.wait_for_url(lambda u: "trace=" in u)
+    drawn(page, "#view-host .attnscope[data-view=head]")
+    tokens = page.eval_on_selector_all("#view-host .as-left .as-tok", "ts => ts.map(t => t.textContent)")
+    assert tokens == ["[CLS]", "saved", "trace", "tokens", "[SEP]"]
+    assert "file saved.safetensors" in page.text_content("#info")
+    assert page.is_disabled("#views button[data-view=neuron]")  # no q/k vectors in this file
+
+
+def test_remote_server_works_in_the_browser_with_its_token(browser, folder):
+    with server(allow_remote=True, token=TOKEN, mlflow_uri=f"sqlite:///{folder}/none.db") as base:
+        refused = httpx.get(base + "/")
+        assert refused.status_code == 401 and "token" in refused.json()["error"]
+        context = browser.new_context()
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(f"{base}/?token={TOKEN}")
+        pg.wait_for_selector("#model option", state="attached")
+        assert "token" not in pg.url  # removed from the address bar once kept
+        assert pg.evaluate("typeof window.attnscope.views.head") == "function"  # /assets/views.js passed too
+        pg.click("header nav a[href='/traces']")
+        pg.wait_for_selector("#memory tbody tr")
+        assert errors == []
+        context.close()
