@@ -7,7 +7,7 @@
 - Cross-site writes: POST needs ``Content-Type: application/json`` and, when the browser sends ``Origin``, an
   origin on this very host; no CORS headers are ever sent, so other sites cannot read responses.
 - Body size: refused up front from ``Content-Length`` and again while streaming (chunked bodies), with 413.
-- Headers: a Content-Security-Policy (scripts only from this server; inline scripts only in downloaded views),
+- Headers: a Content-Security-Policy (scripts and styles only from this server; inline only in downloaded views),
   ``nosniff``, no framing, no referrer, ``no-store`` for the API.
 """
 
@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-attnscope-token"
 
-CSP_APP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+CSP_APP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
            "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-#: Views downloaded as standalone HTML carry their script inline (they open from disk, with no server).
-CSP_VIEW = CSP_APP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+#: Views downloaded as standalone HTML carry their script and style inline (they open from disk, with no server).
+CSP_VIEW = CSP_APP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'")
 VIEW_CSP_MARK = "x-attnscope-inline-view"
 
 SECURITY_HEADERS = {
@@ -99,7 +100,7 @@ class Guard:
             if started:
                 raise
             await error_response(413, _too_large(limit))(scope, receive, secured_send)
-        except Exception as exc:  # noqa: BLE001 - the last stop: JSON for the client, the traceback for the log
+        except Exception as exc:  # the last stop: JSON for the client, the traceback for the log
             log.error("%s %s crashed", scope["method"], scope["path"], exc_info=exc)
             if started:
                 raise

@@ -50,7 +50,7 @@ class Gate:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for this gate (or raise :class:`Busy` when the wait list is full); the job runs inside."""
-        if self._lock.locked() and self._waiting >= self.limit:
+        if self._waiting >= self.limit:
             raise Busy(self.key, self._waiting, self.retry_after())
         self._waiting += 1
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from ..errors import MissingDataError
 from ..trace import load
@@ -10,11 +12,12 @@ from .errors import ApiError
 from .paths import listing, resolve_inside
 from .routes_traces import trace_info
 from .runs import list_runs, local_store_missing, store_uri
-from .state import AppState, state
+from .state import App, AppState
 
 router = APIRouter(prefix="/api")
 
 MAX_RUNS = 200
+RUN_ID = r"^[A-Za-z0-9_-]+$"
 
 
 def _root(app: AppState):
@@ -25,14 +28,14 @@ def _root(app: AppState):
 
 
 @router.get("/files")
-async def files(dir: str = "", app: AppState = Depends(state)) -> dict:
+async def files(app: App, dir: str = "") -> dict:
     """Folders and ``.safetensors`` files in ``dir`` (relative to the trace folder)."""
     root = _root(app)
     return await app.gates["files"].run(listing, root, dir)
 
 
 @router.get("/files/trace")
-async def open_file(path: str = Query(...), app: AppState = Depends(state)) -> dict:
+async def open_file(app: App, path: Annotated[str, Query()]) -> dict:
     """Open a trace file of the trace folder (held in memory; the same unchanged file keeps its id)."""
     root = _root(app)
     real = resolve_inside(root, path, want="trace")
@@ -49,15 +52,15 @@ async def open_file(path: str = Query(...), app: AppState = Depends(state)) -> d
 
 
 @router.get("/mlflow/runs")
-async def mlflow_runs(limit: int = Query(50, ge=1, le=MAX_RUNS), app: AppState = Depends(state)) -> dict:
+async def mlflow_runs(app: App, limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 50) -> dict:
     """Recent MLflow runs holding attnscope traces, with each trace's name and logged steps."""
     return await app.gates["mlflow"].run(lambda: list_runs(store_uri(app.settings.mlflow_uri), limit))
 
 
 @router.get("/mlflow/trace")
-async def mlflow_trace(run: str = Query(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"),
-                       name: str | None = Query(None, max_length=200), step: int | None = Query(None, ge=0),
-                       app: AppState = Depends(state)) -> dict:
+async def mlflow_trace(app: App, run: Annotated[str, Query(min_length=1, max_length=64, pattern=RUN_ID)],
+                       name: Annotated[str | None, Query(max_length=200)] = None,
+                       step: Annotated[int | None, Query(ge=0)] = None) -> dict:
     """Open a trace logged to an MLflow run (its only name, or ``name``; its latest step, or ``step``)."""
     from ..track.mlflow import load_trace
 

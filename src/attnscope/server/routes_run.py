@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._version import __version__
@@ -14,7 +14,7 @@ from ..views import VIEW_OPTIONS
 from .errors import ApiError
 from .models import CaptureJob
 from .routes_traces import VIEW_NAMES, trace_info
-from .state import AppState, state
+from .state import App, AppState
 
 router = APIRouter(prefix="/api")
 
@@ -51,7 +51,7 @@ def health() -> dict:
 
 
 @router.get("/config")
-def config(app: AppState = Depends(state)) -> dict:
+def config(app: App) -> dict:
     """What the pages need to know: models, views, limits, and which browsers are on."""
     s = app.settings
     return {
@@ -68,12 +68,12 @@ def config(app: AppState = Depends(state)) -> dict:
 
 
 @router.get("/models")
-def models(app: AppState = Depends(state)) -> dict:
+def models(app: App) -> dict:
     return {"models": app.models.describe(), "queues": app.gates.status()}
 
 
 @router.post("/capture")
-async def capture(body: CaptureBody, app: AppState = Depends(state)) -> dict:
+async def capture(body: CaptureBody, app: App) -> dict:
     """Run a text through an allowed model (one forward pass at a time per model) and hold the trace."""
     name = app.models.check(body.model)
     job = _job(app, body.text, body.pair, body.target, body.generate)
@@ -83,7 +83,7 @@ async def capture(body: CaptureBody, app: AppState = Depends(state)) -> dict:
 
 
 @router.post("/compare")
-async def compare(body: CompareBody, app: AppState = Depends(state)) -> dict:
+async def compare(body: CompareBody, app: App) -> dict:
     """Rank the heads whose attention changed most between two inputs (``attnscope.analysis.compare``)."""
     if body.trace_a or body.trace_b:
         if body.text_a is not None or body.text_b is not None or body.model is not None:

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from ..views import View
 from .errors import ApiError
 from .guard import VIEW_CSP_MARK
 from .payloads import head_payload, view_data
-from .state import AppState, state
+from .state import App
 from .store import Entry
 
 router = APIRouter(prefix="/api/traces")
@@ -48,7 +48,8 @@ def trace_info(entry: Entry) -> dict[str, Any]:
     }
 
 
-def held(trace_id: str, app: AppState = Depends(state)) -> Entry:
+def held(trace_id: str, app: App) -> Entry:
+    """The held trace ``trace_id`` (a 404 when it was never held or has been dropped)."""
     entry = app.store.get(trace_id)
     if entry is None:
         raise ApiError(404, f"no trace {trace_id!r} on this server (traces are kept in memory, the least recently "
@@ -89,6 +90,10 @@ def view_options(
     return view, {k: v for k, v in given.items() if v is not None}
 
 
+Held = Annotated[Entry, Depends(held)]
+Chosen = Annotated[tuple[str, dict[str, Any]], Depends(view_options)]
+
+
 def _lazy_flag(lazy: str) -> bool | None:
     choices = {"auto": None, "1": True, "true": True, "0": False, "false": False}
     if lazy not in choices:
@@ -97,18 +102,17 @@ def _lazy_flag(lazy: str) -> bool | None:
 
 
 @router.get("")
-def list_traces(app: AppState = Depends(state)) -> dict:
+def list_traces(app: App) -> dict:
     return {"traces": [trace_info(e) for e in app.store.entries()], "bytes": app.store.nbytes}
 
 
 @router.get("/{trace_id}")
-def get_trace(entry: Entry = Depends(held)) -> dict:
+def get_trace(entry: Held) -> dict:
     return trace_info(entry)
 
 
 @router.get("/{trace_id}/view")
-async def get_view(entry: Entry = Depends(held), chosen=Depends(view_options), lazy: str = "auto",
-                   app: AppState = Depends(state)) -> JSONResponse:
+async def get_view(app: App, entry: Held, chosen: Chosen, lazy: str = "auto") -> JSONResponse:
     """One view's data: ``{"view", "options", "payload", "lazy"}`` (a skeleton when ``lazy``)."""
     view, options = chosen
     flag = _lazy_flag(lazy)
@@ -118,7 +122,7 @@ async def get_view(entry: Entry = Depends(held), chosen=Depends(view_options), l
 
 
 @router.get("/{trace_id}/head")
-async def get_head(entry: Entry = Depends(held), kind: str | None = None, layer: int = 0, head: int | None = None,
+async def get_head(entry: Held, kind: str | None = None, layer: int = 0, head: int | None = None,
                    heads: str | None = None, dtype: str = "uint8", qkv: bool = False) -> JSONResponse:
     """The payload of one head (``head=``), of several heads of a layer (``heads=0,1,2``), or of the whole layer."""
     if head is not None and heads is not None:
@@ -131,7 +135,7 @@ async def get_head(entry: Entry = Depends(held), kind: str | None = None, layer:
 
 
 @router.get("/{trace_id}/download/trace")
-async def download_trace(entry: Entry = Depends(held), float16: bool = False) -> Response:
+async def download_trace(entry: Held, float16: bool = False) -> Response:
     def save() -> bytes:
         with tempfile.TemporaryDirectory(prefix="attnscope-serve-") as tmp:
             path = entry.trace.save(Path(tmp) / "trace.safetensors", dtype="float16" if float16 else "float32")
@@ -143,7 +147,7 @@ async def download_trace(entry: Entry = Depends(held), float16: bool = False) ->
 
 
 @router.get("/{trace_id}/download/html")
-async def download_html(entry: Entry = Depends(held), chosen=Depends(view_options), inline: bool = False) -> Response:
+async def download_html(entry: Held, chosen: Chosen, inline: bool = False) -> Response:
     """The view as a standalone HTML file (``inline=1`` opens it in the browser instead of saving it)."""
     view, options = chosen
     text = await anyio.to_thread.run_sync(lambda: View(view, entry.trace, options).html())
@@ -154,8 +158,7 @@ async def download_html(entry: Entry = Depends(held), chosen=Depends(view_option
 
 
 @router.get("/{trace_id}/download/png")
-async def download_png(request: Request, entry: Entry = Depends(held), chosen=Depends(view_options),
-                       dpi: float = 150, app: AppState = Depends(state)) -> Response:
+async def download_png(app: App, entry: Held, chosen: Chosen, dpi: float = 150) -> Response:
     """The view as a PNG figure (drawn by matplotlib, one at a time; 429 when many wait)."""
     view, options = chosen
     if not 30 <= dpi <= 300:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from .models import ModelRegistry
 from .queue import Gates
@@ -31,3 +32,7 @@ class AppState:
 def state(request: Request) -> AppState:
     """FastAPI dependency: the app's :class:`AppState`."""
     return request.app.state.attnscope
+
+
+#: A route parameter receiving the app's state: ``def route(app: App): ...``.
+App = Annotated[AppState, Depends(state)]
