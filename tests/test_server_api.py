@@ -523,3 +523,17 @@ def test_a_crash_inside_a_route_is_a_json_500(client, monkeypatch):
         r = c.get("/api/traces")
         assert "internal error (ZeroDivisionError)" in error_of(r, 500)
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--host", "0.0.0.0"], "not a loopback address"),
+    (["--host", "0.0.0.0", "--allow-remote"], "--allow-remote needs a token"),
+    (["--allow-remote", "--token", "abc"], "use at least 16"),
+])
+def test_serve_command_refuses_an_exposed_server_before_starting(args, message):
+    from typer.testing import CliRunner
+
+    from attnscope.cli import app
+
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2 and message in result.stderr and "hint: " in result.stderr

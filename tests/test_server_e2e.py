@@ -1,4 +1,4 @@
-"""End to end: ``attnscope serve`` in a subprocess on a free loopback port, driven by Chromium through Playwright.
+"""End to end: the ``attnscope serve`` command in a subprocess on a free loopback port, driven by Chromium.
 
 A user types text, the views draw (pixels on their canvases), views switch, long inputs fetch heads from the
 server as they are looked at, the compare page ranks heads, the trace browser opens a saved file, and a
@@ -8,7 +8,6 @@ remote-mode server works in the browser once the token is given. Pages must log 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import subprocess
 import sys
@@ -28,7 +27,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 TOKEN = "e2e-token-0123456789abcdef"
-LONG_TEXT = " ".join(["The committee met on a grey morning to weigh the river plan, the budget and the old bridge."] * 7)
+#: ~210 tokens: its head view payload (72 heads x 210 x 210 bytes) passes the 2 MB budget, so heads come lazily
+LONG_TEXT = " ".join(["The committee met on a grey morning to weigh the river plan, the budget and the old bridge."] * 10)
 
 
 def free_port() -> int:
@@ -38,14 +38,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(**options):
-    """``attnscope.server.serve(**options)`` in a subprocess; yields its base URL, stops it afterwards."""
+def server(*args: str):
+    """``attnscope serve --port P *args`` (the installed command) in a subprocess; yields its base URL."""
     port = free_port()
-    options = {"port": port, "log_level": "warning", **options}
-    code = "import json, sys; from attnscope.server import serve; serve(**json.loads(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(options)], stderr=subprocess.PIPE, text=True)
+    command = [str(Path(sys.executable).with_name("attnscope")), "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    headers = {"authorization": f"Bearer {options['token']}"} if options.get("token") else {}
+    headers = {"authorization": f"Bearer {args[args.index('--token') + 1]}"} if "--token" in args else {}
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -78,7 +77,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(folder):
-    with server(traces_dir=str(folder), lazy_bytes=50_000, mlflow_uri=f"sqlite:///{folder}/none.db") as base:
+    with server("--traces", str(folder), "--mlflow", f"sqlite:///{folder}/none.db") as base:
         yield base
 
 
@@ -225,7 +224,7 @@ def test_trace_browser_opens_a_saved_file(page, url):
 
 
 def test_remote_server_works_in_the_browser_with_its_token(browser, folder):
-    with server(allow_remote=True, token=TOKEN, mlflow_uri=f"sqlite:///{folder}/none.db") as base:
+    with server("--allow-remote", "--token", TOKEN, "--mlflow", f"sqlite:///{folder}/none.db") as base:
         refused = httpx.get(base + "/")
         assert refused.status_code == 401 and "token" in refused.json()["error"]
         context = browser.new_context()

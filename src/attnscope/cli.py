@@ -441,3 +441,43 @@ def _bytes(n: float) -> str:
             break
         n /= 1000
     return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+
+
+# --------------------------------------------------------------------------- serve (the web app: attnscope.server)
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --allow-remote.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Allow a model besides minilm (repeat it): offline name, folder, .gguf file or hub id. "
+        "Remote code is never run.")] = None,
+    traces: Annotated[Path | None, typer.Option("--traces", help="Folder of saved traces the browser shows.")] = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", help="MLflow tracking URI whose logged traces the browser "
+                                                "shows (default: MLflow's own, MLFLOW_TRACKING_URI or ./mlflow.db).")]
+    = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Listen beyond loopback; needs --token.")]
+    = False,
+    token: Annotated[str | None, typer.Option(envvar="ATTNSCOPE_TOKEN", help="Secret every request must carry "
+                                              "(header, ?token= or cookie); required with --allow-remote.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest input, in tokens.", min=1)] = 512,
+    queue: Annotated[int, typer.Option(help="Requests that may wait per model; more get HTTP 429.", min=1)] = 4,
+    open_: Annotated[bool, typer.Option("--open", help="Open the app in a browser once it listens.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Run the local web app: type text, pick a model, see every view, compare two inputs, browse saved traces."""
+    import threading
+
+    from .server import serve as run_server
+    from .server.settings import Settings
+
+    _start("serve", debug)
+    Settings(host=host, port=port, models=tuple(model or ()), traces_dir=traces, allow_remote=allow_remote,
+             token=token).check()  # refuse before anything loads
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    Console(stderr=True, highlight=False).print(f"attnscope serving on [bold]{escape(url)}[/] (Ctrl+C stops it)")
+    if open_:
+        threading.Timer(1.5, webbrowser.open, [url]).start()
+    run_server(host, port, model or (), traces, allow_remote, token, mlflow_uri=mlflow, max_tokens=max_tokens,
+               queue_size=queue, log_level="debug" if debug else "warning")

@@ -95,7 +95,7 @@ def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
             key = ("thumb", kind, tuple(layers), tuple(heads), size)
             if key not in entry.parts:
                 entry.parts[key] = _encode_thumbs(att, layers, heads, size)
-            spec["thumb"] = entry.parts[key]
+            spec["thumb"], spec["thumbSize"] = entry.parts[key], size
     return payload
 
 
