@@ -98,7 +98,7 @@ def test_config_lists_the_allowed_models_and_limits(client):
     body = r.json()
     assert [m["id"] for m in body["models"]] == ["minilm"]
     assert body["models"][0]["kind"] == "encoder" and body["models"][0]["default"]
-    assert body["views"] == ["head", "model", "neuron", "matrix"]
+    assert body["views"] == ["head", "model", "neuron", "matrix"] and body["limits"]["queue_size"] == 4
     assert body["limits"]["max_tokens"] == 512 and body["traces_dir"] is True
     assert not any(h.startswith("access-control-") for h in r.headers)  # no CORS, even when asked cross-origin
     assert r.headers["cache-control"] == "no-store"
@@ -110,6 +110,7 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     assert "no such page" in error_of(client.get("/api/nothing"), 404)
     assert "not allowed" in error_of(client.delete("/api/config", headers={"content-type": "application/json"}), 405)
     error_of(client.get("/static/../../etc/passwd"), 404)
+    error_of(client.get("/static/nothing.js"), 404)
 
 
 # ----------------------------------------------------------------------------- capture

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._version import __version__
 from ..analysis import compare as compare_traces
-from ..views import VIEW_OPTIONS
 from .errors import ApiError
 from .models import CaptureJob
 from .routes_traces import VIEW_NAMES, trace_info
@@ -58,7 +57,6 @@ def config(app: App) -> dict:
         "version": __version__,
         "models": app.models.describe(),
         "views": list(VIEW_NAMES),
-        "diff": "diff" in VIEW_OPTIONS,
         "limits": {"max_chars": s.max_chars, "max_tokens": s.max_tokens, "max_generate": s.max_generate,
                    "max_body_bytes": s.max_body_bytes, "queue_size": s.queue_size},
         "traces_dir": s.traces_dir is not None,

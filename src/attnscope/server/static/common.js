@@ -90,6 +90,16 @@ export function showStatus(node, message, kind) {
   node.hidden = !message;
 }
 
+// A view reads heads inside its own event handlers; when the server cannot give one (the trace was dropped from
+// its memory, or it stopped), the error surfaces here and is shown in the page's status line.
+export function reportErrors(statusNode) {
+  window.addEventListener("error", (event) => {
+    if (!(event.error instanceof ApiError)) return;
+    event.preventDefault();
+    showStatus(statusNode, errorText(event.error), "error");
+  });
+}
+
 export function errorText(err) {
   if (err instanceof ApiError && err.status === 429) return `${err.message} (the server is busy: try again in ${err.retryAfter || 1} s)`;
   return err && err.message ? err.message : String(err);

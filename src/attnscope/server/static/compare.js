@@ -1,6 +1,6 @@
 // Compare page: two inputs -> heads ranked by how much their attention changed, a layer x head grid of the
 // divergence, next-token predictions (causal models), and the chosen head drawn for both inputs side by side.
-import { api, drawView, el, errorText, fillModels, nav, showStatus } from "./common.js";
+import { api, drawView, el, errorText, fillModels, nav, reportErrors, showStatus } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const CELL = 22;
@@ -136,6 +136,7 @@ $("grid").addEventListener("click", (e) => {
 
 async function main() {
   nav("/compare");
+  reportErrors($("status"));
   try {
     st.config = await api("/api/config");
   } catch (err) {

@@ -1,5 +1,5 @@
 // Explore page: pick a model, type text, see it in every view; ?trace=ID&view=V opens a held trace.
-import { api, apiUrl, drawView, el, errorText, fillModels, nav, showStatus } from "./common.js";
+import { api, apiUrl, drawView, el, errorText, fillModels, nav, reportErrors, showStatus } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
@@ -112,6 +112,7 @@ async function capture(event) {
 
 async function main() {
   nav("/");
+  reportErrors($("status"));
   try {
     st.config = await api("/api/config");
   } catch (err) {
