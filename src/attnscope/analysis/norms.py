@@ -12,7 +12,6 @@ The Trace holds the value vectors (capture with ``qkv=True``) but not the weight
 from __future__ import annotations
 
 import numpy as np
-from torch import nn
 
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
@@ -62,9 +61,11 @@ def norm_attention(trace: Trace, model, kind: str | None = None) -> np.ndarray:
     return out
 
 
-def output_projections(model: nn.Module, kind: str = "self") -> list[np.ndarray]:
+def output_projections(model, kind: str = "self") -> list[np.ndarray]:
     """Per layer of ``kind``, the output projection as a ``[heads * head_size, hidden]`` float32 matrix
     (``x @ W`` form: ``nn.Linear`` weights are transposed, GPT-2's ``Conv1D`` is already in that form)."""
+    from torch import nn  # imported here so `import attnscope` stays light
+
     from ..capture.hf import kind_map
 
     if not isinstance(model, nn.Module):

@@ -7,15 +7,17 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .._version import __version__
 from ..attention import DenseAttention, PrunedAttention, PruneSpec
 from ..errors import CaptureError, InputError, InputTooLongError
 from ..trace import Segment, Trace
-from . import interface
+
+if TYPE_CHECKING:  # torch and the recording function are imported where used: `import attnscope` stays light
+    from . import interface
 from .models import load_cached
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, 
     Each Trace equals what :func:`capture` gives for that text alone (right padding keeps positions and the
     causal mask of the real tokens unchanged). Encoder-decoders are captured one text at a time.
     """
+    import torch
+
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
         raise InputError("capture_batch takes a non-empty list of strings; for one text use capture()")
     _check_model(model, tokenizer)
@@ -113,6 +117,8 @@ def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, 
 # --------------------------------------------------------------------------- running the model
 @contextlib.contextmanager
 def _eval_no_grad(model):
+    import torch
+
     training = model.training
     if training:
         model.eval()
@@ -127,6 +133,8 @@ def _eval_no_grad(model):
 @contextlib.contextmanager
 def attnscope_attention(model):
     """Switch ``model`` (and its sub-models) to the recording attention; restore every config afterwards."""
+    from . import interface
+
     interface.register()
     saved = [(c, c.__dict__.get("_attn_implementation_internal")) for c in _configs(model)]
     try:
@@ -168,6 +176,10 @@ def kind_map(model) -> dict[int, str]:
 
 
 def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interface.Recorder:
+    import torch
+
+    from . import interface
+
     rec = interface.Recorder(kind_map(model), qkv=qkv, prune=prune)
     kwargs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     if model._can_set_attn_implementation():
@@ -185,6 +197,8 @@ def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interfac
 
 def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
     """Fallback for models off the attention interface: eager attention with ``output_attentions=True``."""
+    from . import interface
+
     out = model(**kwargs, output_attentions=True, use_cache=False)
     names = {"attentions": "self", "encoder_attentions": "encoder", "decoder_attentions": "decoder",
              "cross_attentions": "cross"}
@@ -201,6 +215,8 @@ def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
 
 # --------------------------------------------------------------------------- inputs
 def _check_model(model, tokenizer) -> None:
+    import torch
+
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         raise InputError(
             f"model must be a Hugging Face model (or a model name); got {type(model).__name__}. "
@@ -265,6 +281,8 @@ def _pair_start(enc, tokenizer, text: str) -> int:
 
 
 def _prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, truncate=False, features=None) -> _Inputs:
+    import torch
+
     tok = _tok(tokenizer)
     is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     segments: dict[str, Segment] = {}
@@ -316,6 +334,8 @@ def _decoder_ids(model, tok, kwargs, target, generate) -> list[int]:
 
 def _prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> _Inputs:
     """Greedy-generate ``n`` tokens after ``text`` (with the model's own attention); inputs for prompt + generated."""
+    import torch
+
     tok = _tok(tokenizer)
     enc = _encode(model, tokenizer, text, None, truncate)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -78,6 +78,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
         kwargs["dtype"] = dtype
     import transformers as tf
 
+    if not Path(source).exists() and not _hub_reachable():
+        kwargs["local_files_only"] = True  # only the local Hugging Face cache can help: fail fast, no retries
     try:
         with _quiet_progress():
             config = tf.AutoConfig.from_pretrained(source, **kwargs)
@@ -95,6 +97,22 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
     model.eval()
     model.attnscope_name = name  # recorded in each Trace's meta
     return model, tokenizer
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers at all (honours HF_HUB_OFFLINE and HF_ENDPOINT)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
