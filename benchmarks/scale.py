@@ -151,12 +151,13 @@ def print_table(rows: list[dict]) -> None:
         res = r["result"]
         heap = f"{res.heap_mb:.0f} MB" if res.heap_mb is not None else ""
         peak = f"{res.renderer_peak_mb:.0f} MB" if res.renderer_peak_mb else ""
-        kept = f"{r['kept']:.3f}" if r["kept"] is not None else "1 (dense)"
+        kept = f"{r['kept']:.3f}" if r["kept"] is not None else "all given (dense)"
         act = res.after
         if res.interactions_ms:
             what = "layer change" if r["view"] == "head" else "click to enlarge"
             runs = len(res.interactions_ms)
-            act = f"{what}: {statistics.median(res.interactions_ms):.0f} ms" + (f" (median of {runs})" if runs > 1 else "")
+            act = f"{what}: {statistics.median(res.interactions_ms):.0f} ms"
+            act += f" (median of {runs})" if runs > 1 else ""
             act += f"; then {res.after}" if res.after else ""
         print(f"{lead} {r['bytes'] / 1e6:.1f} MB | {r['build_s']:.2f} s | {r['rss_gb']:.2f} GB | {res.cell()} | "
               f"{heap} | {peak} | {kept} | {act} |")
