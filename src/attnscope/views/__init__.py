@@ -1,4 +1,4 @@
-"""Interactive HTML views of a Trace: head, model, neuron and matrix.
+"""Interactive HTML views of a Trace: head, model, neuron and matrix; and of two traces: diff.
 
 Each view function returns a :class:`View`, which displays itself in Jupyter, VS Code and Colab, and saves
 itself as a standalone HTML file (or a PNG/SVG/PDF figure). The drawing is plain JavaScript shipped in
@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..trace import Trace
 from ._options import VIEW_OPTIONS
 from ._view import View
+from .diff import DiffView, diff_view
 from .head import head_view
 from .matrix import matrix_view
 from .model import model_view
@@ -22,10 +23,15 @@ _VIEWS = {"head": head_view, "model": model_view, "neuron": neuron_view, "matrix
 
 
 def render(view: str, trace: Trace, **options: Any) -> View:
-    """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``)."""
+    """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``), or
+    two traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``."""
+    if view == "diff":
+        return diff_view(trace, **options)
     if view not in _VIEWS:
-        raise InputError(f"unknown view {view!r}; expected one of {sorted(_VIEWS)}")
+        raise InputError(f"unknown view {view!r}; expected one of {sorted([*_VIEWS, 'diff'])}")
     return View(view, trace, options)
 
 
-__all__ = ["VIEW_OPTIONS", "View", "head_view", "matrix_view", "model_view", "neuron_view", "render"]
+__all__ = [
+    "VIEW_OPTIONS", "DiffView", "View", "diff_view", "head_view", "matrix_view", "model_view", "neuron_view", "render",
+]

@@ -29,7 +29,10 @@ VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
     "model": ("core.js", "controls.js", "head.js", "model.js"),
     "neuron": ("core.js", "controls.js", "neuron.js"),
     "matrix": ("core.js", "controls.js", "matrix.js"),
+    "diff": ("core.js", "controls.js", "diff.js"),
 }
+#: Style sheets a view needs besides style.css.
+VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
 
 _counter = itertools.count(1)
 
@@ -49,6 +52,12 @@ def script(view: str) -> str:
     return "\n".join(asset(name) for name in (*VIEW_SCRIPTS[view], "boot.js"))
 
 
+@lru_cache(maxsize=None)
+def styles(view: str) -> str:
+    """The CSS ``view`` needs (style.css plus its own sheets)."""
+    return "".join(asset(name) for name in ("style.css", *VIEW_STYLES.get(view, ())))
+
+
 def new_id(data: str) -> str:
     """A deterministic element id: a digest of the data plus a per-process counter (unique per display)."""
     return f"attnscope-{hashlib.sha1(data.encode('ascii')).hexdigest()[:8]}-{next(_counter)}"
@@ -60,7 +69,7 @@ def fragment(view: str, data: dict, *, id: str | None = None) -> str:
     id = id or new_id(text)
     return (
         '<div class="attnscope-output">'
-        f"<style>{asset('style.css')}</style>"
+        f"<style>{styles(view)}</style>"
         f'<div class="attnscope" id="{id}" data-view="{view}">'
         '<p class="as-fallback">attnscope view: it is drawn by JavaScript. In Jupyter, trust the notebook '
         "(File &gt; Trust) or run the cell again.</p></div>"

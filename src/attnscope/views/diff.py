@@ -1,0 +1,329 @@
+"""Diff view: how the attention of two inputs differs (the "She" / "He" bias probe), head by head.
+
+For one head it shows input A's and input B's attention side by side on *aligned* tokens and their difference
+``B - A`` (blue: B attends more, orange: A attends more), beside it each compared query row's Jensen-Shannon
+divergence, a list of the heads ranked by divergence (click one to show it), and for causal language models the
+top next-token predictions of both inputs.
+
+Tokens are lined up by :func:`attnscope.analysis.align_tokens`: each token the inputs share is one slot, each
+differing span one slot (shown ``She → He``). A slot's key weight is the sum of its keys' weights and its query
+row the mean of its rows, the rules :func:`attnscope.analysis.compare` measures with; a slot an input lacks (an
+insertion) has no row on that side.
+
+Payload (``format == "attnscope-diff"``; arrays as base64, JSON only for small metadata):
+
+- ``query`` / ``key``: ``{"a": raw tokens of A, "b": of B, "slots": [[a_start, a_end, b_start, b_end, shared]]}``
+  (``key`` is null when keys are the query tokens); ``shape``: ``[query slots, key slots]``.
+- ``layers`` / ``heads``: original indices included; ``a[li][hi]`` / ``b[li][hi]``: the aligned ``[Sq, Sk]``
+  weights of each input in ``dtype`` (``"sqrt8"`` or ``"f16"``, see :mod:`attnscope.encode`).
+- ``rows``: the compared query slots ``[R]``; ``rowDivergence[li][hi]``: float16 ``[R]`` divergence per row;
+  ``rowMax``: the largest of them (the colour scale of the row strip).
+- ``divergence``: float32 ``[len(layers) * len(heads)]`` mean divergence in bits; ``ranked``: ``[[li, hi], ...]``,
+  the ``top`` most changed heads first.
+- ``next``: null, or ``{"a": [...], "b": [...]}`` of ``{token, text, prob, other}`` (probability after this input
+  and after the other).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis import Comparison, compare
+from ..analysis.align import Alignment
+from ..encode import DTYPES, _b64, quantize
+from ..errors import InputError
+from ..trace import Trace
+from . import _html
+from ._options import THEMES, js_options
+from ._view import View
+
+PAYLOAD_FORMAT = "attnscope-diff"
+PAYLOAD_VERSION = 1
+#: Most changed heads listed by default.
+TOP = 10
+#: Largest payload (bytes of weights, before base64) the view builds; more asks for fewer heads.
+MAX_BYTES = 64 * 2**20
+#: Options the JavaScript reads.
+_JS_OPTIONS = ("layer", "head", "theme", "prettify")
+_FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+_HTML_SUFFIXES = (".html", ".htm")
+
+
+def diff_view(
+    a: Trace | Comparison,
+    other: Trace | None = None,
+    *,
+    kind: str | None = None,
+    layer: int | None = None,
+    head: int | None = None,
+    top: int | None = None,
+    include_layers: Sequence[int] | None = None,
+    include_heads: Sequence[int] | None = None,
+    theme: str | None = None,
+    prettify: bool | None = None,
+    dtype: str | None = None,
+) -> DiffView:
+    """Compare two traces of one model (or show a :class:`~attnscope.analysis.Comparison`) as a diff view.
+
+    ``diff_view(a, b)`` compares ``kind`` attention (default: the traces' first kind); ``diff_view(comparison)``
+    shows the result of :func:`attnscope.analysis.compare`, including its next-token predictions when it was made
+    with the model. ``layer``/``head`` pick the head shown at start (default: the most changed one, within the
+    given layer or head); ``top`` is how many of the most changed heads the list shows (default 10);
+    ``include_layers``/``include_heads`` keep only those heads in the file; ``theme``, ``prettify`` and ``dtype``
+    (``"uint8"`` default, ``"float16"`` exact) as in the other views.
+    """
+    return DiffView(pair(a, other, kind), dict(
+        layer=layer, head=head, top=top, include_layers=include_layers, include_heads=include_heads, theme=theme,
+        prettify=prettify, dtype=dtype,
+    ))
+
+
+def pair(a: Trace | Comparison, other: Trace | None, kind: str | None) -> Comparison:
+    """The Comparison to draw: ``a`` itself, or ``compare(a, other, kind)``; refuses inputs that cannot line up."""
+    if isinstance(a, Comparison):
+        if other is not None:
+            raise InputError("pass either a Comparison or two traces to the diff view, not a Comparison and a trace")
+        if kind is not None and kind != a.kind:
+            raise InputError(f"this comparison is of {a.kind!r} attention; kind={kind!r} needs compare(..., "
+                             f"kind={kind!r}) first")
+        result = a
+    elif isinstance(a, Trace):
+        if other is None:
+            raise InputError("the diff view compares two traces; pass the second one: diff_view(a, b), "
+                             "render('diff', a, other=b) or trace.show('diff', other=b)")
+        if not isinstance(other, Trace):
+            raise InputError(f"the second input of the diff view must be a Trace; got {type(other).__name__}")
+        result = compare(a, other, kind=kind)
+    else:
+        raise InputError(f"the diff view takes two Traces or a Comparison; got {type(a).__name__}. Make traces "
+                         "with attnscope.capture(...) or a comparison with attnscope.analysis.compare(a, b)")
+    for axis, al in (("query", result.query_alignment), ("key", result.key_alignment)):
+        if not any(s.shared for s in al.slots):
+            raise InputError(f"the two inputs share no {axis} tokens, so their attention cannot be lined up; "
+                             "compare inputs that differ in a word or a span (e.g. 'She' vs 'He')")
+    return result
+
+
+class DiffView(View):
+    """The diff view of a :class:`~attnscope.analysis.Comparison`: displays itself, saves as HTML or a figure.
+
+    ``comparison`` holds both traces (``comparison.trace_a`` / ``trace_b``); ``trace`` is input A's.
+    """
+
+    def __init__(self, comparison: Comparison, options: dict[str, Any]):
+        self.name = "diff"
+        self.comparison = comparison
+        self.trace = comparison.trace_a
+        self.options = check(comparison, options)
+        self._payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            self._payload = build_payload(self.comparison, self.options)
+        return self._payload
+
+    def data(self) -> dict[str, Any]:
+        opts = js_options({k: v for k, v in self.options.items() if k in _JS_OPTIONS})
+        return {"view": self.name, "options": opts, "payload": self.payload}
+
+    def html(self, *, id: str | None = None) -> str:
+        model = self.trace.meta.get("model") or "attention"
+        return _html.document(self.name, self.data(), title=f"{model} · diff view · attnscope", id=id)
+
+    def save(self, path: str | Path, **figure_options: Any) -> Path:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in _HTML_SUFFIXES:
+            if figure_options:
+                raise InputError(f"{sorted(figure_options)} only apply to figures (.png/.svg/.pdf), not {suffix}")
+            path.write_text(self.html(), encoding="utf-8")
+            return path
+        if suffix in _FIGURE_SUFFIXES:
+            from ..figures import save_figure
+
+            return save_figure("diff", self.comparison, path, **{**self.options, **figure_options})
+        raise InputError(f"cannot save a view as {path.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
+
+    def __repr__(self) -> str:
+        L, H = self.comparison.divergence.shape
+        model = self.trace.meta.get("model", "trace")
+        return (f"<attnscope diff view: {model}, {L} layers x {H} heads, {self.comparison.kind} attention, "
+                f"{len(self.comparison.query_alignment.slots)} aligned tokens>")
+
+
+# --------------------------------------------------------------------------- options
+def check(comparison: Comparison, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate the diff view's options; fills in ``layer``/``head`` (the most changed shown head) and ``top``."""
+    opts = {k: v for k, v in options.items() if v is not None}
+    L, H = comparison.divergence.shape
+    layers = indices(opts.get("include_layers"), L, "include_layers", "layer")
+    heads = indices(opts.get("include_heads"), H, "include_heads", "head")
+    for name, value, shown in (("layer", opts.get("layer"), layers), ("head", opts.get("head"), heads)):
+        if value is not None and (not _whole(value) or value not in shown):
+            raise InputError(f"{name} {value!r} is not shown; choose one of {shown}")
+    opts["layer"], opts["head"] = pick_head(comparison, layers, heads, opts.get("layer"), opts.get("head"))
+    top = opts.get("top", TOP)
+    if not _whole(top) or top < 1:
+        raise InputError(f"top must be a whole number >= 1 (heads listed); got {top!r}")
+    opts["top"] = int(top)
+    if opts.get("theme", "auto") not in THEMES:
+        raise InputError(f"theme must be one of {list(THEMES)}; got {opts['theme']!r}")
+    if opts.get("dtype", "uint8") not in DTYPES:
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}; got {opts['dtype']!r}")
+    if "prettify" in opts:
+        opts["prettify"] = bool(opts["prettify"])
+    return opts
+
+
+def indices(chosen, n: int, name: str, what: str) -> list[int]:
+    """``chosen`` (None: all of ``0..n-1``) as a checked list of distinct indices."""
+    if chosen is None:
+        return list(range(n))
+    if isinstance(chosen, str) or not isinstance(chosen, Sequence | np.ndarray):
+        raise InputError(f"{name} must be a list of {what} indices; got {chosen!r}")
+    picked = [int(i) if _whole(i) else i for i in chosen]
+    if not picked or any(not _whole(i) or not 0 <= i < n for i in picked) or len(set(picked)) != len(picked):
+        raise InputError(f"{name} must list distinct {what} indices in 0..{n - 1}; got {list(chosen)}")
+    return picked
+
+
+def pick_head(comparison: Comparison, layers: list[int], heads: list[int], layer: int | None,
+              head: int | None) -> tuple[int, int]:
+    """The head to show: the given one, else the most changed among ``layers`` x ``heads`` (with ``layer`` or
+    ``head`` fixed when only one is given)."""
+    rows = [layer] if layer is not None else layers
+    cols = [head] if head is not None else heads
+    block = comparison.divergence[np.ix_(rows, cols)]
+    r, c = np.unravel_index(int(np.argmax(block)), block.shape)  # first of ties, in layer-major order
+    return int(rows[r]), int(cols[c])
+
+
+def ranked(comparison: Comparison, layers: list[int], heads: list[int], top: int) -> list[tuple[int, int]]:
+    """``(layer, head)`` of the ``top`` most changed heads among ``layers`` x ``heads``, most changed first."""
+    keep_l, keep_h = set(layers), set(heads)
+    return [(la, h) for la, h, _ in comparison.ranked if la in keep_l and h in keep_h][:top]
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- aligned weights
+def aligned_head(comparison: Comparison, side: str, layer: int, head: int) -> np.ndarray:
+    """One head of input ``side`` (``"a"``/``"b"``) on the aligned slots ``[Sq, Sk]``: key weights summed per slot,
+    query rows averaged per slot; rows of slots that input lacks are 0 (see :func:`present`)."""
+    trace = comparison.trace_a if side == "a" else comparison.trace_b
+    weights = trace.head(layer, head, comparison.kind).astype(np.float64)  # [q, k]
+    q_slot = comparison.query_alignment.slot_of(side)
+    k_slot = comparison.key_alignment.slot_of(side)
+    n_q, n_k = len(comparison.query_alignment.slots), len(comparison.key_alignment.slots)
+    out = np.zeros((n_q, n_k), dtype=np.float32)
+    if weights.size == 0:
+        return out
+    k_starts = _run_starts(k_slot)
+    cols = np.zeros((weights.shape[0], n_k))
+    cols[:, k_slot[k_starts]] = np.add.reduceat(weights, k_starts, axis=1)
+    q_starts = _run_starts(q_slot)
+    sizes = np.diff(np.r_[q_starts, len(q_slot)])[:, None]
+    out[q_slot[q_starts]] = np.add.reduceat(cols, q_starts, axis=0) / sizes
+    return out
+
+
+def present(alignment: Alignment, side: str) -> np.ndarray:
+    """For each slot, whether input ``side`` has tokens in it ``[S]`` bool."""
+    return np.array([(s.a_end > s.a_start) if side == "a" else (s.b_end > s.b_start) for s in alignment.slots])
+
+
+def slot_labels(alignment: Alignment, prettify) -> list[str]:
+    """A display label per slot: the shared token, or ``A-span → B-span`` (``∅`` for an empty side)."""
+    a, b = prettify(list(alignment.tokens_a)), prettify(list(alignment.tokens_b))
+    out = []
+    for s in alignment.slots:
+        if s.shared:
+            out.append(a[s.a_start])
+        else:
+            left = " ".join(a[s.a_start:s.a_end]) or "\u2205"
+            right = " ".join(b[s.b_start:s.b_end]) or "\u2205"
+            out.append(f"{left} \u2192 {right}")
+    return out
+
+
+def _run_starts(slot_of: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, slot_of[1:] != slot_of[:-1]])
+
+
+# --------------------------------------------------------------------------- payload
+def build_payload(comparison: Comparison, opts: dict[str, Any]) -> dict[str, Any]:
+    """The diff view's payload (layout in the module docstring)."""
+    L, H = comparison.divergence.shape
+    layers = indices(opts.get("include_layers"), L, "include_layers", "layer")
+    heads = indices(opts.get("include_heads"), H, "include_heads", "head")
+    code = DTYPES[opts.get("dtype", "uint8")]
+    n_q, n_k = len(comparison.query_alignment.slots), len(comparison.key_alignment.slots)
+    size = 2 * len(layers) * len(heads) * n_q * n_k * (2 if code == "f16" else 1)
+    if size > MAX_BYTES:
+        raise InputError(
+            f"the diff view would hold {size / 2**20:.0f} MB of weights ({len(layers)} layers x {len(heads)} heads "
+            f"x {n_q} x {n_k} aligned tokens, both inputs); keep fewer heads with include_layers= / include_heads=")
+    a_trace, b_trace = comparison.trace_a, comparison.trace_b
+    same_axis = comparison.key_alignment is comparison.query_alignment
+    grid = comparison.divergence[np.ix_(layers, heads)].astype("<f4")
+    where = {(la, h): (li, hi) for li, la in enumerate(layers) for hi, h in enumerate(heads)}
+    return {
+        "format": PAYLOAD_FORMAT,
+        "version": PAYLOAD_VERSION,
+        "kind": comparison.kind,
+        "meta": {k: str(a_trace.meta[k]) for k in ("model", "model_type", "architecture") if a_trace.meta.get(k)},
+        "texts": {"a": _text(a_trace), "b": _text(b_trace)},
+        "query": _axis(comparison.query_alignment),
+        "key": None if same_axis else _axis(comparison.key_alignment),
+        "shape": [n_q, n_k],
+        "layers": layers,
+        "heads": heads,
+        "dtype": code,
+        "a": [[_b64(quantize(aligned_head(comparison, "a", la, h), code)) for h in heads] for la in layers],
+        "b": [[_b64(quantize(aligned_head(comparison, "b", la, h), code)) for h in heads] for la in layers],
+        "rows": list(comparison.rows),
+        "rowDivergence": [[_b64(comparison.row_divergence[la, h].astype("<f2").tobytes()) for h in heads]
+                          for la in layers],
+        "rowMax": round(float(comparison.row_divergence[np.ix_(layers, heads)].max(initial=0.0)), 6),
+        "divergence": _b64(grid.tobytes()),
+        "ranked": [list(where[lh]) for lh in ranked(comparison, layers, heads, opts.get("top", TOP))],
+        "next": _next(comparison),
+    }
+
+
+def _axis(alignment: Alignment) -> dict[str, Any]:
+    return {
+        "a": list(alignment.tokens_a),
+        "b": list(alignment.tokens_b),
+        "slots": [[s.a_start, s.a_end, s.b_start, s.b_end, int(s.shared)] for s in alignment.slots],
+    }
+
+
+def _text(trace: Trace) -> str:
+    text = trace.meta.get("text")
+    if isinstance(text, str) and text:
+        return text
+    stream = trace.streams(trace.default_kind)[0]
+    return " ".join(trace.tokens[stream])
+
+
+def _next(comparison: Comparison) -> dict[str, list[dict]] | None:
+    if comparison.next_a is None or comparison.next_b is None:
+        return None
+
+    def rows(items) -> list[dict]:
+        return [{"token": t.token, "text": t.text, "prob": round(t.prob, 6), "other": round(t.other_prob, 6)}
+                for t in items]
+
+    return {"a": rows(comparison.next_a), "b": rows(comparison.next_b)}
+
+
+__all__ = ["DiffView", "aligned_head", "diff_view", "pair", "present", "slot_labels"]
