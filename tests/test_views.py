@@ -111,7 +111,7 @@ def test_save_as_png_draws_a_figure_through_attnscope_figures(make_trace, tmp_pa
 
 def test_bad_options_name_what_is_allowed(make_trace, minilm_trace):
     trace = make_trace(2, 3, 5, sentence_b_start=2)
-    with pytest.raises(InputError, match=r"unknown view 'graph'; expected one of \['head', 'matrix', 'model', 'neuron'\]"):
+    with pytest.raises(InputError, match=r"unknown view 'graph'; expected one of \['diff', 'head', 'matrix', 'model', 'neuron'\]"):
         render("graph", trace)
     with pytest.raises(InputError, match=r"the head view has no option\(s\) \['colour'\]"):
         render("head", trace, colour="red")
