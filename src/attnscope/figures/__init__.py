@@ -5,7 +5,8 @@
 
 Views: ``"head"`` (token columns joined by lines, one colour per head), ``"model"`` (layers x heads grid of
 heatmaps), ``"neuron"`` (query/key vectors, q·k and softmax for one query token; needs a trace captured with
-``qkv=True``) and ``"matrix"`` (one head's heatmap with token labels). Options are those of the HTML views:
+``qkv=True``) and ``"matrix"`` (one head's heatmap with token labels); and of two traces, ``"diff"`` (pass a
+:class:`~attnscope.analysis.Comparison`, or the first trace and ``other=`` the second). Options are those of the HTML views:
 ``kind, layer, heads, include_layers, include_heads, query, head, filter ("A->B"), theme ("light"|"dark"),
 prettify, thumb_size`` (which view takes which: :data:`VIEW_OPTIONS`).
 
@@ -24,17 +25,19 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..errors import InputError
-from . import head, matrix, model, neuron, style
+from . import diff, head, matrix, model, neuron, style
 from .options import VIEW_OPTIONS, resolve
 
 log = logging.getLogger(__name__)
 
 VIEWS = {"head": head, "model": model, "neuron": neuron, "matrix": matrix}
+#: Views of two traces: ``trace`` is a Comparison, or the first Trace with the second as ``other=``.
+PAIR_VIEWS = {"diff": diff}
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 #: metadata that would otherwise carry the time of writing (the rest is fixed by matplotlib's version)
 _STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
 
-__all__ = ["FORMATS", "VIEWS", "VIEW_OPTIONS", "figure", "save_figure"]
+__all__ = ["FORMATS", "PAIR_VIEWS", "VIEWS", "VIEW_OPTIONS", "figure", "save_figure"]
 
 
 def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float = 150, **options) -> Figure:
@@ -75,9 +78,10 @@ def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: S
 
 
 def _view_module(view: str):
-    if view not in VIEWS:
-        raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
-    return VIEWS[view]
+    module = VIEWS.get(view) or PAIR_VIEWS.get(view)
+    if module is None:
+        raise InputError(f"unknown view {view!r}; expected one of {', '.join([*VIEWS, *PAIR_VIEWS])}")
+    return module
 
 
 def _size(size) -> tuple[float, float]:

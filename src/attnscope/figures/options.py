@@ -23,6 +23,7 @@ VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
     "model": _COMMON + ("filter", "dtype", "thumb_size"),
     "neuron": _COMMON + ("layer", "head", "query"),
     "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+    "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),
 }
 
 
@@ -66,6 +67,10 @@ def resolve(view: str, trace, **options) -> Options:
     unknown = sorted(set(options) - set(VIEW_OPTIONS[view]))
     if unknown:
         raise InputError(f"the {view} figure has no option(s) {unknown}; it takes {sorted(VIEW_OPTIONS[view])}")
+    if view == "diff":
+        from .diff import resolve as resolve_diff
+
+        return resolve_diff(trace, **options)
     return _resolve(trace, **options)
 
 

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..trace import Trace
 from ._options import VIEW_OPTIONS
 from ._view import View
-from .diff import DiffView, diff_view
+from .diff import DiffView, diff_view, render_diff
 from .head import head_view
 from .matrix import matrix_view
 from .model import model_view
@@ -26,7 +26,7 @@ def render(view: str, trace: Trace, **options: Any) -> View:
     """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``), or
     two traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``."""
     if view == "diff":
-        return diff_view(trace, **options)
+        return render_diff(trace, options)
     if view not in _VIEWS:
         raise InputError(f"unknown view {view!r}; expected one of {sorted([*_VIEWS, 'diff'])}")
     return View(view, trace, options)

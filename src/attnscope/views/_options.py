@@ -15,6 +15,7 @@ VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
     "model": _COMMON + ("filter", "dtype", "thumb_size"),
     "neuron": _COMMON + ("layer", "head", "query"),
     "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+    "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),  # attnscope.views.diff checks these itself
 }
 
 #: Options that shape the payload in Python and never reach the JavaScript.

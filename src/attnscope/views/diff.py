@@ -39,7 +39,7 @@ from ..encode import DTYPES, _b64, quantize
 from ..errors import InputError
 from ..trace import Trace
 from . import _html
-from ._options import THEMES, js_options
+from ._options import THEMES, VIEW_OPTIONS, js_options
 from ._view import View
 
 PAYLOAD_FORMAT = "attnscope-diff"
@@ -81,6 +81,14 @@ def diff_view(
         layer=layer, head=head, top=top, include_layers=include_layers, include_heads=include_heads, theme=theme,
         prettify=prettify, dtype=dtype,
     ))
+
+
+def render_diff(a: Trace | Comparison, options: dict[str, Any]) -> DiffView:
+    """``render("diff", a, **options)``: unknown option names are refused with the list of known ones."""
+    unknown = sorted(set(options) - set(VIEW_OPTIONS["diff"]))
+    if unknown:
+        raise InputError(f"the diff view has no option(s) {unknown}; it takes {sorted(VIEW_OPTIONS['diff'])}")
+    return diff_view(a, **options)
 
 
 def pair(a: Trace | Comparison, other: Trace | None, kind: str | None) -> Comparison:
@@ -326,4 +334,4 @@ def _next(comparison: Comparison) -> dict[str, list[dict]] | None:
     return {"a": rows(comparison.next_a), "b": rows(comparison.next_b)}
 
 
-__all__ = ["DiffView", "aligned_head", "diff_view", "pair", "present", "slot_labels"]
+__all__ = ["DiffView", "aligned_head", "diff_view", "pair", "present", "render_diff", "slot_labels"]

@@ -183,9 +183,9 @@ views.diff = function renderDiff(root, p, options) {
       span.style[vertical ? "width" : "height"] = cell + "px";
       span.style.fontSize = size + "px";
       box.append(span);
-      if (show) longest = Math.max(longest, textWidth(s.label, `${size}px system-ui, sans-serif`));
+      if (show) longest = Math.max(longest, textWidth(s.label, `${s.shared ? 400 : 600} ${size}px system-ui, sans-serif`));
     });
-    return show ? Math.min(Math.ceil(longest) + 10, 160) : 0;
+    return show ? Math.min(Math.ceil(longest) + 12, 140) : 0;
   }
 
   function layoutGrid() {
