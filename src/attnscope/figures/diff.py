@@ -125,7 +125,7 @@ def draw(fig, trace, opts: DiffOptions) -> None:
 def _mark_changed(axis, changed: list[bool], color: str) -> None:
     """Colour the tick labels of differing slots."""
     for loc, text in zip(axis.get_ticklocs(), axis.get_ticklabels()):
-        if changed[int(round(loc))]:
+        if changed[round(loc)]:
             text.set_color(color)
             text.set_fontweight("bold")
 
