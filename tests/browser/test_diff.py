@@ -61,10 +61,10 @@ def test_difference_colours_follow_the_sign_of_b_minus_a(page, tmp_path):
     show(page, view, tmp_path / "d.html")
     delta = aligned_head(comparison, "b", 1, 2) - aligned_head(comparison, "a", 1, 2)
     i, j = np.unravel_index(np.argmax(delta), delta.shape)
-    r, g, bl, _ = pixel(page, ".as-heat", 2, int(j), int(i))
+    r, _, bl, _ = pixel(page, ".as-heat", 2, int(j), int(i))
     assert bl > r + 40  # purple: B attends more
     i, j = np.unravel_index(np.argmin(delta), delta.shape)
-    r, g, bl, _ = pixel(page, ".as-heat", 2, int(j), int(i))
+    r, _, bl, _ = pixel(page, ".as-heat", 2, int(j), int(i))
     assert r > bl + 60  # orange: A attends more
     assert float(page.get_attribute(".attnscope", "data-max-diff")) == pytest.approx(np.abs(delta).max(), abs=2e-3)
 
