@@ -418,6 +418,8 @@ def test_settings_refuse_exposed_servers():
         Settings(host="0.0.0.0", allow_remote=True).check()
     with pytest.raises(InputError, match="use at least 16"):
         Settings(host="0.0.0.0", allow_remote=True, token="short").check()
+    with pytest.raises(InputError, match="only letters, digits"):
+        Settings(allow_remote=True, token="has;semicolons and spaces").check()
     with pytest.raises(InputError, match="--allow-remote needs a token"):
         create_app(Settings(allow_remote=True))
     with pytest.raises(InputError, match="is not a folder"):
@@ -434,8 +436,11 @@ def test_loopback_server_refuses_foreign_host_headers(client):
 
 
 def test_cross_site_posts_are_refused(client):
-    r = client.post("/api/capture", json={"text": "hi"}, headers={"origin": "http://evil.example"})
-    assert "cross-site" in error_of(r, 403)
+    for origin in ("http://evil.example", "http://127.0.0.1:9999"):  # another site, or another local port
+        r = client.post("/api/capture", json={"text": "hi"}, headers={"origin": origin})
+        assert "cross-site" in error_of(r, 403)
+    same = client.post("/api/capture", json={"text": "Hello."}, headers={"origin": BASE})
+    assert same.status_code == 200
 
 
 def test_remote_server_checks_the_token_on_every_request():

@@ -4,8 +4,9 @@
   cannot reach this server by DNS rebinding).
 - Token (``allow_remote``): checked on every request in ``Authorization: Bearer``, ``X-Attnscope-Token``,
   ``?token=`` or the HttpOnly, SameSite=Strict cookie set when a page is opened with ``?token=``.
-- Cross-site writes: POST needs ``Content-Type: application/json`` and, when the browser sends ``Origin``, an
-  origin on this very host; no CORS headers are ever sent, so other sites cannot read responses.
+- Cross-site writes: POST needs ``Content-Type: application/json`` (so browsers must ask first, and are refused)
+  and, when the browser sends ``Origin``, this very origin; no CORS headers are ever sent, so other sites cannot
+  read responses.
 - Body size: refused up front from ``Content-Length`` and again while streaming (chunked bodies), with 413.
 - Headers: a Content-Security-Policy (scripts and styles only from this server; inline only in downloaded views),
   ``nosniff``, no framing, no referrer, ``no-store`` for the API.
@@ -127,7 +128,7 @@ class Guard:
             if ctype != "application/json":
                 return 415, f"send the request body as JSON (Content-Type: application/json); got {ctype!r}", None
             origin = headers.get("origin")
-            if origin is not None and _hostname(urlsplit(origin).netloc) != host:
+            if origin is not None and urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
                 return 403, f"cross-site request from {origin!r} refused", None
         return None
 

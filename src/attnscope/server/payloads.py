@@ -92,10 +92,15 @@ def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
                         keptMass=round(float(mass.mean(dtype=np.float64)), 6), minKeptMass=round(float(mass.min()), 6))
         if view == "model":
             size = min(int(opts.get("thumb_size", THUMB_SIZE)), max(spec["shape"]))
-            key = ("thumb", kind, tuple(layers), tuple(heads), size)
-            if key not in entry.parts:
-                entry.parts[key] = _encode_thumbs(att, layers, heads, size)
-            spec["thumb"], spec["thumbSize"] = entry.parts[key], size
+            key = ("thumb", kind, size)
+            every = len(layers) == att.shape[0] and len(heads) == att.shape[1]
+            if not every:  # a subset: made for this request only (caching every subset could grow without end)
+                spec["thumb"] = _encode_thumbs(att, layers, heads, size)
+            elif key in entry.parts:
+                spec["thumb"] = entry.parts[key]
+            else:
+                spec["thumb"] = entry.parts[key] = _encode_thumbs(att, layers, heads, size)
+            spec["thumbSize"] = size
     return payload
 
 

@@ -1,4 +1,4 @@
-"""One job at a time per key (a model's forward pass, figure drawing) with a bounded wait list.
+"""One job at a time per key (a model's forward pass, figure drawing) on its own thread, with a bounded wait list.
 
 A model runs one forward pass at a time: concurrent passes on 2 cores only slow each other down and multiply the
 memory. Requests beyond ``limit`` waiting ones are refused at once with :class:`Busy` (HTTP 429 and a
@@ -12,9 +12,10 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import anyio.to_thread
+import anyio
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class Gate:
     def __init__(self, key: str, limit: int):
         self.key, self.limit = key, limit
         self._lock = asyncio.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"attnscope-{key}")
         self._waiting = 0
         self._mean = 1.0  # seconds per job, a moving average
 
@@ -65,13 +67,16 @@ class Gate:
             self._lock.release()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a worker thread inside a slot.
+        """Run ``fn(*args)`` inside a slot, on this gate's own thread.
 
-        The slot is held until the thread finishes, even when the client goes away meanwhile, so a cancelled
-        request can never let a second forward pass start beside the first.
+        One long-lived thread per gate: torch keeps per-thread state, and forward passes hopping across a pool
+        of short-lived threads made the server's memory creep up with every capture. The slot is held until the
+        job finishes, even when the client goes away meanwhile.
         """
         async with self.slot():
-            return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=False)
+            future = self._thread.submit(fn, *args)
+            with anyio.CancelScope(shield=True):
+                return await asyncio.wrap_future(future)
 
 
 class Gates:

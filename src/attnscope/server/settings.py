@@ -7,6 +7,7 @@ Every limit has a safe default; :meth:`Settings.check` refuses a combination tha
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..errors import InputError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MIN_TOKEN_CHARS = 16
+TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Settings:
             if not self.token:
                 raise InputError("--allow-remote needs a token: pass --token SECRET (or set ATTNSCOPE_TOKEN); "
                                  "every request must then carry it")
+            if not TOKEN_CHARS.match(self.token):
+                raise InputError("the token may hold only letters, digits and - _ . ~ (it travels in URLs and a "
+                                 "cookie)")
             if len(self.token) < MIN_TOKEN_CHARS:
                 raise InputError(f"the token is {len(self.token)} characters; use at least {MIN_TOKEN_CHARS} "
                                  "(python -c 'import secrets; print(secrets.token_urlsafe())' makes one)")
