@@ -6,6 +6,18 @@
     /assets/views.{js,css} the package's view code (attnscope/web), exposed as window.attnscope.views
     /static/...            the pages' own HTML, CSS and JavaScript (attnscope/server/static)
     /api/...               JSON; every error is {"error": message}
+
+The API (``{id}`` is a held trace):
+
+    GET  /api/config, /api/models, /api/health       what the server offers, queues, liveness
+    POST /api/capture  {model, text, pair?, target?, generate?}      -> trace summary (with its id)
+    POST /api/compare  {model, text_a, text_b} | {trace_a, trace_b}  -> heads ranked by divergence
+    GET  /api/traces, /api/traces/{id}                 held traces (an LRU bounded by count and bytes)
+    GET  /api/traces/{id}/view?view=head&layer=..      the view's payload, or a skeleton for long inputs
+    GET  /api/traces/{id}/head?layer=3&head=5          one head's payload (heads=0,1,2 for several; qkv=1)
+    GET  /api/traces/{id}/download/{trace,html,png}    .safetensors, standalone HTML, PNG figure
+    GET  /api/files?dir=, /api/files/trace?path=       the --traces folder: list, open
+    GET  /api/mlflow/runs, /api/mlflow/trace?run=..    traces logged to MLflow: list, open
 """
 
 from __future__ import annotations
