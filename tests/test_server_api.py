@@ -301,6 +301,35 @@ def test_compare_two_texts_ranks_heads_by_divergence(client):
     assert [x["divergence"] for x in again.json()["ranked"]] == ranked
 
 
+def test_compare_sends_the_diff_view_whole_or_one_head_at_a_time(client):
+    body = client.post("/api/compare", json={"text_a": "The doctor asked the nurse. She left.",
+                                             "text_b": "The doctor asked the nurse. He left.", "top": 5}).json()
+    diff, top = body["diff"], body["ranked"][0]
+    assert diff["view"] == "diff" and diff["one_head"] is False and diff["payload"]["format"] == "attnscope-diff"
+    assert diff["payload"]["layers"] == list(range(6)) and len(diff["payload"]["ranked"]) == 5
+    assert (diff["options"]["layer"], diff["options"]["head"]) == (top["layer"], top["head"])  # most changed first
+    ids = {"a": body["a"]["id"], "b": body["b"]["id"]}
+    one = client.get("/api/compare/diff", params={**ids, "layer": 2, "head": 7, "lazy": "1"}).json()
+    assert one["one_head"] is True and one["payload"]["layers"] == [2] and one["payload"]["heads"] == [7]
+    assert one["options"]["layer"] == 2 and one["payload"]["a"][0][0]
+    best = client.get("/api/compare/diff", params={**ids, "lazy": "1"}).json()["payload"]
+    assert (best["layers"], best["heads"]) == ([top["layer"]], [top["head"]])
+    whole = client.get("/api/compare/diff", params={**ids, "lazy": "0", "theme": "dark"}).json()
+    assert whole["payload"]["heads"] == list(range(12)) and whole["options"]["theme"] == "dark"
+    assert "no trace 'nope'" in error_of(client.get("/api/compare/diff", params={"a": "nope", "b": ids["b"]}), 404)
+    assert "lazy must be" in error_of(client.get("/api/compare/diff", params={**ids, "lazy": "x"}), 422)
+    assert "layer 9 is not shown" in error_of(client.get("/api/compare/diff", params={**ids, "layer": 9}), 422)
+
+
+def test_long_compare_sends_a_diff_view_of_the_most_changed_head():
+    with client_for(lazy_bytes=2000) as c:
+        body = c.post("/api/compare", json={"text_a": "The doctor asked the nurse. She left.",
+                                            "text_b": "The doctor asked the nurse. He left."}).json()
+        top = body["ranked"][0]
+        assert body["diff"]["one_head"] is True
+        assert (body["diff"]["payload"]["layers"], body["diff"]["payload"]["heads"]) == ([top["layer"]], [top["head"]])
+
+
 @pytest.mark.parametrize("body, status, words", [
     ({"text_a": "a b", "text_b": ""}, 422, "text_b is empty"),
     ({"text_a": "a b"}, 422, "text_b is missing"),

@@ -1,8 +1,8 @@
 """End to end: the ``attnscope serve`` command in a subprocess on a free loopback port, driven by Chromium.
 
 A user types text, the views draw (pixels on their canvases), views switch, long inputs fetch heads from the
-server as they are looked at, the compare page ranks heads, the trace browser opens a saved file, and a
-remote-mode server works in the browser once the token is given. Pages must log no JavaScript errors.
+server as they are looked at, the compare page ranks heads in the diff view, the trace browser opens a saved
+file, and a remote-mode server works in the browser once the token is given. Pages must log no JavaScript errors.
 """
 
 from __future__ import annotations
@@ -187,28 +187,50 @@ def test_long_input_fetches_heads_from_the_server_as_they_are_shown(page, url):
     assert len(heads) == 3 and "layer=1" in heads[2] and "heads=1&" in heads[2]
 
 
-def test_compare_page_ranks_the_heads_and_draws_both_inputs(page, url):
+def compare(page: Page, url: str, a: str, b: str) -> None:
     page.goto(url + "/compare")
     page.wait_for_selector("#model option", state="attached")
-    page.fill("#text-a", "The doctor asked the nurse a question. She answered.")
-    page.fill("#text-b", "The doctor asked the nurse a question. He answered.")
+    page.fill("#text-a", a)
+    page.fill("#text-b", b)
     page.click("#run")
-    page.wait_for_selector("#ranked tbody tr")
-    rows = page.eval_on_selector_all("#ranked tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
-    assert len(rows) == 20 and [r[0] for r in rows[:3]] == ["1", "2", "3"]
-    values = [float(r[3]) for r in rows]
-    assert values == sorted(values, reverse=True) and values[0] > 0
-    drawn(page, "#view-a .attnscope[data-view=head]")
-    drawn(page, "#view-b .attnscope[data-view=head]")
-    assert ink(page, "#view-a canvas.as-lines") > 50 and ink(page, "#view-b canvas.as-lines") > 50
-    assert ink(page, "#grid") > 100
-    layer, head = rows[0][1], rows[0][2]
-    assert page.text_content("#pick-title") == f"Layer {layer} \u00b7 head {head}"
+    drawn(page, "#diff-host .attnscope[data-view=diff]")
 
-    page.click("#ranked tbody tr >> nth=4")
-    assert page.text_content("#pick-title") == f"Layer {rows[4][1]} \u00b7 head {rows[4][2]}"
-    on = page.eval_on_selector_all("#view-b .as-swatch[aria-pressed=true]", "bs => bs.map(b => b.textContent)")
-    assert on == [rows[4][2]]
+
+def test_compare_page_ranks_the_heads_in_the_diff_view(page, url):
+    compare(page, url, "The doctor asked the nurse a question. She answered.",
+            "The doctor asked the nurse a question. He answered.")
+    ranked = page.eval_on_selector_all("#diff-host .as-rank", "bs => bs.map(b => [b.dataset.li, b.dataset.hi, "
+                                       "b.querySelector('.as-rank-v').textContent])")
+    values = [float(v) for _, _, v in ranked]
+    assert len(ranked) == 20 and values == sorted(values, reverse=True) and values[0] > 0
+    assert page.is_hidden("#ranked-box")  # the diff view lists the ranked heads itself
+    for i in range(3):  # A, B and B - A heatmaps
+        assert ink(page, "#diff-host canvas.as-heat", i) > 20
+    assert ink(page, "#grid") > 100
+    li, hi = int(ranked[0][0]), int(ranked[0][1])
+    title = page.text_content("#diff-host .as-diff-title")
+    assert title.startswith(f"Layer {li} \u00b7 head {hi} \u00b7") and "rank 1 of 72" in title
+
+    page.click("#grid", position={"x": 7 * 22 + 5, "y": 4 * 22 + 5})  # every head's grid: layer 4, head 7
+    assert page.text_content("#diff-host .as-diff-title").startswith("Layer 4 \u00b7 head 7 \u00b7")
+    page.click("#diff-host .as-rank >> nth=2")
+    assert page.text_content("#diff-host .as-diff-title").startswith(
+        f"Layer {ranked[2][0]} \u00b7 head {ranked[2][1]} \u00b7")
+
+
+def test_long_compare_fetches_the_diff_view_head_by_head(page, url):
+    diffs: list[str] = []
+    page.on("request", lambda r: diffs.append(r.url) if "/api/compare/diff" in r.url else None)
+    compare(page, url, LONG_TEXT + " She answered.", LONG_TEXT + " He answered.")
+    assert "one head" in page.text_content("#summary") and page.is_visible("#ranked-box")
+    rows = page.eval_on_selector_all("#ranked tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert len(rows) == 20 and diffs == []
+    assert page.text_content("#diff-host .as-diff-title").startswith(f"Layer {rows[0][1]} \u00b7 head {rows[0][2]}")
+    page.click("#ranked tbody tr >> nth=3")
+    page.wait_for_function(f"() => document.querySelector('#diff-host .as-diff-title').textContent"
+                           f".startsWith('Layer {rows[3][1]} \u00b7 head {rows[3][2]} ')")
+    assert len(diffs) == 1 and f"layer={rows[3][1]}&head={rows[3][2]}" in diffs[0]
+    assert ink(page, "#diff-host canvas.as-heat", 2) > 20
 
 
 def test_trace_browser_opens_a_saved_file(page, url):

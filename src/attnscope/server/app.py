@@ -11,7 +11,8 @@ The API (``{id}`` is a held trace):
 
     GET  /api/config, /api/models, /api/health       what the server offers, queues, liveness
     POST /api/capture  {model, text, pair?, target?, generate?}      -> trace summary (with its id)
-    POST /api/compare  {model, text_a, text_b} | {trace_a, trace_b}  -> heads ranked by divergence
+    POST /api/compare  {model, text_a, text_b} | {trace_a, trace_b}  -> ranked heads and the diff view's data
+    GET  /api/compare/diff?a=ID&b=ID&layer=..&head=..  the diff view of one head (long inputs)
     GET  /api/traces, /api/traces/{id}                 held traces (an LRU bounded by count and bytes)
     GET  /api/traces/{id}/view?view=head&layer=..      the view's payload, or a skeleton for long inputs
     GET  /api/traces/{id}/head?layer=3&head=5          one head's payload (heads=0,1,2 for several; qkv=1)
@@ -34,6 +35,7 @@ from ..views import _html
 from . import errors
 from .guard import Guard
 from .routes_browse import router as browse_router
+from .routes_compare import router as compare_router
 from .routes_run import router as run_router
 from .routes_traces import router as traces_router
 from .settings import Settings
@@ -56,6 +58,13 @@ def views_script() -> str:
             "\nwindow.attnscope = Object.freeze({ views: Object.freeze(Object.assign({}, views)) });\n})();\n")
 
 
+@lru_cache(maxsize=1)
+def views_css() -> str:
+    """Every view's style sheets (style.css first), as the saved views inline them."""
+    names = ["style.css", *dict.fromkeys(n for sheets in _html.VIEW_STYLES.values() for n in sheets)]
+    return "\n".join(_html.asset(name) for name in names)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (checked first: a remote address needs allow_remote and a token)."""
     settings = (settings or Settings()).check()
@@ -63,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.attnscope = AppState(settings)
     errors.install(app)
     app.include_router(run_router)
+    app.include_router(compare_router)
     app.include_router(traces_router)
     app.include_router(browse_router)
 
@@ -72,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/assets/views.css", include_in_schema=False)
     def _views_css() -> Response:
-        return Response(_html.asset("style.css"), media_type="text/css; charset=utf-8")
+        return Response(views_css(), media_type="text/css; charset=utf-8")
 
     for path, name in PAGES.items():
         app.add_api_route(path, _page(name), methods=["GET"], include_in_schema=False)

@@ -1,23 +1,17 @@
-"""Routes that run models: what the server offers, capturing a text, comparing two inputs."""
+"""Routes that run models: what the server offers, and capturing a text."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._version import __version__
-from ..analysis import compare as compare_traces
 from .errors import ApiError
 from .models import CaptureJob
 from .routes_traces import VIEW_NAMES, trace_info
 from .state import App, AppState
 
 router = APIRouter(prefix="/api")
-
-MAX_RANKED = 50
 
 
 class CaptureBody(BaseModel):
@@ -29,19 +23,6 @@ class CaptureBody(BaseModel):
     pair: str | None = None
     target: str | None = None
     generate: int = Field(0, ge=0)
-
-
-class CompareBody(BaseModel):
-    """``POST /api/compare``: two texts for one model, or two held traces by id."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = None
-    text_a: str | None = None
-    text_b: str | None = None
-    trace_a: str | None = None
-    trace_b: str | None = None
-    kind: str | None = None
-    top: int = Field(20, ge=1, le=MAX_RANKED)
 
 
 @router.get("/health")
@@ -74,59 +55,13 @@ def models(app: App) -> dict:
 async def capture(body: CaptureBody, app: App) -> dict:
     """Run a text through an allowed model (one forward pass at a time per model) and hold the trace."""
     name = app.models.check(body.model)
-    job = _job(app, body.text, body.pair, body.target, body.generate)
+    job = check_job(app, body.text, body.pair, body.target, body.generate)
     trace = await app.gates[f"model:{name}"].run(app.models.capture, name, job)
     entry = app.store.add(trace, {"type": "capture", "model": name})
     return trace_info(entry)
 
 
-@router.post("/compare")
-async def compare(body: CompareBody, app: App) -> dict:
-    """Rank the heads whose attention changed most between two inputs (``attnscope.analysis.compare``)."""
-    if body.trace_a or body.trace_b:
-        if body.text_a is not None or body.text_b is not None or body.model is not None:
-            raise ApiError(422, "compare either two texts (model, text_a, text_b) or two traces (trace_a, trace_b)")
-        entries = [_held(app, body.trace_a, "trace_a"), _held(app, body.trace_b, "trace_b")]
-        result = await app.gates["analysis"].run(
-            lambda: compare_traces(entries[0].trace, entries[1].trace, kind=body.kind))
-    else:
-        name = app.models.check(body.model)
-        jobs = [_job(app, body.text_a, None, None, 0, "text_a"), _job(app, body.text_b, None, None, 0, "text_b")]
-
-        def run():
-            traces = [app.models.capture(name, job) for job in jobs]
-            model, tokenizer = app.models.get(name)
-            causal = all(t.meta.get("kinds", {}).get("self", {}).get("causal") for t in traces)
-            return compare_traces(*traces, kind=body.kind, model=model if causal else None,
-                                  tokenizer=tokenizer if causal else None)
-
-        result = await app.gates[f"model:{name}"].run(run)
-        entries = [app.store.add(t, {"type": "capture", "model": name}) for t in (result.trace_a, result.trace_b)]
-    return comparison_info(result, entries, body.top)
-
-
-def comparison_info(result, entries, top: int) -> dict[str, Any]:
-    div = np.round(np.asarray(result.divergence, dtype=np.float64), 6)
-    out = {
-        "a": trace_info(entries[0]), "b": trace_info(entries[1]), "kind": result.kind,
-        "ranked": [{**r, "divergence": round(float(r["divergence"]), 6)} for r in result.top(top)],
-        "divergence": div.tolist(), "rows": len(result.rows),
-        "identical": bool(result.query_alignment.identical),
-        "next": None,
-    }
-    if result.next_a is not None:
-        out["next"] = result.next_token_table()
-    return out
-
-
-def _held(app: AppState, trace_id: str | None, name: str):
-    entry = app.store.get(trace_id) if trace_id else None
-    if entry is None:
-        raise ApiError(404, f"{name}: no trace {trace_id!r} on this server; capture or open it first")
-    return entry
-
-
-def _job(app: AppState, text: str | None, pair: str | None, target: str | None, generate: int,
+def check_job(app: AppState, text: str | None, pair: str | None, target: str | None, generate: int,
          name: str = "text") -> CaptureJob:
     """Check a text before it waits for a model: not empty, not longer than the server takes."""
     limit = app.settings.max_chars

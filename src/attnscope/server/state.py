@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from .models import ModelRegistry
 from .queue import Gates
 from .settings import Settings
-from .store import TraceStore
+from .store import ComparisonCache, TraceStore
 
 
 @dataclass
@@ -21,12 +21,14 @@ class AppState:
     models: ModelRegistry = field(init=False)
     store: TraceStore = field(init=False)
     gates: Gates = field(init=False)
+    comparisons: ComparisonCache = field(init=False)
 
     def __post_init__(self):
         s = self.settings
         self.models = ModelRegistry(s)
         self.store = TraceStore(s.cache_traces, s.cache_bytes)
         self.gates = Gates(s.queue_size)
+        self.comparisons = ComparisonCache()
 
 
 def state(request: Request) -> AppState:

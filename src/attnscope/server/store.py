@@ -95,3 +95,27 @@ class TraceStore:
             key = old.source.get("key")
             if key is not None and self._by_key.get(key) == old.id:
                 del self._by_key[key]
+
+
+class ComparisonCache:
+    """The last few comparisons (``POST /api/compare``), so the page can ask for more of their diff view
+    without running the models again. Small, because each holds its two traces."""
+
+    def __init__(self, max_items: int = 4):
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple, comparison: Any) -> None:
+        with self._lock:
+            self._items[key] = comparison
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def get(self, key: tuple) -> Any | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found

@@ -207,7 +207,7 @@ async function prefetch(state, data) {
 }
 
 // Draw view data ({view, options, payload, lazy}) into host with the package's view code; returns the view
-// ({update, destroy}) and its root. A failure is shown in place and thrown.
+// ({update, destroy}), its root and the data. A failure is shown in place and thrown.
 export async function drawView(host, data, traceId) {
   host.textContent = "";
   const root = el("div", { class: "attnscope", "data-view": data.view });
@@ -222,7 +222,7 @@ export async function drawView(host, data, traceId) {
     const view = window.attnscope.views[data.view](root, data.payload, data.options || {});
     root.dataset.state = "drawn";
     root.dataset.lazy = data.lazy ? "1" : "0";
-    return { view, root, lazy };
+    return { view, root, lazy, data };
   } catch (err) {
     root.dataset.state = "error";
     root.classList.add("as-error");

@@ -1,10 +1,11 @@
-// Compare page: two inputs -> heads ranked by how much their attention changed, a layer x head grid of the
-// divergence, next-token predictions (causal models), and the chosen head drawn for both inputs side by side.
+// Compare page: two inputs -> the package's diff view (A, B and B - A on aligned tokens, the most changed heads,
+// next-token predictions for causal models), plus a layer x head grid of every head's divergence. Long inputs
+// get a diff view of one head at a time: the grid and a ranked table pick the head, the server sends it.
 import { api, drawView, el, errorText, fillModels, nav, reportErrors, showStatus } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const CELL = 22;
-const st = { config: null, result: null, pick: null, sides: [], busy: false };
+const st = { config: null, result: null, pick: null, drawn: null, busy: false };
 
 function setBusy(on, message) {
   st.busy = on;
@@ -12,8 +13,6 @@ function setBusy(on, message) {
   document.body.classList.toggle("busy", on);
   showStatus($("status"), message || "", on ? "busy" : "");
 }
-
-function fmt(v) { return v.toFixed(4); }
 
 function rankedTable(result) {
   const body = $("ranked").tBodies[0], max = result.ranked.length ? result.ranked[0].divergence || 1 : 1;
@@ -23,7 +22,7 @@ function rankedTable(result) {
     bar.style.width = `${Math.round((100 * r.divergence) / max)}%`;
     const tr = el("tr", { "data-layer": r.layer, "data-head": r.head, tabindex: 0 },
       el("td", null, r.rank), el("td", null, r.layer), el("td", null, r.head),
-      el("td", { class: "num" }, el("span", { class: "bar-wrap" }, bar), fmt(r.divergence)));
+      el("td", { class: "num" }, el("span", { class: "bar-wrap" }, bar), r.divergence.toFixed(4)));
     tr.addEventListener("click", () => pick(r.layer, r.head));
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(r.layer, r.head); });
     body.append(tr);
@@ -55,60 +54,52 @@ function grid(result) {
     ctx.lineWidth = 2;
     ctx.strokeRect(st.pick[1] * CELL + 1, st.pick[0] * CELL + 1, CELL - 3, CELL - 3);
   }
-  canvas.title = `max divergence ${fmt(max)} bits`;
+  canvas.title = `max divergence ${max.toFixed(4)} bits`;
 }
 
-function nextTokens(result) {
-  const box = $("next");
-  box.hidden = !result.next;
-  if (!result.next) return;
-  const body = box.querySelector("tbody");
-  body.textContent = "";
-  for (const r of result.next) {
-    body.append(el("tr", null, el("td", null, r.rank), el("td", { title: r.a_token }, JSON.stringify(r.a_text)),
-      el("td", { class: "num" }, r.a_prob.toFixed(3)), el("td", { title: r.b_token }, JSON.stringify(r.b_text)),
-      el("td", { class: "num" }, r.b_prob.toFixed(3))));
-  }
-}
-
-async function drawSides(layer, head) {
-  const traces = [st.result.a, st.result.b], hosts = [$("view-a"), $("view-b")];
-  const options = { view: "head", layer, heads: String(head) };
-  const data = await Promise.all(traces.map((t) => api(`/api/traces/${encodeURIComponent(t.id)}/view`, { params: options })));
-  st.sides.forEach((s) => s.view.destroy());
-  st.sides = [];
-  for (let i = 0; i < 2; i++) st.sides.push(await drawView(hosts[i], data[i], traces[i].id));
-}
-
-async function pick(layer, head) {
+function mark(layer, head) {
   st.pick = [layer, head];
-  $("pick-title").textContent = `Layer ${layer} \u00b7 head ${head}`;
   for (const tr of $("ranked").tBodies[0].rows) {
     tr.classList.toggle("on", tr.dataset.layer === String(layer) && tr.dataset.head === String(head));
   }
   grid(st.result);
+}
+
+async function drawDiff(data) {
+  if (st.drawn) st.drawn.view.destroy();
+  st.drawn = await drawView($("diff-host"), data, null);
+  st.oneHead = data.one_head;
+}
+
+// Show a head: the whole diff view moves to it, or (long inputs) the server sends that head's diff view.
+async function pick(layer, head) {
+  mark(layer, head);
   try {
-    if (st.sides.length === 2) st.sides.forEach((s) => s.view.update({ layer, heads: [head] }));
-    else await drawSides(layer, head);
+    if (!st.oneHead) {
+      st.drawn.view.update({ layer, head });
+      return;
+    }
+    const r = st.result;
+    await drawDiff(await api("/api/compare/diff", { params: { a: r.a.id, b: r.b.id, kind: r.kind, layer, head, theme: "auto" } }));
   } catch (err) {
     showStatus($("status"), errorText(err), "error");
   }
 }
 
-function show(result) {
+async function show(result) {
   st.result = result;
-  st.sides.forEach((s) => s.view.destroy());
-  st.sides = [];
   $("result").hidden = false;
   const compared = result.identical ? "the inputs are identical" : `${result.rows} token positions compared`;
   $("summary").textContent = `${result.a.model} \u00b7 ${result.kind} attention \u00b7 ${compared} \u00b7 ` +
-    `${result.divergence.length} layers \u00d7 ${(result.divergence[0] || []).length} heads`;
+    `${result.divergence.length} layers \u00d7 ${(result.divergence[0] || []).length} heads` +
+    (result.diff.one_head ? " \u00b7 long inputs: the diff view holds one head, pick others below" : "");
   $("open-a").href = `/?trace=${encodeURIComponent(result.a.id)}`;
   $("open-b").href = `/?trace=${encodeURIComponent(result.b.id)}`;
+  $("ranked-box").hidden = !result.diff.one_head;  // else the diff view lists the ranked heads itself
   rankedTable(result);
-  nextTokens(result);
-  const top = result.ranked[0] || { layer: 0, head: 0 };
-  return pick(top.layer, top.head);
+  await drawDiff(result.diff);
+  const o = result.diff.options;
+  mark(o.layer, o.head);
 }
 
 async function run(event) {
@@ -132,6 +123,14 @@ $("grid").addEventListener("click", (e) => {
   const r = $("grid").getBoundingClientRect();
   const h = Math.floor((e.clientX - r.left) / CELL), l = Math.floor((e.clientY - r.top) / CELL);
   if (l >= 0 && h >= 0 && l < st.result.divergence.length && h < st.result.divergence[0].length) pick(l, h);
+});
+
+// A head picked in the diff view's own list (or its selects) is marked on the grid too.
+$("diff-host").addEventListener("click", (e) => {
+  const b = e.target.closest && e.target.closest(".as-rank");
+  if (!b || !st.drawn) return;
+  const p = st.drawn.data.payload;
+  mark(p.layers[Number(b.dataset.li)], p.heads[Number(b.dataset.hi)]);
 });
 
 async function main() {
