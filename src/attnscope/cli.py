@@ -443,6 +443,164 @@ def _bytes(n: float) -> str:
     return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
 
 
+# --------------------------------------------------------------------------- analysis: stats, compare, compare-runs
+TopK = Annotated[int, typer.Option("--top-k", min=1, help="How many of the most changed heads to list (here and in "
+                                   "the view).")]
+DiffOutput = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="File to write: .html (interactive) or .png/.svg/.pdf (figure). "
+    "Default: attnscope-diff.html here.")]
+
+
+@app.command()
+def stats(
+    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    kind: Kind = None,
+    sort: Annotated[str | None, typer.Option(help="Sort by a metric, largest first (e.g. entropy, previous, sink); "
+                                             "default: by layer and head.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (every metric) instead of a table.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Per-head statistics of a saved TRACE: entropy, distance, positional and sink mass, and a pattern label."""
+    import math
+
+    import attnscope
+
+    from ._tables import stats_table
+    from .analysis import head_metrics
+
+    _start("stats", debug)
+    trace = attnscope.load(trace_file)
+    records = head_metrics(trace, kind)
+    if sort is not None:
+        metrics = [k for k, v in records[0].items() if isinstance(v, float)]
+        if sort not in metrics:
+            raise InputError(f"--sort takes one of {', '.join(metrics)}; got {sort!r}")
+        records.sort(key=lambda r: (math.isnan(r[sort]), -r[sort] if not math.isnan(r[sort]) else 0.0))
+    kind = kind or trace.default_kind
+    if as_json:
+        heads = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in records]
+        typer.echo(json.dumps({"file": str(trace_file), "kind": kind, "heads": heads}, indent=2))
+        return
+    title = f"attnscope head statistics: {trace_file} ({kind} attention)"
+    Console(highlight=False).print(stats_table(records, title))
+
+
+@app.command("compare")
+def compare_texts(
+    text_a: Annotated[str, typer.Argument(help="The first input ('-' reads stdin).")],
+    text_b: Annotated[str, typer.Argument(help="The second input, e.g. the first with one word changed.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Offline name (see: attnscope models), folder, "
+                                       ".gguf file or hub id.")] = "minilm",
+    output: DiffOutput = None, open_: Open = False, top_k: TopK = 10,
+    next_k: Annotated[int, typer.Option("--next-k", min=1, help="How many next-token predictions to show "
+                                        "(causal language models).")] = 5,
+    kind: Kind = None, layer: Layer = None, head: Head = None, theme: ThemeOpt = None, raw_tokens: Raw = False,
+    dpi: Dpi = None, size: Size = None, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Capture two inputs with one model, rank the heads whose attention changed, write the diff view.
+
+    Prints the most changed heads and, for causal language models, the next-token predictions after each input.
+    """
+    import attnscope
+    from attnscope.capture.models import load_cached
+
+    from .analysis import compare as compare_traces
+
+    _start("compare", debug)
+    text_a, text_b = _read_text(text_a, "first text"), _read_text(text_b, "second text")
+    job = _DiffJob.check(output, top=top_k, layer=layer, head=head, theme=theme, raw=raw_tokens, dpi=dpi, size=size,
+                         open_it=open_)
+    progress = _Progress(quiet)
+    with progress.step(f"Loading model {model}") as done:
+        loaded, tokenizer = load_cached(model)
+        done["message"] = f"Loaded {model}"
+    with progress.step("Capturing both inputs") as done:
+        a = attnscope.capture(loaded, tokenizer, text_a)
+        b = attnscope.capture(loaded, tokenizer, text_b)
+        done["message"] = f"Captured {a.shape()[2]} and {b.shape()[2]} tokens"
+    causal = bool(a.meta.get("kinds", {}).get("self", {}).get("causal")) and _has_lm_head(loaded)
+    with progress.step("Comparing"):
+        comparison = compare_traces(a, b, kind=kind, top_k=next_k, model=loaded if causal else None,
+                                    tokenizer=tokenizer)
+    job.report(comparison, progress)
+
+
+@app.command("compare-runs")
+def compare_runs(
+    run_a: Annotated[str, typer.Argument(help="MLflow run id, Comet offline archive (.zip) or trace file.")],
+    run_b: Annotated[str, typer.Argument(help="The run to compare it with (same forms).")],
+    name: Annotated[str | None, typer.Option(help="Which logged trace, when a run holds several.")] = None,
+    step: Annotated[int | None, typer.Option(help="Training step of the traces (default: the latest).", min=0)]
+    = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI holding the runs "
+                                                     "(default: MLflow's own, e.g. MLFLOW_TRACKING_URI).")] = None,
+    output: DiffOutput = None, open_: Open = False, top_k: TopK = 10, kind: Kind = None, layer: Layer = None,
+    head: Head = None, theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None,
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Compare the traces logged in two runs (MLflow or Comet) and write the diff view of the change."""
+    from .analysis import compare as compare_traces
+    from .track import compare_runs as load_pair
+
+    _start("compare-runs", debug)
+    job = _DiffJob.check(output, top=top_k, layer=layer, head=head, theme=theme, raw=raw_tokens, dpi=dpi, size=size,
+                         open_it=open_)
+    progress = _Progress(quiet)
+    with progress.step("Reading the logged traces") as done:
+        a, b = load_pair(run_a, run_b, name, tracking_uri, step=step)
+        done["message"] = f"Read {a.meta.get('model') or 'a trace'} from both runs"
+    with progress.step("Comparing"):
+        comparison = compare_traces(a, b, kind=kind)
+    job.report(comparison, progress)
+
+
+@dataclass
+class _DiffJob:
+    """The diff view to write and the tables to print, checked before any model or run is loaded."""
+
+    output: Path
+    options: dict[str, Any]
+    figure: dict[str, Any]
+    open_it: bool
+
+    @classmethod
+    def check(cls, output, *, top, layer, head, theme, raw, dpi, size, open_it) -> _DiffJob:
+        output = Path(output) if output is not None else Path("attnscope-diff.html")
+        suffix = output.suffix.lower()
+        if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
+            raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
+        if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
+            raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+        if theme is not None and theme not in ("auto", "light", "dark"):
+            raise InputError(f"--theme takes light, dark or auto; got {theme!r}")
+        options = {"top": top, "layer": layer, "head": head, "theme": theme, "prettify": False if raw else None}
+        figure = {} if suffix in HTML_SUFFIXES else {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)}
+        return cls(output, options, figure, open_it)
+
+    def report(self, comparison, progress: _Progress) -> None:
+        """Write the diff view, then print the most changed heads (and next tokens) and the written path."""
+        from . import _tables
+        from .analysis import head_metrics
+        from .views import diff_view
+
+        with progress.step("Writing the diff view"):
+            path = diff_view(comparison, **self.options).save(self.output, **self.figure)
+        labels = [{(r["layer"], r["head"]): r["label"] for r in head_metrics(t, comparison.kind)}
+                  for t in (comparison.trace_a, comparison.trace_b)]
+        console = Console(highlight=False)
+        console.print(_tables.changed_heads_table(comparison, self.options["top"], *labels))
+        if comparison.next_a is not None:
+            console.print(_tables.next_token_table(comparison))
+        console.print(Text(_tables.summary(comparison)))
+        _written(path, progress, self.open_it)
+
+
+def _has_lm_head(model) -> bool:
+    """Whether a model predicts tokens (a causal LM loaded with its head), so next tokens can be shown."""
+    get = getattr(model, "get_output_embeddings", None)
+    return callable(get) and get() is not None
+
+
 # --------------------------------------------------------------------------- serve (the web app: attnscope.server)
 @app.command()
 def serve(
