@@ -177,6 +177,8 @@ def test_wrong_types_are_refused():
         attnscope.capture(object(), tok, TEXT)
     with pytest.raises(InputError, match="generate"):
         attnscope.capture(model, tok, TEXT, generate=-1)
+    with pytest.raises(InputError, match="cannot generate"):
+        attnscope.capture(model, tok, TEXT, generate=3)
 
 
 def test_input_longer_than_the_positions_names_the_limit_and_truncate_cuts_it():

@@ -72,6 +72,11 @@ def capture(
     is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
     with _eval_no_grad(model):
         if generate and not is_enc_dec:
+            if not (hasattr(model, "can_generate") and model.can_generate()):
+                raise InputError(
+                    f"{type(model).__name__} cannot generate text (an encoder, or a model without a language-model "
+                    "head); capture with generate=0, or load a causal LM with attnscope.load_model(name)"
+                )
             if pair is not None:
                 raise InputError("generate= continues one text; pass pair=None (or put both in text)")
             inputs = _prepare_generated(model, tokenizer, text, generate, truncate)
