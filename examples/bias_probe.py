@@ -1,16 +1,18 @@
 """The doctor/nurse probe: does a language model read "She" and "He" differently after the same sentence?
 
     python examples/bias_probe.py                 # SmolLM2 (offline), about 30 s
-    python examples/bias_probe.py --top 15 --words She He
+    python examples/bias_probe.py --top 15 --words She He --out probe/
 
 Captures both inputs once, ranks every head by how much its attention changed (Jensen-Shannon divergence of the
 last token's row, in bits), shows where the most changed heads look from the pronoun (weight on "doctor" vs
-"nurse"), and the model's next-token predictions after each input.
+"nurse"), and the model's next-token predictions after each input. Writes the diff view (open
+bias-probe-diff.html in a browser: click a head in the ranked list to see it) and the same as a PNG figure.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2", help="offline name, folder or .gguf file of a causal LM")
     parser.add_argument("--words", nargs=2, default=["She", "He"], help="the two continuations to compare")
     parser.add_argument("--top", type=int, default=10, help="how many heads to list")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for bias-probe-diff.html and .png")
     args = parser.parse_args()
 
     console = Console()
@@ -62,6 +65,11 @@ def main() -> None:
     changed = result.divergence
     console.print(f"{(changed > 0.1).sum()} of {changed.size} heads changed by more than 0.1 bits; "
                   f"mean {changed.mean():.3f} bits, largest {changed.max():.3f}.")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    view = attnscope.diff_view(result, top=args.top)  # opens on the most changed head
+    for path in (view.save(args.out / "bias-probe-diff.html"), view.save(args.out / "bias-probe-diff.png")):
+        console.print(f"wrote {path}")
 
 
 if __name__ == "__main__":

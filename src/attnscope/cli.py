@@ -5,6 +5,9 @@
     attnscope capture smollm2 "Once upon a time" --generate 5 -o story.safetensors
     attnscope render story.safetensors --view matrix --layer 3 --head 2 -o matrix.svg
     attnscope info story.safetensors
+    attnscope stats story.safetensors --sort previous     # per-head metrics and pattern labels
+    attnscope compare "The nurse said. She" "The nurse said. He" -m smollm2 -o diff.html
+    attnscope compare-runs RUN_A RUN_B --name probe       # two logged runs (MLflow ids, Comet .zip, trace files)
     attnscope models
 
 Progress goes to stderr (``--quiet`` silences it); each written path goes to stdout. An error prints one line
