@@ -31,6 +31,8 @@ sys.path.insert(0, str(HERE))
 import _bertviz  # noqa: E402
 from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium  # noqa: E402
 
+import attnscope  # noqa: E402
+
 OUT = _bertviz.BENCH / "scale"
 ROOT = ".attnscope[data-view]:not(.as-embedded)"
 LAYER_SELECT = ("const sel = [...root.querySelectorAll('label.as-field')]"
@@ -59,8 +61,6 @@ def build(tool: str, view: str, n: int, layers: int, heads: int) -> dict:
         html, _ = _bertviz.build(view, attention, [f"t{i}" for i in range(n)])
         kept = None
     else:
-        import attnscope
-
         html = (attnscope.model_view if view == "model" else attnscope.head_view)(trace).html()
         kept = trace.kept_mass()
     build_s = time.perf_counter() - t
@@ -110,6 +110,7 @@ def main() -> None:
         print(json.dumps(build(tool, view, int(n), int(layers), int(heads))))
         return
     _bertviz.install()
+    print(f"attnscope from {Path(attnscope.__file__).parent}", file=sys.stderr, flush=True)
     bertviz_sizes = {int(s) for s in args.bertviz.split(",") if s}
     cases = []
     for shape in args.shapes.split(","):

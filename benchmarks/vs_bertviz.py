@@ -31,6 +31,7 @@ import _bertviz  # noqa: E402
 from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium, Result  # noqa: E402
 from _inputs import WORDS  # noqa: E402
 
+import attnscope  # noqa: E402
 from attnscope import compat  # noqa: E402
 
 LAYERS, HEADS = 12, 12
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     _bertviz.install()
+    print(f"attnscope from {Path(attnscope.__file__).parent}", file=sys.stderr, flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     with Chromium() as chromium:
