@@ -79,7 +79,7 @@ class Trace:
             for stream in (qs, ks):
                 if stream not in self.tokens:
                     raise InputError(f"attention kind {kind!r} needs tokens for stream {stream!r}")
-            L, H, q, k = att.shape
+            _, _, q, k = att.shape
             if (q, k) != (len(self.tokens[qs]), len(self.tokens[ks])):
                 raise InputError(
                     f"attention {kind!r} has {q} query x {k} key positions but there are "

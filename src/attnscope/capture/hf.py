@@ -6,35 +6,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._version import __version__
 from ..attention import DenseAttention, PrunedAttention, PruneSpec
-from ..errors import CaptureError, InputError, InputTooLongError
-from ..trace import Segment, Trace
+from ..errors import CaptureError, InputError
+from ..trace import Trace
+from .inputs import Inputs, check_model, prepare, prepare_generated
+from .models import load_cached
 
 if TYPE_CHECKING:  # torch and the recording function are imported where used: `import attnscope` stays light
     from . import interface
-from .models import load_cached
 
 log = logging.getLogger(__name__)
 
 #: Past this many bytes of dense float32 attention, capture prunes rows as it goes (``prune=None``: automatic).
 AUTO_PRUNE_BYTES = 2 * 2**30
 _CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn")
-
-
-@dataclass
-class _Inputs:
-    """Model inputs for a batch of one, plus what the Trace needs to know about them."""
-
-    kwargs: dict  # passed to model(**kwargs)
-    tokens: dict[str, list[str]]
-    ids: dict[str, list[int]]
-    segments: dict[str, Segment]
 
 
 def capture(
@@ -66,7 +56,7 @@ def capture(
         if text is None and isinstance(tokenizer, str):
             tokenizer, text = None, tokenizer
         model, tokenizer = load_cached(model)
-    _check_model(model, tokenizer)
+    check_model(model, tokenizer)
     if not isinstance(generate, int) or generate < 0:
         raise InputError(f"generate must be a whole number >= 0; got {generate!r}")
     is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
@@ -79,9 +69,9 @@ def capture(
                 )
             if pair is not None:
                 raise InputError("generate= continues one text; pass pair=None (or put both in text)")
-            inputs = _prepare_generated(model, tokenizer, text, generate, truncate)
+            inputs = prepare_generated(model, tokenizer, text, generate, truncate)
         else:
-            inputs = _prepare(model, tokenizer, text, pair=pair, target=target, generate=generate,
+            inputs = prepare(model, tokenizer, text, pair=pair, target=target, generate=generate,
                               truncate=truncate, features=features)
         n = max(len(t) if t is not None else inputs.kwargs["input_features"].shape[-1] for t in inputs.tokens.values())
         spec = _prune_spec(model, prune, n)
@@ -100,11 +90,11 @@ def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, 
 
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
         raise InputError("capture_batch takes a non-empty list of strings; for one text use capture()")
-    _check_model(model, tokenizer)
+    check_model(model, tokenizer)
     if getattr(model.config, "is_encoder_decoder", False):
         return [capture(model, tokenizer, t, qkv=qkv, truncate=truncate) for t in texts]
     with _eval_no_grad(model):
-        items = [_prepare(model, tokenizer, t, truncate=truncate) for t in texts]
+        items = [prepare(model, tokenizer, t, truncate=truncate) for t in texts]
         lengths = [len(it.kwargs["input_ids"][0]) for it in items]
         width = max(lengths)
         ids = torch.zeros(len(items), width, dtype=torch.long)
@@ -218,143 +208,6 @@ def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
         raise CaptureError(f"{type(model).__name__} returned no attention weights, even with output_attentions=True")
 
 
-# --------------------------------------------------------------------------- inputs
-def _check_model(model, tokenizer) -> None:
-    import torch
-
-    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-        raise InputError(
-            f"model must be a Hugging Face model (or a model name); got {type(model).__name__}. "
-            "Load one with attnscope.load_model(name)"
-        )
-    if tokenizer is None:
-        raise InputError("a tokenizer is needed with a model object; attnscope.load_model(name) returns both")
-
-
-def _tok(tokenizer):
-    """The text tokenizer inside a processor, or the tokenizer itself."""
-    return getattr(tokenizer, "tokenizer", tokenizer)
-
-
-def _max_positions(model) -> int | None:
-    configs = [model.config, getattr(model.config, "encoder", None), getattr(model.config, "text_config", None)]
-    for c in configs:
-        for key in ("max_position_embeddings", "n_positions", "max_source_positions"):
-            value = getattr(c, key, None) if c is not None else None
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
-
-
-def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
-    if not isinstance(text, str):
-        raise InputError(f"{what} must be a string; got {type(text).__name__}")
-    if not text.strip():
-        raise InputError(f"{what} is empty; give at least one word")
-    if pair is not None and (not isinstance(pair, str) or not pair.strip()):
-        raise InputError("pair must be a non-empty string (or None)")
-    limit = _max_positions(model)
-    tok = _tok(tokenizer)
-    enc = tok(text, pair, return_tensors="pt", truncation=bool(truncate and limit),
-              max_length=limit if truncate else None)
-    n = enc["input_ids"].shape[1]
-    if n == 0:
-        raise InputError(f"{what} gave no tokens with this tokenizer")
-    if limit is not None and n > limit:
-        raise InputTooLongError(
-            f"{what} is {n} tokens but {type(model).__name__} takes at most {limit} positions; "
-            "shorten it or pass truncate=True to cut it"
-        )
-    vocab = model.get_input_embeddings().num_embeddings if model.get_input_embeddings() is not None else None
-    if vocab is not None and int(enc["input_ids"].max()) >= vocab:
-        raise InputError(
-            f"the tokenizer produced id {int(enc['input_ids'].max())} but the model's vocabulary has {vocab} entries; "
-            "the tokenizer does not match the model: load both with attnscope.load_model(name)"
-        )
-    return enc
-
-
-def _pair_start(enc, tokenizer, text: str) -> int:
-    try:
-        seq = enc.sequence_ids(0)
-        return next(i for i, s in enumerate(seq) if s == 1)
-    except (ValueError, AttributeError, StopIteration):
-        pass
-    if "token_type_ids" in enc and int(enc["token_type_ids"].max()) == 1:
-        return int((enc["token_type_ids"][0] == 1).nonzero()[0])
-    return len(_tok(tokenizer)(text)["input_ids"])
-
-
-def _prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, truncate=False, features=None) -> _Inputs:
-    import torch
-
-    tok = _tok(tokenizer)
-    is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
-    segments: dict[str, Segment] = {}
-    if features is not None:
-        feats = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
-        feats = feats.to(dtype=model.dtype)
-        if feats.ndim == 2:
-            feats = feats[None]
-        kwargs = {"input_features": feats}
-        src_tokens, src_ids = None, []  # one token per encoder frame, named once their count is known
-    else:
-        enc = _encode(model, tokenizer, text, pair, truncate)
-        kwargs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        if "token_type_ids" in enc and not is_enc_dec:
-            kwargs["token_type_ids"] = enc["token_type_ids"]
-        src_ids = enc["input_ids"][0].tolist()
-        src_tokens = tok.convert_ids_to_tokens(src_ids)
-    stream = "encoder" if is_enc_dec else "input"
-    if pair is not None:
-        b = _pair_start(enc, tokenizer, text)
-        segments = {"A": Segment(stream, 0, b), "B": Segment(stream, b, len(src_ids))}
-    if not is_enc_dec:
-        if target is not None:
-            raise InputError("target is for encoder-decoder models; for a decoder put the whole text in text")
-        return _Inputs(kwargs, {"input": src_tokens}, {"input": src_ids}, segments)
-    dec_ids = _decoder_ids(model, tok, kwargs, target, generate)
-    kwargs["decoder_input_ids"] = torch.tensor([dec_ids])
-    if target is None and generate:
-        segments["generated"] = Segment("decoder", 1, len(dec_ids))
-    tokens = {"encoder": src_tokens, "decoder": tok.convert_ids_to_tokens(dec_ids)}
-    return _Inputs(kwargs, tokens, {"encoder": src_ids, "decoder": dec_ids}, segments)
-
-
-def _decoder_ids(model, tok, kwargs, target, generate) -> list[int]:
-    start = model.config.decoder_start_token_id
-    if target is not None:
-        if not isinstance(target, str) or not target.strip():
-            raise InputError("target must be a non-empty string: the decoder text of the encoder-decoder")
-        ids = tok(text_target=target)["input_ids"]
-        return [start, *ids]
-    if not generate:
-        raise InputError(
-            "an encoder-decoder needs decoder text: pass target='...' or generate=N to let the model write it"
-        )
-    kwargs = {k: v.to(model.device) for k, v in kwargs.items()}
-    out = model.generate(**kwargs, max_new_tokens=generate, do_sample=False, num_beams=1)
-    return out[0].tolist()
-
-
-def _prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> _Inputs:
-    """Greedy-generate ``n`` tokens after ``text`` (with the model's own attention); inputs for prompt + generated."""
-    import torch
-
-    tok = _tok(tokenizer)
-    enc = _encode(model, tokenizer, text, None, truncate)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    out = model.generate(**enc, max_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=pad)
-    ids = out[0].tolist()
-    limit, prompt = _max_positions(model), enc["input_ids"].shape[1]
-    if limit is not None and len(ids) > limit:
-        raise InputTooLongError(f"prompt + {n} generated tokens exceed the model's {limit} positions; generate fewer")
-    kwargs = {"input_ids": out.cpu(), "attention_mask": torch.ones_like(out).cpu()}
-    segments = {"prompt": Segment("input", 0, prompt), "generated": Segment("input", prompt, len(ids))}
-    return _Inputs(kwargs, {"input": tok.convert_ids_to_tokens(ids)}, {"input": ids}, segments)
-
-
 def _prune_spec(model, prune, n: int) -> PruneSpec | None:
     if isinstance(prune, PruneSpec):
         return prune
@@ -374,7 +227,7 @@ def _prune_spec(model, prune, n: int) -> PruneSpec | None:
 
 
 # --------------------------------------------------------------------------- recorder -> Trace
-def _to_trace(model, rec: interface.Recorder, inputs: _Inputs, *, item: int, lengths, qkv: bool) -> Trace:
+def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, lengths, qkv: bool) -> Trace:
     attention, qkv_out, bias, kinds = {}, {}, {}, {}
     for kind, kr in rec.kinds.items():
         n_q = n_k = lengths[item] if lengths else None

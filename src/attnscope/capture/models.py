@@ -118,9 +118,8 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 @contextlib.contextmanager
 def _quiet_progress():
     """Library code prints nothing: hide transformers' weight-loading bars for the duration."""
-    from transformers.utils import logging as hf_logging
-
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
 
     was_enabled, gguf_tqdm = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
     hf_logging.disable_progress_bar()
