@@ -1,7 +1,7 @@
-"""Trace -> compact payload for the HTML views.
+"""Trace -> compact payload for the HTML views, within a size budget.
 
-A payload is a small JSON document (tokens, segments, shapes, options) whose arrays travel as base64 strings of
-quantized bytes, one string per head, so the browser decodes only the head it is looking at:
+A payload is a small JSON document (tokens, segments, shapes, options) whose arrays travel as text strings of
+quantized bytes, one per head, so the browser decodes only the head it is looking at:
 
 - ``"sqrt8"`` (default): ``uint8`` holding ``round(sqrt(w) * 255)``; the square-root scale keeps small weights
   apart (1/256 decodes to 0.00394) at a quarter of float32's size.
@@ -11,37 +11,54 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
 
 - ``layers`` / ``heads``: the original indices of the layers and heads that were included.
 - ``form == "dense"``: ``data[layer][head]`` is one base64 string of ``q*k`` values, row-major.
-- ``form == "pruned"``: ``data[layer][head]`` is ``{"indptr", "indices", "values"}``: per-head CSR with ``indptr``
-  uint32 ``[q+1]`` (offsets into this head's entries), ``indices`` uint16 (uint32 when k > 65536) and ``values``
-  in ``dtype``. ``keptMass`` is the fraction of attention kept, averaged over rows (as
-  :meth:`Trace.kept_mass`; 1.0 for dense), ``minKeptMass`` the worst row's; views state them.
+- ``form == "pruned"``: ``data[layer][head]`` is one head's kept weights, coded as in :mod:`attnscope.codec`
+  (deflated counts, key-index gaps and values). ``keptMass`` is the fraction of attention kept, averaged over
+  rows (as :meth:`Trace.kept_mass`; 1.0 for dense), ``minKeptMass`` the worst row's; ``pruning`` says who cut
+  the rows: ``{"source": "trace"}`` (kept as the trace holds them) or ``{"source": "view", "mass", "topK"}``
+  (cut here), with ``"lowered": true`` when the size budget forced a smaller mass than asked. Views state them.
 - ``thumbSize`` (model view): thumbnails are block-max pooled to at most this many pixels a side. The browser
-  pools them itself from dense weights; pruned or very large payloads ship them as ``thumb``:
-  ``thumb["data"][layer][head]`` sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]`` tokens.
+  pools dense payloads itself; pruned payloads ship them as ``thumb``: ``thumb["data"][layer][head]`` deflate85
+  (see :mod:`attnscope.codec`) sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]`` tokens.
 - ``qkv`` (neuron view): ``qkv["query"][layer][head]`` float16 ``[q, d]``, ``qkv["key"][layer][head]`` ``[k, d]``,
   ``qkv["bias"]`` ``[q, k]`` or null (T5's position bias), with ``scaling`` and ``causal`` beside them.
 
-JSON never holds an array of floats; :func:`script_json` serialises a payload for a ``<script>`` block.
+**Budget.** Short inputs travel dense. Past :data:`DENSE_MAX` weights, or past the budget, every row is cut to its
+largest weights until ``mass`` of its attention (at most ``top_k``; already pruned traces are first tried as they
+are); when that still exceeds ``budget_mb``, mass and top-k are lowered step by step (:data:`LOWER`), the payload
+says so and a warning is logged. JSON never holds an array of floats; :func:`script_json` serialises a payload
+for a ``<script>`` block.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from .attention import PrunedAttention
+from . import codec
+from .attention import PruneSpec
 from .errors import InputError, MissingDataError
 from .trace import Trace
 
+log = logging.getLogger("attnscope")
+
 PAYLOAD_FORMAT = "attnscope-payload"
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 DTYPES = {"uint8": "sqrt8", "float16": "f16"}
-#: Dense payloads with more weights than this ship pooled thumbnails instead of letting the browser pool them.
-POOL_IN_BROWSER = 2**24
+VALUE_BYTES = {"sqrt8": 1, "f16": 2}
+#: Default size budget of a payload, in MB (10^6 bytes).
+BUDGET_MB = 100.0
+#: Dense payloads hold at most this many weights (all kinds, layers, heads); longer inputs are pruned.
+DENSE_MAX = 2**24
+#: (mass, top_k) tried in turn when the asked ones do not fit the budget (steps above the asked mass are skipped).
+LOWER = ((0.9, 128), (0.85, 64), (0.8, 48), (0.7, 32), (0.6, 16), (0.5, 8), (0.0, 1))
+_SAMPLE_HEADS = 24  # heads packed to estimate a step's bytes per kept weight
 
 
 def encode(
@@ -54,18 +71,26 @@ def encode(
     thumb_size: int | None = None,
     attention: bool = True,
     qkv: bool = False,
+    budget_mb: float = BUDGET_MB,
+    mass: float = 0.95,
+    top_k: int = 256,
 ) -> dict[str, Any]:
-    """Build the payload of ``trace`` for the views (see the module docstring for its layout).
+    """Build the payload of ``trace`` for the views (see the module docstring for its layout and budget).
 
     ``kinds`` defaults to every kind in the trace; ``include_layers``/``include_heads`` keep only those
     (original indices); ``dtype`` is ``"uint8"`` (sqrt-scaled bytes) or ``"float16"``; ``thumb_size`` sets the
-    model view's thumbnail size (shipped pooled when the browser should not pool them itself); ``attention=False`` leaves the weights out
-    (the neuron view recomputes them from q and k); ``qkv=True`` adds query/key vectors (float16).
+    model view's thumbnail size; ``attention=False`` leaves the weights out (the neuron view recomputes them from
+    q and k); ``qkv=True`` adds query/key vectors (float16). ``budget_mb`` caps the payload's size; ``mass`` and
+    ``top_k`` say how rows are cut when they must be (per row: the largest weights up to that fraction of its
+    attention, at most ``top_k`` of them, never fewer than one).
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
     if thumb_size is not None and thumb_size < 2:
         raise InputError(f"thumb_size must be >= 2 pixels; got {thumb_size}")
+    if not (isinstance(budget_mb, (int, float)) and budget_mb > 0):
+        raise InputError(f"budget_mb must be a positive number of megabytes; got {budget_mb!r}")
+    spec = PruneSpec(mass, top_k)  # checks both
     kinds = list(trace.kinds if kinds is None else kinds)
     for kind in kinds:
         if kind not in trace.attention:
@@ -89,7 +114,7 @@ def encode(
         heads = _pick(include_heads, H, "include_heads", "heads")
         info = trace.meta.get("kinds", {}).get(kind, {})
         qs, ks = trace.streams(kind)
-        spec: dict[str, Any] = {
+        payload["kinds"][kind] = {
             "query": qs,
             "key": ks,
             "shape": [q, k],
@@ -97,17 +122,10 @@ def encode(
             "heads": heads,
             "causal": bool(info.get("causal", False)),
         }
-        if attention:
-            spec.update(_encode_attention(trace.attention[kind], layers, heads, DTYPES[dtype]))
-            if thumb_size is not None:
-                spec["thumbSize"] = thumb_size
-                att = trace.attention[kind]
-                big = att.pruned or len(layers) * len(heads) * q * k > POOL_IN_BROWSER
-                if big and max(q, k) > thumb_size:
-                    spec["thumb"] = _encode_thumbs(att, layers, heads, thumb_size)
         if qkv:
-            spec["qkv"] = _encode_qkv(trace, kind, layers, heads, info)
-        payload["kinds"][kind] = spec
+            payload["kinds"][kind]["qkv"] = _encode_qkv(trace, kind, layers, heads, info)
+    if attention:
+        _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec)
     return payload
 
 
@@ -119,10 +137,9 @@ def script_json(obj: Any) -> str:
 
 def quantize(weights: np.ndarray, code: str) -> bytes:
     """Weights in ``[0, 1]`` -> bytes in ``code`` (``"sqrt8"`` or ``"f16"``)."""
-    weights = np.asarray(weights, dtype=np.float32)
     if code == "sqrt8":
-        return np.rint(np.sqrt(np.clip(weights, 0.0, 1.0)) * 255.0).astype(np.uint8).tobytes()
-    return weights.astype("<f2").tobytes()
+        return codec.sqrt8(weights).tobytes()
+    return np.asarray(weights, dtype=np.float32).astype("<f2").tobytes()
 
 
 def dequantize(data: bytes, code: str) -> np.ndarray:
@@ -138,53 +155,130 @@ def decode_head(payload: dict[str, Any], kind: str, layer: int, head: int) -> np
     li, hi = spec["layers"].index(layer), spec["heads"].index(head)
     q, k = spec["shape"]
     item = spec["data"][li][hi]
-    if spec["form"] == "dense":
-        return dequantize(_unb64(item), spec["dtype"]).reshape(q, k)
-    indptr = np.frombuffer(_unb64(item["indptr"]), dtype="<u4").astype(np.int64)
-    indices = np.frombuffer(_unb64(item["indices"]), dtype=f"<u{spec['indexBytes']}").astype(np.int64)
+    if isinstance(item, str):  # dense
+        return dequantize(base64.b64decode(item), spec["dtype"]).reshape(q, k)
+    counts, indices, values = codec.unpack(item, q, VALUE_BYTES[spec["dtype"]])
     out = np.zeros((q, k), dtype=np.float32)
-    out[np.repeat(np.arange(q), np.diff(indptr)), indices] = dequantize(_unb64(item["values"]), spec["dtype"])
+    out[np.repeat(np.arange(q), counts), indices] = dequantize(values, spec["dtype"])
     return out
 
 
-# ----------------------------------------------------------------------------- parts
+# ----------------------------------------------------------------------------- attention within the budget
 
 
-def _encode_attention(att, layers: list[int], heads: list[int], code: str) -> dict[str, Any]:
-    if not isinstance(att, PrunedAttention):
-        data = [[_b64(quantize(att.head(layer, h), code)) for h in heads] for layer in layers]
-        return {"form": "dense", "dtype": code, "data": data, "keptMass": 1.0, "minKeptMass": 1.0}
-    L, H, q, k = att.shape
-    index_dtype = "<u2" if k <= 65536 else "<u4"
-    data = []
-    for layer in layers:
-        row = []
-        for h in heads:
-            r0 = (layer * H + h) * q
-            ptr = att.indptr[r0 : r0 + q + 1]
-            a, b = int(ptr[0]), int(ptr[-1])
-            row.append({
-                "indptr": _b64((ptr - a).astype("<u4").tobytes()),
-                "indices": _b64(att.indices[a:b].astype(index_dtype).tobytes()),
-                "values": _b64(quantize(att.values[a:b], code)),
-            })
-        data.append(row)
-    mass = att.row_mass()[np.ix_(layers, heads)]
-    return {
-        "form": "pruned",
-        "dtype": code,
-        "indexBytes": 2 if index_dtype == "<u2" else 4,
-        "data": data,
-        "keptMass": round(float(mass.mean(dtype=np.float64)), 6) if mass.size else 1.0,
-        "minKeptMass": round(float(mass.min()), 6) if mass.size else 1.0,
-    }
+def _add_attention(trace: Trace, payload: dict, code: str, thumb_size: int | None, budget: float,
+                   spec: PruneSpec) -> None:
+    kinds = payload["kinds"]
+    picked = {kind: (trace.attention[kind], s["layers"], s["heads"]) for kind, s in kinds.items()}
+    room = budget - len(script_json(payload))
+    weights = sum(len(ls) * len(hs) * att.shape[2] * att.shape[3] for att, ls, hs in picked.values())
+    dense_bytes = weights * VALUE_BYTES[code] * 4 / 3
+    if all(not att.pruned for att, _, _ in picked.values()) and weights <= DENSE_MAX and dense_bytes <= room:
+        for kind, (att, layers, heads) in picked.items():
+            kinds[kind].update(form="dense", dtype=code, keptMass=1.0, minKeptMass=1.0, pruning=None,
+                               data=[[_b64(quantize(att.head(l, h), code)) for h in heads] for l in layers])
+            if thumb_size is not None:
+                kinds[kind]["thumbSize"] = thumb_size
+        return
+    if thumb_size is not None:
+        for kind, (att, layers, heads) in picked.items():
+            kinds[kind]["thumbSize"] = thumb_size
+            if max(att.shape[2:]) > thumb_size:
+                kinds[kind]["thumb"] = _encode_thumbs(att, layers, heads, thumb_size)
+                room -= sum(len(s) + 3 for row in kinds[kind]["thumb"]["data"] for s in row)
+    _add_pruned(picked, kinds, code, room, spec, budget)
+
+
+def _add_pruned(picked: dict, kinds: dict, code: str, room: float, spec: PruneSpec, budget: float) -> None:
+    """Cut and pack every head at the first step that fits ``room`` bytes of the ``budget`` (module docstring)."""
+    heads = [(kind, li, hi) for kind, (_, layers, hs) in picked.items()
+             for li in range(len(layers)) for hi in range(len(hs))]
+
+    def rows(kind: str, li: int, hi: int) -> codec.Rows:
+        att, layers, hs = picked[kind]
+        return codec.head_rows(att, layers[li], hs[hi], spec)
+
+    steps = [(None, None), (spec.mass, spec.top_k)] + [(m, min(t, spec.top_k)) for m, t in LOWER if m < spec.mass]
+    first, counts = _first_fit(heads, rows, steps, code, room)
+    for s in range(first, len(steps)):
+        if s > first and counts is not None and counts[s] == counts[s - 1]:
+            continue  # the same rows as the step that did not fit
+        mass, top_k = steps[s]
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            packed = list(pool.map(lambda h: _pack(rows(*h), mass, top_k, code), heads))
+        size = sum(_item_bytes(item) for item, _, _ in packed)
+        if size <= room:
+            break
+        if s == len(steps) - 1:
+            raise InputError(
+                f"the attention does not fit budget_mb={_mb(budget)} ({_mb(room)} MB left for it) even keeping only "
+                f"each row's largest weight ({_mb(size)} MB); raise budget_mb or pass include_layers=/include_heads="
+            )
+    lowered = mass is not None and mass < spec.mass
+    for kind, (att, layers, hs) in picked.items():
+        mine = [p for h, p in zip(heads, packed) if h[0] == kind]
+        kept_sum = sum(p[1] for p in mine)
+        n_rows = len(layers) * len(hs) * att.shape[2]
+        worst = min((p[2] for p in mine), default=1.0)
+        if mass is None:
+            pruning = {"source": "trace"} if att.pruned else {"source": "view", "mass": spec.mass, "topK": spec.top_k}
+        else:
+            pruning = {"source": "view", "mass": mass, "topK": top_k}
+        if lowered:
+            pruning.update(lowered=True, askedMass=spec.mass, budgetMb=_mb(budget))
+        it = iter(p[0] for p in mine)
+        kinds[kind].update(
+            form="pruned", dtype=code, pruning=pruning,
+            keptMass=round(kept_sum / n_rows, 6) if n_rows else 1.0, minKeptMass=round(worst, 6),
+            data=[[next(it) for _ in hs] for _ in layers],
+        )
+    if lowered:
+        log.warning("attnscope: the view's attention exceeds its size budget at %.0f%% of each row's mass; rows are "
+                    "cut to %.0f%% (at most %d keys) instead. Raise budget_mb= or include fewer layers/heads to keep "
+                    "more.", 100 * spec.mass, 100 * mass, top_k)
+
+
+def _first_fit(heads: list, rows, steps: list, code: str, room: float) -> tuple[int, np.ndarray | None]:
+    """(the first step whose payload is estimated to fit, kept entries per step or None when not counted).
+
+    A generous bound from a sample of heads settles most payloads at once; otherwise every head's kept entries
+    are counted per step, and a sample of heads packed at a step gives its bytes per kept weight."""
+    sample = heads[:: max(1, len(heads) // _SAMPLE_HEADS)]
+    first = [rows(*h) for h in sample]
+    per_head = sum((r.nnz * (4 + VALUE_BYTES[code]) + len(r.counts) * 4) * 1.3 + 90 for r in first) / len(first)
+    if per_head * len(heads) < room * 0.8:
+        return 0, None  # clearly fits: no counting pass
+    counts = np.zeros(len(steps), dtype=np.int64)
+    for h in heads:
+        counts += codec.kept_counts(rows(*h), steps)
+    for s, (mass, top_k) in enumerate(steps):
+        if s and counts[s] == counts[s - 1]:
+            continue  # the same rows as the step before, which did not fit
+        cut = [codec.cut(r, mass, top_k) for r in first]
+        per_entry = sum(_item_bytes(codec.pack(r, code, quantize)) for r in cut) / max(sum(r.nnz for r in cut), 1)
+        if counts[s] * per_entry <= room * 0.97:
+            return s, counts
+    return len(steps) - 1, counts
+
+
+def _pack(rows: codec.Rows, mass: float | None, top_k: int | None, code: str) -> tuple[dict, float, float]:
+    """(item, sum of kept fractions over rows, worst row's kept fraction) of one head cut at one step."""
+    cut = codec.cut(rows, mass, top_k)
+    kept = cut.kept()
+    return codec.pack(cut, code, quantize), float(kept.sum()), float(kept.min(initial=1.0))
+
+
+def _item_bytes(item: dict) -> int:
+    return sum(len(item[k]) for k in ("counts", "gaps", "far", "values")) + 90
 
 
 def _encode_thumbs(att, layers: list[int], heads: list[int], size: int) -> dict[str, Any]:
+    """Block-max thumbnails of the chosen heads (``thumb`` in the module docstring)."""
     _, _, q, k = att.shape
-    block = -(-max(q, k) // size)
-    data = [[_b64(quantize(att.pooled(layer, h, size), "sqrt8")) for h in heads] for layer in layers]
-    return {"block": block, "shape": [-(-q // block), -(-k // block)], "dtype": "sqrt8", "data": data}
+    block = max(1, -(-max(q, k) // size))
+    data = [[codec.deflate85(codec.pooled(att, layer, h, size).tobytes()) for h in heads] for layer in layers]
+    return {"block": block, "shape": [-(-q // block), -(-k // block)], "dtype": "sqrt8", "coding": "deflate85",
+            "data": data}
 
 
 def _encode_qkv(trace: Trace, kind: str, layers: list[int], heads: list[int], info: dict) -> dict[str, Any]:
@@ -221,9 +315,9 @@ def _pick(chosen: Sequence[int] | None, n: int, name: str, what: str) -> list[in
     return picked
 
 
+def _mb(n: float) -> float:
+    return float(f"{n / 1e6:.3g}")
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text)

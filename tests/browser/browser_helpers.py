@@ -86,3 +86,47 @@ def expected_lines(payload: dict, kind: str, layer: int, heads, rows=None, cols=
             w = w[:, col - c0 : col - c0 + 1]
         total += int((np.floor(w * LEVELS + 0.5) >= 1).sum())
     return total
+
+
+def head_labels(page: Page, root: str, selector: str, prop: str = "textContent") -> list[str]:
+    """Every label ``selector`` matches in a head view, scrolling its token window from top to bottom (only the
+    labels on screen exist at any time), in token order."""
+    return page.evaluate(
+        """async ([root, sel, prop]) => {
+            const r = document.querySelector(root), sc = r.querySelector('.as-scroll'), seen = new Map();
+            const frames = () => new Promise((res) => requestAnimationFrame(() => requestAnimationFrame(res)));
+            for (let top = 0; ; top += 20 * 18) {
+                sc.scrollTop = top;
+                await frames();
+                for (const e of r.querySelectorAll(sel)) seen.set(Number(e.dataset.i), e[prop]);
+                if (top >= sc.scrollHeight - sc.clientHeight) break;
+            }
+            return [...seen.entries()].sort((a, b) => a[0] - b[0]).map((x) => x[1]);
+        }""",
+        [root, selector, prop],
+    )
+
+
+def matrix_labels(page: Page, root: str, prop: str = "textContent") -> tuple[list[str], list[str]]:
+    """(row labels, column labels) of a matrix view, panning its window over the whole matrix by wheel events."""
+    return tuple(page.evaluate(
+        """([root, prop]) => {
+            const r = document.querySelector(root), plot = r.querySelector('.as-plot'), out = [new Map(), new Map()];
+            const win = () => r.dataset.window.split(',').map(Number);
+            const read = () => ['.as-mrows', '.as-mcols'].forEach((box, n) => {
+                for (const e of r.querySelectorAll(box + ' .as-mlabel')) out[n].set(Number(e.dataset.i), e[prop]);
+            });
+            const cell = r.querySelector('.as-heat').getBoundingClientRect().height / (win()[1] - win()[0]);
+            plot.dispatchEvent(new WheelEvent('wheel', {deltaX: -1e7, deltaY: -1e7, cancelable: true}));  // to 0, 0
+            for (const [dx, dy] of [[0, 1], [1, 0]]) {
+                for (let before = null; before !== r.dataset.window;) {
+                    before = r.dataset.window;
+                    read();
+                    plot.dispatchEvent(new WheelEvent('wheel', {deltaX: dx * 32 * cell, deltaY: dy * 32 * cell,
+                                                                cancelable: true}));
+                }
+            }
+            return out.map((m) => [...m.entries()].sort((a, b) => a[0] - b[0]).map((x) => x[1]));
+        }""",
+        [root, prop],
+    ))

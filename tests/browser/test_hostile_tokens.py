@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import attnscope
 
-from .browser_helpers import random_attention, wait_drawn
+from .browser_helpers import head_labels, matrix_labels, random_attention, wait_drawn
 
 pytestmark = pytest.mark.browser
 
@@ -33,9 +33,8 @@ def test_hostile_tokens_render_verbatim_and_run_nothing(browser, tmp_path_factor
     n = len(tokens)
     trace = attnscope.Trace.from_arrays(random_attention(1, 2, n, seed=n), tokens,
                                         meta={"model": tokens[1] + "</title><script>window.__pwned=1</script>"})
-    head = attnscope.head_view(trace, prettify=False)
-    matrix = attnscope.matrix_view(trace, prettify=False)
-    body = head.html().replace("</body>", matrix.fragment() + "</body>")
+    head_view = attnscope.head_view(trace, prettify=False)
+    body = head_view.html().replace("</body>", attnscope.matrix_view(trace, prettify=False).fragment() + "</body>")
     path = tmp_path_factory.mktemp("hostile") / "tokens.html"
     path.write_text(body, encoding="utf-8")
     context = browser.new_context()
@@ -44,12 +43,12 @@ def test_hostile_tokens_render_verbatim_and_run_nothing(browser, tmp_path_factor
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(path.as_uri())
     wait_drawn(page)
+    head, matrix = ".attnscope[data-view=head]", ".attnscope[data-view=matrix]"
+    labels = {"left": head_labels(page, head, ".as-left .as-tok"),  # windows of the tokens: scroll through them
+              "right": head_labels(page, head, ".as-right .as-tok", "title"),
+              "rows": matrix_labels(page, matrix)[0], "cols": matrix_labels(page, matrix, "title")[1]}
     shown = page.evaluate("""() => ({
         pwned: typeof window.__pwned,
-        left: [...document.querySelectorAll('.as-left .as-tok')].map(e => e.textContent),
-        right: [...document.querySelectorAll('.as-right .as-tok')].map(e => e.title),
-        rows: [...document.querySelectorAll('.as-mrows .as-mlabel')].map(e => e.textContent),
-        cols: [...document.querySelectorAll('.as-mcols .as-mlabel')].map(e => e.title),
         title: document.title,
         views: document.querySelectorAll('.attnscope[data-state=drawn]').length,
         extra: document.querySelectorAll('.attnscope img, .attnscope svg, .attnscope b, .attnscope script').length,
@@ -57,5 +56,5 @@ def test_hostile_tokens_render_verbatim_and_run_nothing(browser, tmp_path_factor
     context.close()
     assert dialogs == [] and shown["pwned"] == "undefined"
     assert shown["views"] == 2 and shown["extra"] == 0
-    assert shown["left"] == shown["right"] == shown["rows"] == shown["cols"] == tokens
+    assert labels["left"] == labels["right"] == labels["rows"] == labels["cols"] == tokens
     assert shown["title"].endswith("head view · attnscope") and "</title>" in shown["title"]

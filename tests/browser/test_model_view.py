@@ -65,8 +65,9 @@ def test_long_inputs_draw_pooled_thumbnails_and_full_detail(page, tmp_path, make
     px = pixels(page, ".as-thumb", 3)
     assert (px["w"], px["h"]) == (60, 60) and px["ink"] > 1000
     page.click(".as-thumb >> nth=3")
-    assert len(texts(page, ".as-detail .as-left .as-tok")) == 300
-    assert lines_drawn(page, DETAIL) == expected_lines(view.payload, "self", 1, [1])
+    assert len(texts(page, ".as-detail .as-left .as-tok")) == 40  # a scrolling window of the 300 tokens
+    assert page.get_attribute(DETAIL, "data-window") == "0,40"
+    assert lines_drawn(page, DETAIL) == expected_lines(view.payload, "self", 1, [1], rows=(0, 40), cols=(0, 40))
     # a "pruned" trace that keeps every weight ships thumbnails pooled in Python: the same pixels
     everything = attnscope.model_view(trace.prune(mass=1.0, top_k=300), thumb_size=60)
     assert everything.payload["kinds"]["self"]["thumb"]["block"] == 5

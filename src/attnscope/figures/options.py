@@ -16,13 +16,13 @@ from .style import THEMES, Theme
 _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
 
 #: Options each figure takes: the same as each HTML view, so ``View.save("x.png")`` passes its options on as they
-#: are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` (the HTML
-#: payload's precision) is accepted and has no effect on a figure.
+#: are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` and
+#: ``budget_mb`` (the HTML payload's precision and size) are accepted and have no effect on a figure.
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
-    "head": _COMMON + ("layer", "heads", "filter", "dtype"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size"),
+    "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb"),
     "neuron": _COMMON + ("layer", "head", "query"),
-    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),
 }
 
@@ -75,7 +75,8 @@ def resolve(view: str, trace, **options) -> Options:
 
 
 def _resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, include_heads=None, query=None,
-             head=None, filter=None, theme=None, prettify=None, thumb_size=None, dtype=None) -> Options:
+             head=None, filter=None, theme=None, prettify=None, thumb_size=None, dtype=None,
+             budget_mb=None) -> Options:
     """``theme="auto"`` (an HTML view option) draws light; ``dtype`` does nothing here (see VIEW_OPTIONS)."""
     if kind is None:
         kind = trace.default_kind

@@ -11,15 +11,15 @@ _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
 
 #: Options each view accepts (snake_case, as in Python).
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
-    "head": _COMMON + ("layer", "heads", "filter", "dtype"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size"),
+    "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb"),
     "neuron": _COMMON + ("layer", "head", "query"),
-    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype"),
+    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),  # attnscope.views.diff checks these itself
 }
 
 #: Options that shape the payload in Python and never reach the JavaScript.
-ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size"})
+ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size", "budget_mb"})
 
 THEMES = ("auto", "light", "dark")
 
@@ -67,6 +67,9 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
         opts["filter"] = _filter(opts["filter"], trace, kind)
     if "thumb_size" in opts and not (isinstance(opts["thumb_size"], int) and opts["thumb_size"] >= 8):
         raise InputError(f"thumb_size must be an int >= 8 (pixels); got {opts['thumb_size']!r}")
+    budget = opts.get("budget_mb")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
+        raise InputError(f"budget_mb must be a positive number of megabytes; got {budget!r}")
     if "prettify" in opts:
         opts["prettify"] = bool(opts["prettify"])
     return opts

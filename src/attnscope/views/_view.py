@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..encode import encode
+from ..encode import BUDGET_MB, encode
 from ..errors import InputError
 from ..trace import Trace
 from . import _html
@@ -84,4 +84,4 @@ def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, A
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None
-    return encode(trace, dtype=dtype, thumb_size=thumb, **common)
+    return encode(trace, dtype=dtype, thumb_size=thumb, budget_mb=opts.get("budget_mb", BUDGET_MB), **common)

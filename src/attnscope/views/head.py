@@ -20,17 +20,21 @@ def head_view(
     theme: str | None = None,
     prettify: bool | None = None,
     dtype: str | None = None,
+    budget_mb: float | None = None,
 ) -> View:
     """Lines from each query token (left) to the key tokens (right), one colour per head, opacity = weight.
 
     ``kind`` picks self/encoder/decoder/cross attention; ``layer`` and ``heads`` (original indices) are selected
     at start; ``filter`` is ``"All"`` or a segment pair such as ``"A->B"``; ``include_layers``/``include_heads``
     keep only those in the file; ``theme`` is ``"auto"``, ``"light"`` or ``"dark"``; ``prettify=False`` shows raw
-    tokens (Ġ, ▁, ##, </w>); ``dtype="float16"`` keeps exact weights instead of sqrt-scaled bytes.
+    tokens (Ġ, ▁, ##, </w>); ``dtype="float16"`` keeps exact weights instead of sqrt-scaled bytes;
+    ``budget_mb`` (default 100) caps the file's attention data: long inputs keep each row's largest weights up to
+    95% of its attention, less if the budget demands it, and the view states the mass it kept.
     In the view: click head swatches to toggle (double click: solo), hover a token for only its lines, click to
-    pin it.
+    pin it. Long inputs show a scrolling window of tokens (lines between the tokens on screen; a focused token's
+    lines to tokens off screen end at the window's edge) and a search box that jumps to a token.
     """
     return View("head", trace, dict(
         kind=kind, layer=layer, heads=heads, filter=filter, include_layers=include_layers,
-        include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype,
+        include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
     ))

@@ -21,13 +21,15 @@ def matrix_view(
     theme: str | None = None,
     prettify: bool | None = None,
     dtype: str | None = None,
+    budget_mb: float | None = None,
 ) -> View:
     """Queries as rows, keys as columns, colour = weight on a square-root scale; hover a cell for its value.
 
     Weights travel as float16 by default (``dtype="uint8"`` for a smaller file); ``query`` highlights one row.
-    Other options as in :func:`head_view`.
+    Long inputs show a pooled overview of the whole head beside a window of exact cells: click or drag on the
+    overview (or scroll over the window) to move it. Other options as in :func:`head_view`.
     """
     return View("matrix", trace, dict(
         kind=kind, layer=layer, head=head, query=query, filter=filter, include_layers=include_layers,
-        include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype,
+        include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
     ))

@@ -18,15 +18,16 @@ def model_view(
     theme: str | None = None,
     prettify: bool | None = None,
     dtype: str | None = None,
+    budget_mb: float | None = None,
     thumb_size: int | None = None,
 ) -> View:
     """A grid of layers (rows) x heads (columns), each head drawn as a heatmap of its weights (sqrt scale).
 
     Click a thumbnail to open it as a head view beside the grid. ``thumb_size`` (default 64) caps a thumbnail's
-    side in pixels: longer inputs are block-max pooled to it, so the grid stays light at any length. Other options
-    as in :func:`head_view`.
+    side in pixels: longer inputs are block-max pooled to it, so the grid stays light at any length; a clicked head
+    is decoded only then. Other options (``budget_mb`` too) as in :func:`head_view`.
     """
     return View("model", trace, dict(
         kind=kind, filter=filter, include_layers=include_layers, include_heads=include_heads, theme=theme,
-        prettify=prettify, dtype=dtype, thumb_size=thumb_size,
+        prettify=prettify, dtype=dtype, budget_mb=budget_mb, thumb_size=thumb_size,
     ))

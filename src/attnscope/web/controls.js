@@ -1,6 +1,6 @@
 // attnscope controls: the view frame (toolbar, body, caption, tooltip) and the few widgets the toolbars use.
 
-// Clear root and lay out a view: {bar, swatchRow, body, caption, tip, theme}.
+// Clear root and lay out a view: {bar, badge, body, caption, tip, theme}.
 function frame(root, payload, options, name) {
   root.textContent = "";
   root.classList.add("as-root");
@@ -9,26 +9,74 @@ function frame(root, payload, options, name) {
   root.setAttribute("data-theme", theme);
   root.setAttribute("data-view", name);
   const bar = el("div", "as-bar");
+  const badge = el("span", "as-badge");  // the kept attention mass, at the toolbar's end (CSS order)
+  badge.hidden = true;
+  bar.append(badge);
   const body = el("div", "as-body");
   const caption = el("div", "as-caption");
   root.append(bar, body);
   if (!options.embedded) root.append(caption);
   const tip = tooltip(root);
-  return { bar, body, caption, tip, theme };
+  return { bar, badge, body, caption, tip, theme };
 }
 
-// Model, size and (for pruned payloads) the attention mass the view kept.
-function describe(caption, payload, kind) {
+// Model, size and how much of the attention the view holds: all of it, or (pruned) the mean and worst row's kept
+// fraction, who cut the rows and whether the size budget lowered the asked mass. `badge` (optional) gets the short
+// form for the toolbar.
+function describe(caption, payload, kind, badge) {
   const parts = [];
   if (payload.meta && payload.meta.model) parts.push(payload.meta.model);
   parts.push(`${kind.layers.length} layers \u00d7 ${kind.heads.length} heads`);
   parts.push(kind.q === kind.k ? `${kind.q} tokens` : `${kind.q} \u00d7 ${kind.k} tokens`);
-  const s = kind.spec;
+  const s = kind.spec, pct = (v) => (100 * v).toFixed(1) + "%";
+  let short = "";
   if (s.form === "pruned") {
-    parts.push(`pruned: keeps ${(100 * s.keptMass).toFixed(1)}% of the attention (worst row ${(100 * s.minKeptMass).toFixed(1)}%)`);
+    const p = s.pruning || {};
+    let how = "";
+    if (p.source === "trace") how = " (rows as pruned in the trace)";
+    else if (p.source === "view") how = ` (each row cut to its largest weights up to ${pct(p.mass)} of its attention, at most ${p.topK} keys)`;
+    parts.push(`pruned: keeps ${pct(s.keptMass)} of the attention on average, worst row ${pct(s.minKeptMass)}${how}`);
+    if (p.lowered) parts.push(`lowered from ${pct(p.askedMass)} to fit the ${p.budgetMb} MB budget (budget_mb=)`);
+    short = `pruned \u00b7 ${pct(s.keptMass)} kept \u00b7 worst row ${pct(s.minKeptMass)}`;
+  } else if (s.form === "dense") {
+    parts.push("nothing pruned: all attention kept");
+  } else if (s.qkv) {
+    parts.push("weights recomputed from q and k: nothing pruned");
   }
   caption.textContent = parts.join(" \u00b7 ");
   caption.classList.toggle("as-warn", s.form === "pruned");
+  if (badge) {
+    badge.textContent = short;
+    badge.title = caption.textContent;
+    badge.hidden = !short;
+  }
+}
+
+// A search box for long token lists: find(text, step) runs on typing (step 0), Enter (+1), Shift+Enter and the
+// arrow buttons (-1/+1). {node, status(text), reset()}.
+function searchControl(find) {
+  const box = el("span", "as-field as-search");
+  const input = el("input", "as-search-input");
+  input.type = "search";
+  input.placeholder = "Find token";
+  input.setAttribute("aria-label", "Find a token");
+  const prev = el("button", "as-search-btn", "\u25b2"), next = el("button", "as-search-btn", "\u25bc");
+  prev.type = next.type = "button";
+  prev.title = "Previous match (Shift+Enter)";
+  next.title = "Next match (Enter)";
+  const count = el("span", "as-label as-search-count");
+  box.append(input, prev, next, count);
+  input.addEventListener("input", () => find(input.value, 0));
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); find(input.value, e.shiftKey ? -1 : 1); }
+  });
+  prev.addEventListener("click", () => find(input.value, -1));
+  next.addEventListener("click", () => find(input.value, 1));
+  return {
+    node: box,
+    status(text) { count.textContent = text; },
+    reset() { input.value = ""; count.textContent = ""; },
+  };
 }
 
 function tooltip(root) {

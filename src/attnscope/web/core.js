@@ -8,64 +8,7 @@ const TOKEN_FONT = "12.5px system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvet
 const KIND_ORDER = ["self", "encoder", "decoder", "cross"];
 const KIND_LABEL = { self: "Self", encoder: "Encoder", decoder: "Decoder", cross: "Cross" };
 
-// ------------------------------------------------------------------ decoding
-// "sqrt8": byte b stands for (b / 255)^2. "f16": little-endian IEEE half floats.
-const SQRT8 = new Float32Array(256).map((_, b) => (b / 255) * (b / 255));
-let HALF = null;
-
-function halfTable() {
-  if (HALF === null) {
-    HALF = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) {
-      const sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-      HALF[h] = e === 0 ? sign * f * 2 ** -24 : e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * 2 ** (e - 15);
-    }
-  }
-  return HALF;
-}
-
-function bytesOf(b64) {
-  const s = atob(b64), out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-function valuesOf(b64, code) {
-  const b = bytesOf(b64);
-  if (code === "sqrt8") {
-    const out = new Float32Array(b.length);
-    for (let i = 0; i < b.length; i++) out[i] = SQRT8[b[i]];
-    return out;
-  }
-  const u = new Uint16Array(b.buffer, 0, b.length >> 1), t = halfTable(), out = new Float32Array(u.length);
-  for (let i = 0; i < u.length; i++) out[i] = t[u[i]];
-  return out;
-}
-
-function toSqrt8(w) {
-  return w <= 0 ? 0 : w >= 1 ? 255 : Math.round(Math.sqrt(w) * 255);
-}
-
-// One head's weights [q, k]: dense (Float32Array, row-major) or pruned (CSR) behind the same reading methods.
-class Head {
-  constructor(q, k, dense, indptr, indices, values) {
-    Object.assign(this, { q, k, dense, indptr, indices, values });
-  }
-  // [indices or null (= 0..k-1), weights] of query row i
-  row(i) {
-    if (this.dense) return [null, this.dense.subarray(i * this.k, (i + 1) * this.k)];
-    const a = this.indptr[i], b = this.indptr[i + 1];
-    return [this.indices.subarray(a, b), this.values.subarray(a, b)];
-  }
-  get(i, j) {
-    if (this.dense) return this.dense[i * this.k + j];
-    const [idx, val] = this.row(i);
-    for (let t = 0; t < idx.length; t++) if (idx[t] === j) return val[t];
-    return 0;
-  }
-}
-
-const CACHE_LIMIT = 48;  // decoded heads kept per kind (a 256-token head is 256 KB)
+const CACHE_LIMIT = 48;  // decoded heads kept per kind (a 256-token dense head is 256 KB)
 
 // One attention kind of the payload: its tokens, included layers/heads, and heads decoded on first use.
 class Kind {
@@ -78,6 +21,7 @@ class Kind {
     this.queryTokens = payload.tokens[spec.query];
     this.keyTokens = payload.tokens[spec.key];
     this.cache = new Map();
+    this.decoded = 0;  // heads decoded so far (a test hook: views decode only what they show)
   }
   cached(key, make) {
     let v = this.cache.get(key);
@@ -91,37 +35,28 @@ class Kind {
   head(li, hi) {
     return this.cached("a" + li + "," + hi, () => {
       const s = this.spec, item = s.data[li][hi];
-      if (s.form === "dense") return new Head(this.q, this.k, valuesOf(item, s.dtype));
-      const indptr = new Uint32Array(bytesOf(item.indptr).buffer);
-      const ib = bytesOf(item.indices).buffer;
-      const indices = s.indexBytes === 2 ? new Uint16Array(ib) : new Uint32Array(ib);
-      return new Head(this.q, this.k, null, indptr, indices, valuesOf(item.values, s.dtype));
+      this.decoded++;
+      if (typeof item === "string") return new Head(this.q, this.k, valuesOf(item, s.dtype));
+      return prunedHead(this.q, this.k, item, s.dtype);
     });
   }
   // Block-max thumbnail {rows, cols, block, bytes (sqrt8)} at most spec.thumbSize a side: shipped pooled for
-  // pruned or very large payloads, else pooled here from the head's bytes.
+  // pruned payloads, else pooled here from the head's weights.
   thumb(li, hi) {
     return this.cached("t" + li + "," + hi, () => {
       const s = this.spec, t = s.thumb, { q, k } = this;
-      if (t) return { rows: t.shape[0], cols: t.shape[1], block: t.block, bytes: bytesOf(t.data[li][hi]) };
-      let full;
-      if (s.form === "dense" && s.dtype === "sqrt8") {
-        full = bytesOf(s.data[li][hi]);
-      } else {
-        const h = this.head(li, hi);
-        full = new Uint8Array(q * k);
-        for (let i = 0; i < q; i++) {
-          const [idx, val] = h.row(i);
-          for (let t2 = 0; t2 < val.length; t2++) full[i * k + (idx ? idx[t2] : t2)] = toSqrt8(val[t2]);
-        }
+      if (t) {
+        const size = t.shape[0] * t.shape[1];
+        return { rows: t.shape[0], cols: t.shape[1], block: t.block, bytes: inflate85(t.data[li][hi], size).subarray(0, size) };
       }
       const b = Math.max(1, Math.ceil(Math.max(q, k) / (s.thumbSize || Math.max(q, k))));
-      if (b === 1) return { rows: q, cols: k, block: 1, bytes: full };
       const rows = Math.ceil(q / b), cols = Math.ceil(k / b), out = new Uint8Array(rows * cols);
+      if (s.form === "dense" && s.dtype === "sqrt8" && b === 1) return { rows, cols, block: 1, bytes: bytesOf(s.data[li][hi]) };
+      const h = this.head(li, hi);
       for (let i = 0; i < q; i++) {
-        const base = ((i / b) | 0) * cols;
-        for (let j = 0; j < k; j++) {
-          const v = full[i * k + j], o = base + ((j / b) | 0);
+        const [idx, val] = h.row(i), base = ((i / b) | 0) * cols;
+        for (let t2 = 0; t2 < val.length; t2++) {
+          const v = toSqrt8(val[t2]), o = base + (((idx ? idx[t2] : t2) / b) | 0);
           if (v > out[o]) out[o] = v;
         }
       }
@@ -139,6 +74,22 @@ class Kind {
       };
     });
   }
+}
+
+// Test hook on every view (root.attnscope.probe): rows read back as the view decoded them, and decode counts.
+function probe(kinds, extra) {
+  return {
+    row(kindName, layer, head, i) {
+      const kind = kinds.get(kindName), h = kind.head(kind.layers.indexOf(layer), kind.heads.indexOf(head));
+      const [idx, val] = h.row(i);
+      return { indices: idx ? Array.from(idx) : null, values: Array.from(val) };
+    },
+    decoded() {
+      let n = extra ? extra() : 0;
+      for (const k of kinds.values()) n += k.decoded;
+      return n;
+    },
+  };
 }
 
 function kindsOf(payload) {

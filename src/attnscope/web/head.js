@@ -1,14 +1,18 @@
 // Head view: query tokens (left) joined to key tokens (right) by lines, one colour per head, opacity = weight.
-// Lines are bucketed by opacity into a few paths per head and stroked on one canvas (no DOM node per pair).
+// Tokens sit in a scrolling window of at most WINDOW rows: only the labels on screen exist in the DOM, and only
+// lines between tokens on screen are drawn (a focused token's lines to tokens off screen end at the window's
+// edge). Lines are bucketed by opacity into a few paths per head and stroked on one canvas.
 
 const BOX = 36;          // px of weight boxes beside each token column (shown while a token is in focus)
 const LEVELS = 64;       // opacity buckets; weights below 1/(2*LEVELS) are not drawn (they would be invisible)
+const WINDOW = 40;       // token rows on screen at most; longer inputs scroll
 
 views.head = function renderHead(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
   const kinds = kindsOf(payload);
   const ui = frame(root, payload, o, "head");
-  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, sel: new Set(), filter: null, focus: null, pinned: false };
+  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, sel: new Set(), filter: null,
+    focus: null, pinned: false, match: null };
 
   function startKind(kind, layer, heads) {
     st.kind = kind;
@@ -20,21 +24,27 @@ views.head = function renderHead(root, payload, options) {
   // ---- toolbar
   const kindSel = kindControl(kinds, st.kind, (name) => { startKind(kinds.get(name)); rebuild(); });
   const layerSel = selectControl("Layer", layerItems(st.kind), st.li, (li) => { st.li = li; draw(); });
-  let filterSel = null;
   const filterSlot = el("span", "as-slot");
+  const search = searchControl((text, step) => find(text, step));
   if (kindSel) ui.bar.append(kindSel.node);
-  ui.bar.append(layerSel.node, filterSlot);
+  ui.bar.append(layerSel.node, filterSlot, search.node);
   const sw = swatches(st.kind, st.sel, () => draw());
   ui.bar.append(sw.node);
 
-  // ---- body: left tokens | canvas | right tokens
-  const wrap = el("div", "as-head");
-  const left = el("div", "as-col as-left");
-  const right = el("div", "as-col as-right");
+  // ---- body: a scroller whose sticky pane holds left tokens | canvas | right tokens
+  const scroller = el("div", "as-scroll");
+  const track = el("div", "as-track");
+  const pane = el("div", "as-head");
+  const left = el("div", "as-col as-left"), right = el("div", "as-col as-right");
+  const leftIn = el("div", "as-colin"), rightIn = el("div", "as-colin");
   const canvas = el("canvas", "as-lines");
-  wrap.append(left, canvas, right);
-  ui.body.append(wrap);
-  let geo = null;  // {rows: [r0, r1], cols: [c0, c1], width, height}
+  left.append(leftIn);
+  right.append(rightIn);
+  pane.append(left, canvas, right);
+  track.append(pane);
+  scroller.append(track);
+  ui.body.append(scroller);
+  let geo = null;  // {rows: [r0, r1], cols: [c0, c1], n (virtual rows), width, height, top (px), v0, v1}
 
   function columnWidth(tokens) {
     let w = 24;
@@ -42,51 +52,70 @@ views.head = function renderHead(root, payload, options) {
     return Math.min(Math.ceil(w) + 12, 180);
   }
 
-  function fillColumn(col, tokens, [a, b], side) {
-    col.textContent = "";
-    const frag = document.createDocumentFragment();
-    for (let i = a; i < b; i++) {
+  function rebuild() {
+    const kind = st.kind;
+    const f = pickFilter(filtersOf(payload, kind), st.filter === null ? o.filter : st.filter);
+    st.filter = f.name;
+    st.focus = null; st.pinned = false; st.match = null;
+    if (kindSel) kindSel.set(kind.name);
+    layerSel.fill(layerItems(kind), st.li);
+    filterSlot.textContent = "";
+    const fc = filterControl(payload, kind, st.filter, (name) => { st.filter = name; rebuild(); });
+    if (fc) filterSlot.append(fc.node);
+    sw.rebuild(kind, st.sel);
+    describe(ui.caption, payload, kind, ui.badge);
+    left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
+    right.style.width = columnWidth(kind.keyTokens.slice(f.cols[0], f.cols[1])) + "px";
+    const n = Math.max(f.rows[1] - f.rows[0], f.cols[1] - f.cols[0], 1);
+    const height = Math.min(n, WINDOW) * ROW, width = 2 * BOX + 200;
+    geo = { rows: f.rows, cols: f.cols, n, width, height, top: 0, v0: 0, v1: 0 };
+    search.node.hidden = n <= WINDOW;
+    search.reset();
+    scroller.style.height = height + "px";
+    track.style.height = n * ROW + "px";
+    pane.style.height = height + "px";
+    scroller.scrollTop = 0;
+    fitCanvas(canvas, width, height);
+    scrolled();
+  }
+
+  // The window moved (or was rebuilt): labels for the rows on screen, then the lines.
+  function scrolled() {
+    const g = geo;
+    g.top = Math.max(0, Math.min(scroller.scrollTop, g.n * ROW - g.height));
+    g.v0 = Math.floor(g.top / ROW);
+    g.v1 = Math.min(g.n, Math.ceil((g.top + g.height) / ROW));
+    fill(leftIn, st.kind.queryTokens, g.rows, "q");
+    fill(rightIn, st.kind.keyTokens, g.cols, "k");
+    root.dataset.window = `${g.v0},${g.v1}`;
+    draw();
+  }
+
+  function fill(col, tokens, [a, b], side) {
+    const g = geo, frag = document.createDocumentFragment();
+    for (let i = a + g.v0; i < Math.min(b, a + g.v1); i++) {
       const s = el("span", "as-tok", tokenText(tokens[i], o.prettify));
       s.title = tokens[i];
       s.dataset.i = String(i);
       s.dataset.side = side;
       frag.append(s);
     }
+    col.textContent = "";
     col.append(frag);
-  }
-
-  function rebuild() {
-    const kind = st.kind;
-    const fs = filtersOf(payload, kind);
-    const f = pickFilter(fs, st.filter === null ? o.filter : st.filter);
-    st.filter = f.name;
-    st.focus = null; st.pinned = false;
-    if (kindSel) kindSel.set(kind.name);
-    layerSel.fill(layerItems(kind), st.li);
-    filterSlot.textContent = "";
-    filterSel = filterControl(payload, kind, st.filter, (name) => { st.filter = name; rebuild(); });
-    if (filterSel) filterSlot.append(filterSel.node);
-    sw.rebuild(kind, st.sel);
-    describe(ui.caption, payload, kind);
-    fillColumn(left, kind.queryTokens, f.rows, "q");
-    fillColumn(right, kind.keyTokens, f.cols, "k");
-    left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
-    right.style.width = columnWidth(kind.keyTokens.slice(f.cols[0], f.cols[1])) + "px";
-    const height = Math.max(f.rows[1] - f.rows[0], f.cols[1] - f.cols[0], 1) * ROW;
-    const width = 2 * BOX + 200;
-    geo = { rows: f.rows, cols: f.cols, width, height };
-    fitCanvas(canvas, width, height);
-    draw();
+    col.style.transform = `translateY(${g.v0 * ROW - g.top}px)`;
   }
 
   function draw() {
     const ctx = canvas.getContext("2d");
-    const { rows: [r0, r1], cols: [c0, c1], width, height } = geo;
+    const { rows: [r0, r1], cols: [c0, c1], width, height, top, v0, v1 } = geo;
     ctx.clearRect(0, 0, width, height);
     const kind = st.kind, x0 = BOX + 2, x1 = width - BOX - 2, nHeads = Math.max(...kind.heads) + 1;
-    const yq = (i) => (i - r0) * ROW + ROW / 2, yk = (j) => (j - c0) * ROW + ROW / 2;
+    // y of a row on screen; rows off screen sit just beyond the window's edge
+    const y = (v) => Math.max(-1, Math.min(height + 1, v * ROW + ROW / 2 - top));
+    const onQ = (i) => i - r0 >= v0 && i - r0 < v1, onK = (j) => j - c0 >= v0 && j - c0 < v1;
     const focus = st.focus, sel = [...st.sel].sort((a, b) => a - b), bw = Math.max(2, Math.floor(BOX / Math.max(1, sel.length)));
     let drawn = 0;
+    const off = { above: 0, below: 0 };
     sel.forEach((hi, s) => {
       const head = kind.head(st.li, hi), color = headColor(kind.heads[hi], nHeads);
       const paths = [];
@@ -94,32 +123,42 @@ views.head = function renderHead(root, payload, options) {
         const lvl = Math.round(w * LEVELS);
         if (lvl < 1) return;
         const p = paths[lvl] || (paths[lvl] = new Path2D());
-        p.moveTo(x0, yq(i));
-        p.lineTo(x1, yk(j));
+        const yi = y(i - r0), yj = y(j - c0);
+        p.moveTo(x0, yi);
+        p.lineTo(x1, yj);
+        if (focus) {
+          const far = focus.side === "q" ? yj : yi;
+          if (far < 0) off.above++; else if (far > height) off.below++;
+        }
         drawn++;
       };
       ctx.fillStyle = color;
-      if (!focus || focus.side === "q") {
-        const a = focus ? focus.i : r0, b = focus ? focus.i + 1 : r1;
-        for (let i = a; i < b; i++) {
+      if (!focus) {
+        for (let i = r0 + v0; i < Math.min(r1, r0 + v1); i++) {
           const [idx, val] = head.row(i);
           for (let t = 0; t < val.length; t++) {
             const j = idx ? idx[t] : t;
-            if (j < c0 || j >= c1) continue;
-            add(i, j, val[t]);
-            if (focus && val[t] > 0) {
-              ctx.globalAlpha = Math.min(1, val[t]);
-              ctx.fillRect(x1 + 2 + s * bw, yk(j) - ROW / 2 + 2, bw - 1, ROW - 4);
-            }
+            if (j >= c0 && j < c1 && onK(j)) add(i, j, val[t]);
+          }
+        }
+      } else if (focus.side === "q") {
+        const [idx, val] = head.row(focus.i);
+        for (let t = 0; t < val.length; t++) {
+          const j = idx ? idx[t] : t;
+          if (j < c0 || j >= c1) continue;
+          add(focus.i, j, val[t]);
+          if (val[t] > 0 && onK(j)) {
+            ctx.globalAlpha = Math.min(1, val[t]);
+            ctx.fillRect(x1 + 2 + s * bw, y(j - c0) - ROW / 2 + 2, bw - 1, ROW - 4);
           }
         }
       } else {
         for (let i = r0; i < r1; i++) {
           const w = head.get(i, focus.i);
           add(i, focus.i, w);
-          if (w > 0) {
+          if (w > 0 && onQ(i)) {
             ctx.globalAlpha = Math.min(1, w);
-            ctx.fillRect(x0 - 2 - (s + 1) * bw, yq(i) - ROW / 2 + 2, bw - 1, ROW - 4);
+            ctx.fillRect(x0 - 2 - (s + 1) * bw, y(i - r0) - ROW / 2 + 2, bw - 1, ROW - 4);
           }
         }
       }
@@ -132,33 +171,82 @@ views.head = function renderHead(root, payload, options) {
       });
     });
     ctx.globalAlpha = 1;
+    edgeNotes(ctx, off, focus, x0, x1, height);
     root.dataset.lines = String(drawn);
-    for (const [col, side] of [[left, "q"], [right, "k"]]) {
-      for (const s of col.children) s.classList.toggle("as-on", !!focus && focus.side === side && s.dataset.i === String(focus.i));
+    for (const [col, side] of [[leftIn, "q"], [rightIn, "k"]]) {
+      for (const s of col.children) {
+        const i = Number(s.dataset.i);
+        s.classList.toggle("as-on", !!focus && focus.side === side && focus.i === i);
+        s.classList.toggle("as-match", side === "q" && st.match === i);
+      }
     }
   }
 
-  // ---- interactions: hover a token for only its lines, click to pin it
+  // How many of the focused token's lines leave the window, at the edge they leave by.
+  function edgeNotes(ctx, off, focus, x0, x1, height) {
+    if (!focus || (!off.above && !off.below)) return;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = THEMES[ui.theme].muted;
+    ctx.textAlign = focus.side === "q" ? "right" : "left";
+    const x = focus.side === "q" ? x1 - 4 : x0 + 4;
+    if (off.above) { ctx.textBaseline = "top"; ctx.fillText(`\u25b2 ${off.above} off screen`, x, 2); }
+    if (off.below) { ctx.textBaseline = "bottom"; ctx.fillText(`\u25bc ${off.below} off screen`, x, height - 2); }
+  }
+
+  // Scroll so virtual row v is in the middle of the window, and redraw at once.
+  function reveal(v) {
+    scroller.scrollTop = Math.max(0, v * ROW + ROW / 2 - geo.height / 2);
+    scrolled();
+  }
+
+  // Search the query tokens of the current filter (shown text or raw token, any case); step 0 = first match at or
+  // after the window's top, +1/-1 = next/previous. The match is pinned, so its lines show.
+  function find(text, step) {
+    const needle = text.trim().toLowerCase(), [r0, r1] = geo.rows, toks = st.kind.queryTokens;
+    if (!needle) { st.match = null; search.status(""); draw(); return; }
+    const hits = [];
+    for (let i = r0; i < r1; i++) {
+      if (tokenText(toks[i], o.prettify).toLowerCase().includes(needle) || toks[i].toLowerCase().includes(needle)) hits.push(i);
+    }
+    if (!hits.length) { st.match = null; search.status("no match"); draw(); return; }
+    let k;
+    if (step === 0 || st.match === null) k = Math.max(0, hits.findIndex((i) => i - r0 >= geo.v0));
+    else k = (hits.indexOf(st.match) + step + hits.length) % hits.length;
+    if (k < 0 || hits[k] === undefined) k = 0;
+    st.match = hits[k];
+    st.focus = { side: "q", i: st.match };
+    st.pinned = true;
+    search.status(`${k + 1} / ${hits.length}`);
+    reveal(st.match - r0);
+  }
+
+  // ---- interactions: scroll the window, hover a token for only its lines, click to pin it
+  let frameAsked = false;
+  scroller.addEventListener("scroll", () => {
+    if (frameAsked) return;
+    frameAsked = true;
+    requestAnimationFrame(() => { frameAsked = false; if (Math.round(geo.top) !== Math.round(scroller.scrollTop)) scrolled(); });
+  });
   const tokenOf = (e) => {
     const t = e.target.closest && e.target.closest(".as-tok");
-    return t && wrap.contains(t) ? { side: t.dataset.side, i: Number(t.dataset.i) } : null;
+    return t && pane.contains(t) ? { side: t.dataset.side, i: Number(t.dataset.i) } : null;
   };
   const same = (a, b) => !!a && !!b && a.side === b.side && a.i === b.i;
-  wrap.addEventListener("mouseover", (e) => {
+  pane.addEventListener("mouseover", (e) => {
     const t = tokenOf(e);
     if (!t || st.pinned || same(t, st.focus)) return;
     st.focus = t;
     draw();
   });
-  wrap.addEventListener("mouseleave", () => {
+  pane.addEventListener("mouseleave", () => {
     if (st.pinned || !st.focus) return;
     st.focus = null;
     draw();
   });
-  wrap.addEventListener("click", (e) => {
+  pane.addEventListener("click", (e) => {
     const t = tokenOf(e);
     if (!t) return;
-    if (st.pinned && same(t, st.focus)) { st.pinned = false; } else { st.pinned = true; st.focus = t; }
+    if (st.pinned && same(t, st.focus)) { st.pinned = false; st.match = null; } else { st.pinned = true; st.focus = t; }
     draw();
   });
 
@@ -166,7 +254,7 @@ views.head = function renderHead(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) root.setAttribute("data-theme", resolveTheme(root, next.theme));
+      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
       if (next.kind && kinds.get(next.kind)) {
         startKind(kinds.get(next.kind), next.layer, next.heads);
         st.filter = null;
@@ -178,5 +266,6 @@ views.head = function renderHead(root, payload, options) {
       rebuild();
     },
     destroy() { root.textContent = ""; },
+    probe: probe(kinds),
   };
 };

@@ -1,11 +1,17 @@
 // Matrix view: one head as a heatmap (queries are rows, keys are columns, square-root colour scale) with token
-// labels, painted as one ImageData; hovering a cell shows its exact weight.
+// labels, painted as one ImageData; hovering a cell shows its exact weight. Past FULL tokens it shows a window of
+// SPAN x SPAN cells with labels beside a block-max overview of the whole head; click or drag on the overview, or
+// scroll over the window, to move it.
+
+const FULL = 80;       // up to this many rows and columns the whole matrix is drawn with labels
+const SPAN = 64;       // rows and columns of the window past that
+const OVERVIEW = 240;  // px: the overview's longer side
 
 views.matrix = function renderMatrix(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
   const kinds = kindsOf(payload);
   const ui = frame(root, payload, o, "matrix");
-  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, hi: 0, filter: o.filter };
+  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, hi: 0, filter: o.filter, r: 0, c: 0 };
   const startKind = (kind) => {
     st.kind = kind;
     st.li = Math.max(0, kind.layers.indexOf(o.layer));
@@ -20,6 +26,7 @@ views.matrix = function renderMatrix(root, payload, options) {
   if (kindSel) ui.bar.append(kindSel.node);
   ui.bar.append(layerSel.node, headSel.node, filterSlot, legendSlot);
 
+  const layout = el("div", "as-mlayout");
   const grid = el("div", "as-matrix");
   const corner = el("div", "as-corner");
   const colLabels = el("div", "as-mcols");
@@ -30,8 +37,14 @@ views.matrix = function renderMatrix(root, payload, options) {
   cursor.hidden = true;
   plot.append(canvas, rowMark, cursor);
   grid.append(corner, colLabels, rowLabels, plot);
-  ui.body.append(grid);
-  let geo = null;
+  const side = el("div", "as-mside");
+  const overview = el("canvas", "as-overview"), frameBox = el("div", "as-viewport");
+  const ovWrap = el("div", "as-ovwrap");
+  ovWrap.append(overview, frameBox);
+  side.append(el("div", "as-label", "Whole head (block max): click or drag to move the window"), ovWrap);
+  layout.append(grid, side);
+  ui.body.append(layout);
+  let geo = null;  // {f: filter, nr, nc, windowed, rows: [a, b], cols: [a, b], cell, ov: {b, w, h, scale}}
 
   function labels(box, tokens, [a, b], cell, vertical) {
     box.textContent = "";
@@ -62,41 +75,86 @@ views.matrix = function renderMatrix(root, payload, options) {
     if (fc) filterSlot.append(fc.node);
     legendSlot.textContent = "";
     legendSlot.append(legend(ui.theme));
-    describe(ui.caption, payload, kind);
+    describe(ui.caption, payload, kind, ui.badge);
     const nr = f.rows[1] - f.rows[0], nc = f.cols[1] - f.cols[0];
-    const cell = Math.max(2, Math.min(26, Math.floor(720 / Math.max(nr, nc, 1))));  // labels show from 9 px
-    const colH = labels(colLabels, kind.keyTokens, f.cols, cell, true);
-    const rowW = labels(rowLabels, kind.queryTokens, f.rows, cell, false);
-    grid.style.gridTemplateColumns = `${rowW}px ${nc * cell}px`;
-    grid.style.gridTemplateRows = `${colH}px ${nr * cell}px`;
-    canvas.width = Math.max(1, nc);
-    canvas.height = Math.max(1, nr);
-    canvas.style.width = nc * cell + "px";
-    canvas.style.height = nr * cell + "px";
-    geo = { rows: f.rows, cols: f.cols, cell, nr, nc };
+    const windowed = Math.max(nr, nc) > FULL;
+    const b = Math.max(1, Math.ceil(Math.max(nr, nc) / OVERVIEW));
+    const ow = Math.max(1, Math.ceil(nc / b)), oh = Math.max(1, Math.ceil(nr / b));
+    geo = { f, nr, nc, windowed, ov: { b, w: ow, h: oh, scale: Math.max(1, Math.floor(OVERVIEW / Math.max(ow, oh))) } };
+    side.hidden = !windowed;
     const qm = o.query;
-    rowMark.hidden = !(qm !== undefined && qm >= f.rows[0] && qm < f.rows[1]);
-    if (!rowMark.hidden) Object.assign(rowMark.style, { top: (qm - f.rows[0]) * cell + "px", height: cell + "px", width: nc * cell + "px" });
+    const hasQuery = qm !== undefined && qm >= f.rows[0] && qm < f.rows[1];
+    st.r = hasQuery ? qm - f.rows[0] - (SPAN >> 1) : 0;
+    st.c = hasQuery && nr === nc ? st.r : 0;
+    place();
+  }
+
+  // Put the window at (st.r, st.c) (clamped), label it and paint.
+  function place() {
+    const { f, nr, nc, windowed } = geo, kind = st.kind;
+    const sr = windowed ? Math.min(SPAN, nr) : nr, sc = windowed ? Math.min(SPAN, nc) : nc;
+    st.r = Math.max(0, Math.min(st.r, nr - sr));
+    st.c = Math.max(0, Math.min(st.c, nc - sc));
+    const rows = [f.rows[0] + st.r, f.rows[0] + st.r + sr], cols = [f.cols[0] + st.c, f.cols[0] + st.c + sc];
+    const cell = Math.max(2, Math.min(26, Math.floor(720 / Math.max(sr, sc, 1))));  // labels show from 9 px
+    const colH = labels(colLabels, kind.keyTokens, cols, cell, true);
+    const rowW = labels(rowLabels, kind.queryTokens, rows, cell, false);
+    grid.style.gridTemplateColumns = `${rowW}px ${sc * cell}px`;
+    grid.style.gridTemplateRows = `${colH}px ${sr * cell}px`;
+    canvas.width = Math.max(1, sc);
+    canvas.height = Math.max(1, sr);
+    canvas.style.width = sc * cell + "px";
+    canvas.style.height = sr * cell + "px";
+    Object.assign(geo, { rows, cols, cell, sr, sc });
+    root.dataset.window = `${rows[0]},${rows[1]},${cols[0]},${cols[1]}`;
+    const qm = o.query;
+    rowMark.hidden = !(qm !== undefined && qm >= rows[0] && qm < rows[1]);
+    if (!rowMark.hidden) Object.assign(rowMark.style, { top: (qm - rows[0]) * cell + "px", height: cell + "px", width: sc * cell + "px" });
     paint();
   }
 
   function paint() {
-    const kind = st.kind, { rows: [r0, r1], cols: [c0, c1], nc, nr } = geo;
+    const kind = st.kind, { rows: [r0, r1], cols: [c0, c1], sc, sr } = geo;
     const head = kind.head(st.li, st.hi), lut = heatLut(ui.theme);
-    const ctx = canvas.getContext("2d"), img = ctx.createImageData(Math.max(1, nc), Math.max(1, nr)), px = img.data;
+    const ctx = canvas.getContext("2d"), img = ctx.createImageData(Math.max(1, sc), Math.max(1, sr)), px = img.data;
     for (let p = 0; p < px.length; p += 4) { px[p] = lut[0]; px[p + 1] = lut[1]; px[p + 2] = lut[2]; px[p + 3] = 255; }
     for (let i = r0; i < r1; i++) {
       const [idx, val] = head.row(i);
       for (let t = 0; t < val.length; t++) {
         const j = idx ? idx[t] : t;
         if (j < c0 || j >= c1) continue;
-        const v = toSqrt8(val[t]) * 4, d = ((i - r0) * nc + (j - c0)) * 4;
+        const v = toSqrt8(val[t]) * 4, d = ((i - r0) * sc + (j - c0)) * 4;
         px[d] = lut[v]; px[d + 1] = lut[v + 1]; px[d + 2] = lut[v + 2];
       }
     }
     ctx.putImageData(img, 0, 0);
     layerSel.set(st.li);
     headSel.set(st.hi);
+    if (geo.windowed) paintOverview(head);
+  }
+
+  // The whole head (this filter's block of it), block-max pooled, with the window outlined.
+  function paintOverview(head) {
+    const { f, ov: { b, w, h, scale } } = geo, lut = heatLut(ui.theme), pooled = new Uint8Array(w * h);
+    for (let i = f.rows[0]; i < f.rows[1]; i++) {
+      const [idx, val] = head.row(i), base = (((i - f.rows[0]) / b) | 0) * w;
+      for (let t = 0; t < val.length; t++) {
+        const j = idx ? idx[t] : t;
+        if (j < f.cols[0] || j >= f.cols[1]) continue;
+        const o2 = base + (((j - f.cols[0]) / b) | 0), v = toSqrt8(val[t]);
+        if (v > pooled[o2]) pooled[o2] = v;
+      }
+    }
+    overview.width = w;
+    overview.height = h;
+    overview.style.width = w * scale + "px";
+    overview.style.height = h * scale + "px";
+    const ctx = overview.getContext("2d"), img = ctx.createImageData(w, h);
+    for (let p = 0; p < pooled.length; p++) img.data.set(lut.subarray(pooled[p] * 4, pooled[p] * 4 + 4), p * 4);
+    ctx.putImageData(img, 0, 0);
+    const k = scale / b;
+    Object.assign(frameBox.style, { left: st.c * k + "px", top: st.r * k + "px",
+      width: Math.max(3, geo.sc * k) + "px", height: Math.max(3, geo.sr * k) + "px" });
   }
 
   function mark(box, i) {
@@ -104,10 +162,10 @@ views.matrix = function renderMatrix(root, payload, options) {
   }
 
   canvas.addEventListener("mousemove", (e) => {
-    const { rows: [r0], cols: [c0], cell, nr, nc } = geo, kind = st.kind;
+    const { rows: [r0], cols: [c0], cell, sr, sc } = geo, kind = st.kind;
     const rect = canvas.getBoundingClientRect();
     const c = Math.floor((e.clientX - rect.left) / cell), r = Math.floor((e.clientY - rect.top) / cell);
-    if (c < 0 || r < 0 || c >= nc || r >= nr) return;
+    if (c < 0 || r < 0 || c >= sc || r >= sr) return;
     const i = r0 + r, j = c0 + c, w = kind.head(st.li, st.hi).get(i, j);
     Object.assign(cursor.style, { left: c * cell + "px", top: r * cell + "px", width: cell + "px", height: cell + "px" });
     cursor.hidden = false;
@@ -123,6 +181,30 @@ views.matrix = function renderMatrix(root, payload, options) {
     mark(rowLabels, -1);
     mark(colLabels, -1);
   });
+  // scrolling over the window pans it: vertical moves rows, horizontal (or Shift) moves columns
+  plot.addEventListener("wheel", (e) => {
+    if (!geo.windowed) return;
+    e.preventDefault();
+    const unit = e.deltaMode === 1 ? 1 : e.deltaMode === 2 ? geo.sr : 1 / geo.cell;
+    const dx = e.shiftKey ? e.deltaY : e.deltaX, dy = e.shiftKey ? 0 : e.deltaY;
+    st.r += Math.round(dy * unit);
+    st.c += Math.round(dx * unit);
+    place();
+  }, { passive: false });
+  // click or drag on the overview centres the window there
+  const jump = (e) => {
+    const rect = overview.getBoundingClientRect(), k = geo.ov.scale / geo.ov.b;
+    st.r = Math.round((e.clientY - rect.top) / k - geo.sr / 2);
+    st.c = Math.round((e.clientX - rect.left) / k - geo.sc / 2);
+    place();
+  };
+  overview.addEventListener("mousedown", (e) => {
+    e.preventDefault();
+    jump(e);
+    const move = (ev) => jump(ev), up = () => { window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up); };
+    window.addEventListener("mousemove", move);
+    window.addEventListener("mouseup", up);
+  });
 
   rebuild();
   return {
@@ -134,5 +216,6 @@ views.matrix = function renderMatrix(root, payload, options) {
       rebuild();
     },
     destroy() { root.textContent = ""; },
+    probe: probe(kinds),
   };
 };

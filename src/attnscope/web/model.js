@@ -1,5 +1,5 @@
 // Model view: a grid of layer x head heatmap thumbnails (one small canvas each, painted from per-head
-// block-max thumbnails); click one to open it as a head view beside the grid.
+// block-max thumbnails); click one to open it as a head view beside the grid, which decodes only that head.
 
 views.model = function renderModel(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
@@ -63,7 +63,7 @@ views.model = function renderModel(root, payload, options) {
     if (fc) filterSlot.append(fc.node);
     legendSlot.textContent = "";
     legendSlot.append(legend(ui.theme));
-    describe(ui.caption, payload, kind);
+    describe(ui.caption, payload, kind, ui.badge);
 
     const H = kind.heads.length;
     const cell = Math.max(30, Math.min(84, Math.floor(880 / H) - 4));
@@ -130,5 +130,6 @@ views.model = function renderModel(root, payload, options) {
       if (detailView) detailView.update({ filter: st.filter, theme: ui.theme });
     },
     destroy() { root.textContent = ""; },
+    probe: probe(kinds, () => (detailView ? detailView.probe.decoded() : 0)),
   };
 };

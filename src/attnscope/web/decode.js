@@ -1,0 +1,219 @@
+// attnscope decoding, shared by every view: quantized values, base64 and z85 text, inflate, one head's weights.
+// Python (attnscope/encode.py, attnscope/codec.py) writes what this reads; nothing here touches the page.
+
+// "sqrt8": byte b stands for (b / 255)^2. "f16": little-endian IEEE half floats. Dense heads are base64 strings;
+// pruned heads and thumbnails are raw-deflate streams in z85 text (attnscope/codec.py documents both).
+const SQRT8 = new Float32Array(256).map((_, b) => (b / 255) * (b / 255));
+let HALF = null;
+
+function halfTable() {
+  if (HALF === null) {
+    HALF = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+      HALF[h] = e === 0 ? sign * f * 2 ** -24 : e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * 2 ** (e - 15);
+    }
+  }
+  return HALF;
+}
+
+function bytesOf(b64) {
+  const s = atob(b64), out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function decodeValues(b, code) {
+  if (code === "sqrt8") {
+    const out = new Float32Array(b.length);
+    for (let i = 0; i < b.length; i++) out[i] = SQRT8[b[i]];
+    return out;
+  }
+  const t = halfTable(), out = new Float32Array(b.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = t[b[2 * i] | (b[2 * i + 1] << 8)];
+  return out;
+}
+
+function valuesOf(b64, code) {
+  return decodeValues(bytesOf(b64), code);
+}
+
+function toSqrt8(w) {
+  return w <= 0 ? 0 : w >= 1 ? 255 : Math.round(Math.sqrt(w) * 255);
+}
+
+// z85: base 85, 5 characters per 4 bytes (big-endian), over the alphabet of attnscope/codec.py.
+const Z85 = "!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|";
+const Z85_VALUE = new Uint8Array(128).fill(255);
+for (let i = 0; i < 85; i++) Z85_VALUE[Z85.charCodeAt(i)] = i;
+
+function unz85(text) {
+  const n = (text.length / 5) | 0, out = new Uint8Array(n * 4);
+  for (let g = 0, p = 0; g < n; g++) {
+    let v = 0;
+    for (let c = 0; c < 5; c++) {
+      const d = Z85_VALUE[text.charCodeAt(p++) & 127];
+      if (d === 255) throw new Error("attnscope: corrupt z85 text in the payload");
+      v = v * 85 + d;
+    }
+    out[4 * g] = v >>> 24; out[4 * g + 1] = (v >>> 16) & 255; out[4 * g + 2] = (v >>> 8) & 255; out[4 * g + 3] = v & 255;
+  }
+  return out;
+}
+
+// Inflate a raw deflate stream (RFC 1951): the decoder for what Python's zlib wrote. sizeHint: expected length.
+const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073,
+  4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+const CL_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+let FIXED = null;
+
+// Canonical Huffman code from code lengths, as a table indexed by the next `bits` input bits (LSB first):
+// entry = symbol << 4 | code length (0: no such code).
+function huffman(lengths) {
+  let bits = 0;
+  for (const len of lengths) if (len > bits) bits = len;
+  const table = new Int32Array(1 << bits), count = new Uint16Array(16), next = new Uint16Array(16);
+  for (const len of lengths) count[len]++;
+  count[0] = 0;
+  for (let len = 1, code = 0; len < 16; len++) { code = (code + count[len - 1]) << 1; next[len] = code; }
+  for (let sym = 0; sym < lengths.length; sym++) {
+    const len = lengths[sym];
+    if (!len) continue;
+    let c = next[len]++, rev = 0;
+    for (let b = 0; b < len; b++) { rev = (rev << 1) | (c & 1); c >>= 1; }
+    for (let i = rev; i < table.length; i += 1 << len) table[i] = (sym << 4) | len;
+  }
+  return { table, bits };
+}
+
+function inflate(src, sizeHint) {
+  let out = new Uint8Array(Math.max(64, sizeHint || src.length * 4)), op = 0, pos = 0, bb = 0, bc = 0;
+  const fail = () => { throw new Error("attnscope: corrupt deflate stream in the payload"); };
+  const need = (n) => { while (bc < n) { bb |= (pos < src.length ? src[pos] : 0) << bc; pos++; bc += 8; } };
+  const bits = (n) => { need(n); const v = bb & ((1 << n) - 1); bb >>>= n; bc -= n; return v; };
+  const sym = (h) => {
+    need(h.bits);
+    const e = h.table[bb & ((1 << h.bits) - 1)], len = e & 15;
+    if (!len) fail();
+    bb >>>= len; bc -= len;
+    return e >> 4;
+  };
+  const room = (n) => {
+    if (op + n <= out.length) return;
+    let m = out.length * 2;
+    while (m < op + n) m *= 2;
+    const bigger = new Uint8Array(m);
+    bigger.set(out.subarray(0, op));
+    out = bigger;
+  };
+  for (let last = 0; !last;) {
+    last = bits(1);
+    const type = bits(2);
+    if (type === 0) {  // stored: to a byte boundary, giving back the whole bytes read ahead
+      bc -= bc & 7; pos -= bc >> 3; bb = 0; bc = 0;
+      const len = src[pos] | (src[pos + 1] << 8);
+      pos += 4;
+      if (pos + len > src.length) fail();
+      room(len); out.set(src.subarray(pos, pos + len), op); op += len; pos += len;
+      continue;
+    }
+    let lit, dist;
+    if (type === 1) {
+      if (FIXED === null) {
+        const l = new Uint8Array(288).fill(8, 0, 144).fill(9, 144, 256).fill(7, 256, 280).fill(8, 280, 288);
+        FIXED = [huffman(l), huffman(new Uint8Array(30).fill(5))];
+      }
+      [lit, dist] = FIXED;
+    } else if (type === 2) {
+      const nlit = bits(5) + 257, ndist = bits(5) + 1, ncl = bits(4) + 4, cl = new Uint8Array(19);
+      for (let i = 0; i < ncl; i++) cl[CL_ORDER[i]] = bits(3);
+      const clh = huffman(cl), lens = new Uint8Array(nlit + ndist);
+      for (let i = 0; i < lens.length;) {
+        const s = sym(clh);
+        if (s < 16) { lens[i++] = s; continue; }
+        const rep = s === 16 ? 3 + bits(2) : s === 17 ? 3 + bits(3) : 11 + bits(7);
+        if ((s === 16 && i === 0) || i + rep > lens.length) fail();
+        lens.fill(s === 16 ? lens[i - 1] : 0, i, i + rep);
+        i += rep;
+      }
+      lit = huffman(lens.subarray(0, nlit));
+      dist = huffman(lens.subarray(nlit));
+    } else {
+      fail();
+    }
+    for (;;) {
+      const s = sym(lit);
+      if (s < 256) {
+        if (op === out.length) room(1);
+        out[op++] = s;
+      } else if (s === 256) {
+        break;
+      } else {
+        const li = s - 257;
+        if (li >= 29) fail();
+        const len = LEN_BASE[li] + bits(LEN_EXTRA[li]), di = sym(dist);
+        if (di >= 30) fail();
+        const d = DIST_BASE[di] + bits(DIST_EXTRA[di]);
+        if (d > op) fail();
+        room(len);
+        for (const end = op + len; op < end; op++) out[op] = out[op - d];
+      }
+    }
+  }
+  return out.subarray(0, op);
+}
+
+function inflate85(text, sizeHint) {
+  return inflate(unz85(text), sizeHint);
+}
+
+// One head's weights [q, k]: dense (Float32Array, row-major) or pruned (CSR, keys increasing within a row) behind
+// the same reading methods.
+class Head {
+  constructor(q, k, dense, indptr, indices, values) {
+    Object.assign(this, { q, k, dense, indptr, indices, values });
+  }
+  // [indices or null (= 0..k-1), weights] of query row i
+  row(i) {
+    if (this.dense) return [null, this.dense.subarray(i * this.k, (i + 1) * this.k)];
+    const a = this.indptr[i], b = this.indptr[i + 1];
+    return [this.indices.subarray(a, b), this.values.subarray(a, b)];
+  }
+  get(i, j) {
+    if (this.dense) return this.dense[i * this.k + j];
+    let lo = this.indptr[i], hi = this.indptr[i + 1];
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1, v = this.indices[mid];
+      if (v === j) return this.values[mid];
+      if (v < j) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+  }
+}
+
+// A pruned head's item ({nnz, countBytes, counts, gaps, far, values}: attnscope/codec.py) -> Head.
+function prunedHead(q, k, item, code) {
+  const cb = item.countBytes, nnz = item.nnz, counts = inflate85(item.counts, q * cb);
+  const indptr = new Uint32Array(q + 1);
+  for (let i = 0; i < q; i++) {
+    let c = 0;
+    for (let t = cb - 1; t >= 0; t--) c = c * 256 + counts[i * cb + t];
+    indptr[i + 1] = indptr[i] + c;
+  }
+  if (indptr[q] !== nnz) throw new Error("attnscope: a pruned head's counts do not add up");
+  const first = inflate85(item.gaps, nnz), far = inflate85(item.far, 64), indices = new Uint32Array(nnz);
+  for (let i = 0, e = 0, f = 0; i < q; i++) {
+    let key = 0;
+    for (const end = indptr[i + 1]; e < end; e++) {
+      let b = first[e], gap = b & 127;
+      for (let shift = 128; b & 128; shift *= 128) { b = far[f++]; gap += (b & 127) * shift; }
+      key += gap;
+      indices[e] = key;
+    }
+  }
+  return new Head(q, k, null, indptr, indices, decodeValues(inflate85(item.values, nnz * (code === "f16" ? 2 : 1)), code));
+}
+
