@@ -130,3 +130,22 @@ def matrix_labels(page: Page, root: str, prop: str = "textContent") -> tuple[lis
         }""",
         [root, prop],
     ))
+
+
+def thumb_pixels(page: Page, li: int, hi: int, root: str = ".attnscope[data-view=model]") -> dict:
+    """What the model view drew for the thumbnail of (layer index, head index) in its grid canvas: as
+    :func:`pixels`, plus 'rows'/'cols' (the thumbnail's own resolution, each drawn as a block of pixels)."""
+    return page.evaluate(
+        """([root, li, hi]) => {
+            const r = document.querySelector(root), g = r.attnscope.probe.cell(li, hi);
+            const d = r.querySelector('canvas.as-thumbs').getContext('2d').getImageData(g.x, g.y, g.w, g.h).data;
+            let ink = 0, alpha = 0, hash = 0;
+            for (let p = 0; p < d.length; p += 4) {
+                if (d[p + 3] > 0) alpha++;
+                if (d[p + 3] > 8 && !(d[p] > 250 && d[p + 1] > 250 && d[p + 2] > 250)) ink++;
+                hash = (Math.imul(hash, 31) + d[p] + 3 * d[p + 1] + 7 * d[p + 2] + 11 * d[p + 3]) | 0;
+            }
+            return {ink, alpha, hash, w: g.w, h: g.h, rows: g.rows, cols: g.cols};
+        }""",
+        [root, li, hi],
+    )

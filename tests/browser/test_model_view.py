@@ -6,7 +6,7 @@ import pytest
 
 import attnscope
 
-from .browser_helpers import expected_lines, lines_drawn, pixels, random_attention, show, texts
+from .browser_helpers import expected_lines, lines_drawn, pixels, random_attention, show, texts, thumb_pixels
 
 pytestmark = pytest.mark.browser
 
@@ -20,10 +20,12 @@ def test_every_layer_and_head_gets_a_drawn_thumbnail_and_a_label(page, tmp_path,
     assert texts(page, ".as-llabel") == ["0", "1", "2"]
     hashes = set()
     for i in range(12):
-        px = pixels(page, ".as-thumb", i)
-        assert (px["w"], px["h"]) == (10, 10) and px["ink"] > 50
+        px = thumb_pixels(page, *divmod(i, 4))
+        assert (px["rows"], px["cols"]) == (10, 10) and px["w"] == px["h"] >= 60  # 10 x 10 blocks of >= 6 px
+        assert px["ink"] > 50 * (px["w"] // 10) ** 2
         hashes.add(px["hash"])
     assert len(hashes) == 12  # every head drawn from its own weights
+    assert page.locator("canvas").count() == 2  # the grid and the colour scale: no canvas per head
 
 
 def test_clicking_a_thumbnail_opens_that_head_as_a_head_view(page, tmp_path, make_trace):
@@ -50,8 +52,8 @@ def test_pair_filter_crops_every_thumbnail_and_the_detail(page, tmp_path, make_t
     show(page, view, tmp_path / "m.html")
     page.click(".as-thumb >> nth=1")
     page.click(".as-bar .as-seg-btn >> text='A\u2192B'")
-    px = pixels(page, ".as-thumb", 0)
-    assert (px["w"], px["h"]) == (4, 6)
+    px = thumb_pixels(page, 0, 0)
+    assert (px["cols"], px["rows"]) == (4, 6)
     assert len(texts(page, ".as-detail .as-left .as-tok")) == 6
     assert len(texts(page, ".as-detail .as-right .as-tok")) == 4
     assert lines_drawn(page, DETAIL) == expected_lines(view.payload, "self", 0, [1], rows=(0, 6), cols=(6, 10))
@@ -62,8 +64,8 @@ def test_long_inputs_draw_pooled_thumbnails_and_full_detail(page, tmp_path, make
     view = attnscope.model_view(trace, thumb_size=60)
     assert "thumb" not in view.payload["kinds"]["self"]  # pooled in the browser
     show(page, view, tmp_path / "m.html")
-    px = pixels(page, ".as-thumb", 3)
-    assert (px["w"], px["h"]) == (60, 60) and px["ink"] > 1000
+    px = thumb_pixels(page, 1, 1)
+    assert (px["rows"], px["cols"]) == (60, 60) and px["ink"] > 1000
     page.click(".as-thumb >> nth=3")
     assert len(texts(page, ".as-detail .as-left .as-tok")) == 40  # a scrolling window of the 300 tokens
     assert page.get_attribute(DETAIL, "data-window") == "0,40"
@@ -72,7 +74,7 @@ def test_long_inputs_draw_pooled_thumbnails_and_full_detail(page, tmp_path, make
     everything = attnscope.model_view(trace.prune(mass=1.0, top_k=300), thumb_size=60)
     assert everything.payload["kinds"]["self"]["thumb"]["block"] == 5
     show(page, everything, tmp_path / "pruned.html")
-    assert pixels(page, ".as-thumb", 3) == px
+    assert thumb_pixels(page, 1, 1) == px
     assert "pruned: keeps 100.0% of the attention" in page.text_content(".as-caption")
 
 
@@ -84,14 +86,14 @@ def test_kind_selector_switches_the_grid_to_cross_attention(page, tmp_path):
     assert page.locator(".as-thumb").count() == 6
     page.locator(".as-field", has_text="Attention").locator("select").select_option(label="Cross")
     assert page.locator(".as-thumb").count() == 3
-    px = pixels(page, ".as-thumb", 0)
-    assert (px["w"], px["h"]) == (9, 4)
+    px = thumb_pixels(page, 0, 0)
+    assert (px["cols"], px["rows"]) == (9, 4)
 
 
 def test_dark_theme_paints_thumbnails_from_the_dark_scale(page, tmp_path, make_trace):
     trace = make_trace(1, 1, 8)
     show(page, attnscope.model_view(trace, theme="light"), tmp_path / "light.html")
-    light = pixels(page, ".as-thumb")
+    light = thumb_pixels(page, 0, 0)
     show(page, attnscope.model_view(trace, theme="dark"), tmp_path / "dark.html")
-    dark = pixels(page, ".as-thumb")
+    dark = thumb_pixels(page, 0, 0)
     assert light["hash"] != dark["hash"] and page.get_attribute(".attnscope", "data-theme") == "dark"

@@ -1,5 +1,7 @@
-// Model view: a grid of layer x head heatmap thumbnails (one small canvas each, painted from per-head
-// block-max thumbnails); click one to open it as a head view beside the grid, which decodes only that head.
+// Model view: a grid of layer x head heatmap thumbnails, painted from per-head block-max thumbnails into one
+// canvas; click one to open it as a head view beside the grid, which decodes only that head.
+
+const GAP = 4;  // px between thumbnails
 
 views.model = function renderModel(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
@@ -26,27 +28,55 @@ views.model = function renderModel(root, payload, options) {
   detail.append(detailHead, detailRoot);
   layout.append(grid, detail);
   ui.body.append(layout);
+  const canvas = el("canvas", "as-thumbs");
   let detailView = null;
   let cells = [];
+  let geo = [];  // [li][hi] -> {x, y, w, h, rows, cols}: where each thumbnail is drawn, in canvas pixels
 
-  function paint(canvas, kind, li, hi, f) {
-    const t = kind.thumb(li, hi), b = t.block;
-    const ra = Math.floor(f.rows[0] / b), rb = Math.ceil(f.rows[1] / b);
-    const ca = Math.floor(f.cols[0] / b), cb = Math.ceil(f.cols[1] / b);
-    const w = Math.max(1, cb - ca), h = Math.max(1, rb - ra);
-    canvas.width = w;
-    canvas.height = h;
-    const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h), lut = heatLut(ui.theme);
-    const px = img.data;
-    for (let r = 0; r < h; r++) {
-      const src = (ra + r) * t.cols + ca;
-      for (let c = 0; c < w; c++) {
-        const v = t.bytes[src + c] * 4, d = (r * w + c) * 4;
-        px[d] = lut[v]; px[d + 1] = lut[v + 1]; px[d + 2] = lut[v + 2]; px[d + 3] = 255;
+  // Every thumbnail is painted into one canvas under the grid (one canvas per head costs seconds of compositing at
+  // 32 x 32); a transparent button per head sits over its cell for hover, focus and click. Each thumbnail is
+  // block-max pooled again to the cell's device pixels, then scaled up by a whole number (crisp, maxima kept).
+  function paintGrid(kind, f, cell) {
+    const L = kind.layers.length, H = kind.heads.length, step = cell + GAP;
+    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 3)), size = Math.floor(cell * dpr);
+    const cw = Math.round((H * step - GAP) * dpr), ch = Math.round((L * step - GAP) * dpr);
+    canvas.width = cw;
+    canvas.height = ch;
+    canvas.style.width = H * step - GAP + "px";
+    canvas.style.height = L * step - GAP + "px";
+    const ctx = canvas.getContext("2d"), img = ctx.createImageData(cw, ch), px = img.data, lut = heatLut(ui.theme);
+    geo = [];
+    for (let li = 0; li < L; li++) {
+      const row = [];
+      for (let hi = 0; hi < H; hi++) {
+        const t = kind.thumb(li, hi), b = t.block;
+        const ra = Math.floor(f.rows[0] / b), rb = Math.max(ra + 1, Math.ceil(f.rows[1] / b));
+        const ca = Math.floor(f.cols[0] / b), cb = Math.max(ca + 1, Math.ceil(f.cols[1] / b));
+        const g = Math.max(1, Math.ceil(Math.max(rb - ra, cb - ca) / size));
+        const rows = Math.ceil((rb - ra) / g), cols = Math.ceil((cb - ca) / g);
+        const u = Math.max(1, Math.floor(size / Math.max(rows, cols)));
+        const x0 = Math.round(hi * step * dpr) + ((size - cols * u) >> 1), y0 = Math.round(li * step * dpr) + ((size - rows * u) >> 1);
+        const pooled = new Uint8Array(rows * cols);
+        for (let r = ra; r < rb; r++) {
+          const src = r * t.cols, dst = (((r - ra) / g) | 0) * cols;
+          for (let c = ca; c < cb; c++) {
+            const v = t.bytes[src + c], o2 = dst + (((c - ca) / g) | 0);
+            if (v > pooled[o2]) pooled[o2] = v;
+          }
+        }
+        for (let r = 0; r < rows * u; r++) {
+          let d = ((y0 + r) * cw + x0) * 4;
+          const src = ((r / u) | 0) * cols;
+          for (let c = 0; c < cols * u; c++, d += 4) {
+            const v = pooled[src + ((c / u) | 0)] * 4;
+            px[d] = lut[v]; px[d + 1] = lut[v + 1]; px[d + 2] = lut[v + 2]; px[d + 3] = 255;
+          }
+        }
+        row.push({ x: x0, y: y0, w: cols * u, h: rows * u, rows, cols });
       }
+      geo.push(row);
     }
     ctx.putImageData(img, 0, 0);
-    return [w, h];
   }
 
   function rebuild() {
@@ -65,27 +95,29 @@ views.model = function renderModel(root, payload, options) {
     legendSlot.append(legend(ui.theme));
     describe(ui.caption, payload, kind, ui.badge);
 
-    const H = kind.heads.length;
-    const cell = Math.max(30, Math.min(84, Math.floor(880 / H) - 4));
+    const L = kind.layers.length, H = kind.heads.length;
+    const cell = Math.max(26, Math.min(84, Math.floor(880 / H) - GAP));
     grid.textContent = "";
     grid.style.gridTemplateColumns = `auto repeat(${H}, ${cell}px)`;
-    grid.append(el("span", "as-corner", "L \\ H"));
-    kind.heads.forEach((h) => grid.append(el("span", "as-hlabel", h)));
+    grid.style.gridTemplateRows = `auto repeat(${L}, ${cell}px)`;
+    const place = (node, r, c) => { node.style.gridArea = `${r} / ${c}`; grid.append(node); };
+    place(el("span", "as-corner", "L \\ H"), 1, 1);
+    kind.heads.forEach((h, hi) => place(el("span", "as-hlabel", h), 1, hi + 2));
+    kind.layers.forEach((l, li) => place(el("span", "as-llabel", l), li + 2, 1));
+    canvas.style.gridArea = `2 / 2 / span ${L} / span ${H}`;
+    grid.append(canvas);
+    paintGrid(kind, f, cell);
     cells = [];
     kind.layers.forEach((l, li) => {
-      grid.append(el("span", "as-llabel", l));
       kind.heads.forEach((h, hi) => {
-        const c = el("canvas", "as-thumb");
-        const [w, hgt] = paint(c, kind, li, hi, f);
-        const scale = cell / Math.max(w, hgt);
-        c.style.width = Math.round(w * scale) + "px";
-        c.style.height = Math.round(hgt * scale) + "px";
+        const c = el("button", "as-thumb");
+        c.type = "button";
         c.title = `layer ${l} \u00b7 head ${h}: click for its head view`;
-        c.tabIndex = 0;
+        c.setAttribute("aria-label", `layer ${l}, head ${h}`);
         c.dataset.li = String(li);
         c.dataset.hi = String(hi);
         if (st.picked && st.picked[0] === li && st.picked[1] === hi) c.classList.add("as-picked");
-        grid.append(c);
+        place(c, li + 2, hi + 2);
         cells.push(c);
       });
     });
@@ -113,10 +145,6 @@ views.model = function renderModel(root, payload, options) {
     const c = e.target.closest && e.target.closest(".as-thumb");
     if (c) openDetail(Number(c.dataset.li), Number(c.dataset.hi));
   });
-  grid.addEventListener("keydown", (e) => {
-    const c = e.target.closest && e.target.closest(".as-thumb");
-    if (c && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); openDetail(Number(c.dataset.li), Number(c.dataset.hi)); }
-  });
   close.addEventListener("click", closeDetail);
 
   rebuild();
@@ -130,6 +158,8 @@ views.model = function renderModel(root, payload, options) {
       if (detailView) detailView.update({ filter: st.filter, theme: ui.theme });
     },
     destroy() { root.textContent = ""; },
-    probe: probe(kinds, () => (detailView ? detailView.probe.decoded() : 0)),
+    probe: Object.assign(probe(kinds, () => (detailView ? detailView.probe.decoded() : 0)), {
+      cell: (li, hi) => geo[li][hi],  // where thumbnail (li, hi) is drawn in canvas.as-thumbs
+    }),
   };
 };
