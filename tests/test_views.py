@@ -151,3 +151,21 @@ def test_encoder_decoder_views_carry_every_kind_with_its_own_token_streams():
     assert list(payload["kinds"]) == ["encoder", "decoder", "cross"]
     assert (payload["kinds"]["cross"]["query"], payload["kinds"]["cross"]["key"]) == ("decoder", "encoder")
     assert payload["kinds"]["cross"]["shape"] == [3, 5]
+
+
+def test_budget_mb_caps_the_file_and_is_checked(caplog):
+    from attnscope.encode import script_json
+    from attnscope.synthetic import synthetic_trace
+
+    trace = synthetic_trace(400, 2, 4)
+    roomy = attnscope.model_view(trace)
+    budget = len(script_json(roomy.payload)) / 3e6
+    with caplog.at_level("WARNING", logger="attnscope"):
+        tight = attnscope.model_view(trace, budget_mb=budget)
+        assert len(script_json(tight.payload)) <= budget * 1e6
+    assert tight.payload["kinds"]["self"]["pruning"]["lowered"] is True and "budget" not in str(tight.data()["options"])
+    assert "Raise budget_mb=" in caplog.text
+    with pytest.raises(InputError, match=r"budget_mb must be a positive number of megabytes; got -1"):
+        attnscope.head_view(trace, budget_mb=-1)
+    with pytest.raises(InputError, match=r"the neuron view has no option\(s\) \['budget_mb'\]"):
+        render("neuron", trace, budget_mb=5)

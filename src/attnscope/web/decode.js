@@ -44,20 +44,20 @@ function toSqrt8(w) {
 
 // z85: base 85, 5 characters per 4 bytes (big-endian), over the alphabet of attnscope/codec.py.
 const Z85 = "!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|";
-const Z85_VALUE = new Uint8Array(128).fill(255);
+const Z85_VALUE = new Uint8Array(256).fill(255);
 for (let i = 0; i < 85; i++) Z85_VALUE[Z85.charCodeAt(i)] = i;
 
-function unz85(text) {
-  const n = (text.length / 5) | 0, out = new Uint8Array(n * 4);
-  for (let g = 0, p = 0; g < n; g++) {
-    let v = 0;
-    for (let c = 0; c < 5; c++) {
-      const d = Z85_VALUE[text.charCodeAt(p++) & 127];
-      if (d === 255) throw new Error("attnscope: corrupt z85 text in the payload");
-      v = v * 85 + d;
-    }
-    out[4 * g] = v >>> 24; out[4 * g + 1] = (v >>> 16) & 255; out[4 * g + 2] = (v >>> 8) & 255; out[4 * g + 3] = v & 255;
+function unz85(s) {
+  const n = (s.length / 5) | 0, out = new Uint8Array(n * 4), Z = Z85_VALUE;
+  let bad = 0;
+  for (let p = 0, o = 0; o < 4 * n; p += 5, o += 4) {
+    const a = Z[s.charCodeAt(p) & 255], b = Z[s.charCodeAt(p + 1) & 255], c = Z[s.charCodeAt(p + 2) & 255];
+    const d = Z[s.charCodeAt(p + 3) & 255], e = Z[s.charCodeAt(p + 4) & 255];
+    bad |= a | b | c | d | e;
+    const v = (((a * 85 + b) * 85 + c) * 85 + d) * 85 + e;
+    out[o] = v >>> 24; out[o + 1] = (v >>> 16) & 255; out[o + 2] = (v >>> 8) & 255; out[o + 3] = v & 255;
   }
+  if (bad & 128 || s.length % 5) throw new Error("attnscope: corrupt z85 text in the payload");
   return out;
 }
 
@@ -70,100 +70,155 @@ const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 
 const CL_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 let FIXED = null;
 
-// Canonical Huffman code from code lengths, as a table indexed by the next `bits` input bits (LSB first):
-// entry = symbol << 4 | code length (0: no such code).
+// Canonical Huffman code from code lengths, as a lookup table on the next input bits (LSB first). Its first `bits`
+// (<= 10) entries are indexed by that many bits: symbol << 4 | code length (0: no such code), or, for codes longer
+// than that, -(offset << 4 | extra) pointing at a second-level table indexed by `extra` further bits.
 function huffman(lengths) {
-  let bits = 0;
-  for (const len of lengths) if (len > bits) bits = len;
-  const table = new Int32Array(1 << bits), count = new Uint16Array(16), next = new Uint16Array(16);
+  let max = 0;
+  for (const len of lengths) if (len > max) max = len;
+  const bits = Math.min(max, 10), slots = 1 << bits, count = new Uint16Array(16), next = new Uint16Array(16);
   for (const len of lengths) count[len]++;
   count[0] = 0;
   for (let len = 1, code = 0; len < 16; len++) { code = (code + count[len - 1]) << 1; next[len] = code; }
+  const revs = new Int32Array(lengths.length), extra = new Uint8Array(slots), offset = new Int32Array(slots);
   for (let sym = 0; sym < lengths.length; sym++) {
     const len = lengths[sym];
     if (!len) continue;
     let c = next[len]++, rev = 0;
     for (let b = 0; b < len; b++) { rev = (rev << 1) | (c & 1); c >>= 1; }
-    for (let i = rev; i < table.length; i += 1 << len) table[i] = (sym << 4) | len;
+    revs[sym] = rev;
+    if (len > bits) extra[rev & (slots - 1)] = Math.max(extra[rev & (slots - 1)], len - bits);
+  }
+  let size = slots;
+  for (let p = 0; p < slots; p++) if (extra[p]) { offset[p] = size; size += 1 << extra[p]; }
+  const table = new Int32Array(size);
+  for (let p = 0; p < slots; p++) if (extra[p]) table[p] = -((offset[p] << 4) | extra[p]);
+  for (let sym = 0; sym < lengths.length; sym++) {
+    const len = lengths[sym], rev = revs[sym];
+    if (!len) continue;
+    if (len <= bits) {
+      for (let i = rev; i < slots; i += 1 << len) table[i] = (sym << 4) | len;
+    } else {
+      const p = rev & (slots - 1);
+      for (let i = rev >>> bits; i < 1 << extra[p]; i += 1 << (len - bits)) table[offset[p] + i] = (sym << 4) | len;
+    }
   }
   return { table, bits };
 }
 
+// The entry of the code at the start of bit buffer bb (which holds at least 15 bits).
+function lookup(h, bb) {
+  const e = h.table[bb & ((1 << h.bits) - 1)];
+  return e >= 0 ? e : h.table[(-e >> 4) + ((bb >>> h.bits) & ((1 << (-e & 15)) - 1))];
+}
+
+// The decoder's state lives in one object passed to plain functions (closures over hot variables are slow).
 function inflate(src, sizeHint) {
-  let out = new Uint8Array(Math.max(64, sizeHint || src.length * 4)), op = 0, pos = 0, bb = 0, bc = 0;
-  const fail = () => { throw new Error("attnscope: corrupt deflate stream in the payload"); };
-  const need = (n) => { while (bc < n) { bb |= (pos < src.length ? src[pos] : 0) << bc; pos++; bc += 8; } };
-  const bits = (n) => { need(n); const v = bb & ((1 << n) - 1); bb >>>= n; bc -= n; return v; };
-  const sym = (h) => {
-    need(h.bits);
-    const e = h.table[bb & ((1 << h.bits) - 1)], len = e & 15;
-    if (!len) fail();
-    bb >>>= len; bc -= len;
-    return e >> 4;
-  };
-  const room = (n) => {
-    if (op + n <= out.length) return;
-    let m = out.length * 2;
-    while (m < op + n) m *= 2;
-    const bigger = new Uint8Array(m);
-    bigger.set(out.subarray(0, op));
-    out = bigger;
-  };
+  const z = { src, pos: 0, bb: 0, bc: 0, out: new Uint8Array(Math.max(64, sizeHint || src.length * 4)), op: 0 };
   for (let last = 0; !last;) {
-    last = bits(1);
-    const type = bits(2);
+    last = getBits(z, 1);
+    const type = getBits(z, 2);
     if (type === 0) {  // stored: to a byte boundary, giving back the whole bytes read ahead
-      bc -= bc & 7; pos -= bc >> 3; bb = 0; bc = 0;
-      const len = src[pos] | (src[pos + 1] << 8);
-      pos += 4;
-      if (pos + len > src.length) fail();
-      room(len); out.set(src.subarray(pos, pos + len), op); op += len; pos += len;
-      continue;
-    }
-    let lit, dist;
-    if (type === 1) {
+      z.bc -= z.bc & 7; z.pos -= z.bc >> 3; z.bb = 0; z.bc = 0;
+      const len = src[z.pos] | (src[z.pos + 1] << 8);
+      z.pos += 4;
+      if (z.pos + len > src.length) inflateFail();
+      z.out = grow(z.out, z.op, len);
+      z.out.set(src.subarray(z.pos, z.pos + len), z.op);
+      z.op += len; z.pos += len;
+    } else if (type === 1) {
       if (FIXED === null) {
         const l = new Uint8Array(288).fill(8, 0, 144).fill(9, 144, 256).fill(7, 256, 280).fill(8, 280, 288);
         FIXED = [huffman(l), huffman(new Uint8Array(30).fill(5))];
       }
-      [lit, dist] = FIXED;
+      codes(z, FIXED[0], FIXED[1]);
     } else if (type === 2) {
-      const nlit = bits(5) + 257, ndist = bits(5) + 1, ncl = bits(4) + 4, cl = new Uint8Array(19);
-      for (let i = 0; i < ncl; i++) cl[CL_ORDER[i]] = bits(3);
+      const nlit = getBits(z, 5) + 257, ndist = getBits(z, 5) + 1, ncl = getBits(z, 4) + 4, cl = new Uint8Array(19);
+      for (let i = 0; i < ncl; i++) cl[CL_ORDER[i]] = getBits(z, 3);
       const clh = huffman(cl), lens = new Uint8Array(nlit + ndist);
       for (let i = 0; i < lens.length;) {
-        const s = sym(clh);
+        const s = getSym(z, clh);
         if (s < 16) { lens[i++] = s; continue; }
-        const rep = s === 16 ? 3 + bits(2) : s === 17 ? 3 + bits(3) : 11 + bits(7);
-        if ((s === 16 && i === 0) || i + rep > lens.length) fail();
+        const rep = s === 16 ? 3 + getBits(z, 2) : s === 17 ? 3 + getBits(z, 3) : 11 + getBits(z, 7);
+        if ((s === 16 && i === 0) || i + rep > lens.length) inflateFail();
         lens.fill(s === 16 ? lens[i - 1] : 0, i, i + rep);
         i += rep;
       }
-      lit = huffman(lens.subarray(0, nlit));
-      dist = huffman(lens.subarray(nlit));
+      codes(z, huffman(lens.subarray(0, nlit)), huffman(lens.subarray(nlit)));
     } else {
-      fail();
-    }
-    for (;;) {
-      const s = sym(lit);
-      if (s < 256) {
-        if (op === out.length) room(1);
-        out[op++] = s;
-      } else if (s === 256) {
-        break;
-      } else {
-        const li = s - 257;
-        if (li >= 29) fail();
-        const len = LEN_BASE[li] + bits(LEN_EXTRA[li]), di = sym(dist);
-        if (di >= 30) fail();
-        const d = DIST_BASE[di] + bits(DIST_EXTRA[di]);
-        if (d > op) fail();
-        room(len);
-        for (const end = op + len; op < end; op++) out[op] = out[op - d];
-      }
+      inflateFail();
     }
   }
-  return out.subarray(0, op);
+  return z.out.subarray(0, z.op);
+}
+
+function inflateFail() {
+  throw new Error("attnscope: corrupt deflate stream in the payload");
+}
+
+function getBits(z, n) {
+  while (z.bc < n) { z.bb |= (z.pos < z.src.length ? z.src[z.pos] : 0) << z.bc; z.pos++; z.bc += 8; }
+  const v = z.bb & ((1 << n) - 1);
+  z.bb >>>= n; z.bc -= n;
+  return v;
+}
+
+function getSym(z, h) {
+  while (z.bc < 15) { z.bb |= (z.pos < z.src.length ? z.src[z.pos] : 0) << z.bc; z.pos++; z.bc += 8; }
+  const e = lookup(h, z.bb), len = e & 15;
+  if (!len) inflateFail();
+  z.bb >>>= len; z.bc -= len;
+  return e >> 4;
+}
+
+function grow(out, op, n) {
+  if (op + n <= out.length) return out;
+  let m = out.length * 2;
+  while (m < op + n) m *= 2;
+  const bigger = new Uint8Array(m);
+  bigger.set(out.subarray(0, op));
+  return bigger;
+}
+
+// One block's literals, lengths and distances, with the bit reads written out on local copies of the state: the
+// buffer is refilled to at least 25 bits, enough for a code (<= 15 bits) and a length's extra bits (<= 5);
+// distances refill again for their <= 13.
+function codes(z, lit, dist) {
+  const src = z.src, end = src.length, lt = lit.table, lb = lit.bits, lm = (1 << lb) - 1;
+  let { pos, bb, bc, out, op } = z;
+  for (;;) {
+    while (bc < 25) { bb |= (pos < end ? src[pos] : 0) << bc; pos++; bc += 8; }
+    let e = lt[bb & lm];
+    if (e < 0) e = lt[(-e >> 4) + ((bb >>> lb) & ((1 << (-e & 15)) - 1))];
+    let len = e & 15;
+    if (!len) inflateFail();
+    bb >>>= len; bc -= len;
+    const s = e >> 4;
+    if (s < 256) {
+      if (op === out.length) out = grow(out, op, 1);
+      out[op++] = s;
+      continue;
+    }
+    if (s === 256) break;
+    const li = s - 257;
+    if (li >= 29) inflateFail();
+    const le = LEN_EXTRA[li], length = LEN_BASE[li] + (bb & ((1 << le) - 1));
+    bb >>>= le; bc -= le;
+    while (bc < 25) { bb |= (pos < end ? src[pos] : 0) << bc; pos++; bc += 8; }
+    e = lookup(dist, bb); len = e & 15;
+    if (!len) inflateFail();
+    bb >>>= len; bc -= len;
+    const di = e >> 4;
+    if (di >= 30) inflateFail();
+    const de = DIST_EXTRA[di];
+    while (bc < de) { bb |= (pos < end ? src[pos] : 0) << bc; pos++; bc += 8; }
+    const d = DIST_BASE[di] + (bb & ((1 << de) - 1));
+    bb >>>= de; bc -= de;
+    if (d > op) inflateFail();
+    if (op + length > out.length) out = grow(out, op, length);
+    for (const stop = op + length; op < stop; op++) out[op] = out[op - d];
+  }
+  Object.assign(z, { pos, bb, bc, out, op });
 }
 
 function inflate85(text, sizeHint) {
