@@ -198,14 +198,17 @@ def _add_pruned(picked: dict, kinds: dict, code: str, room: float, spec: PruneSp
         att, layers, hs = picked[kind]
         return codec.head_rows(att, layers[li], hs[hi], spec)
 
+    def pack_all(mass: float | None, top_k: int | None) -> list[tuple[dict, float, float]]:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # zlib and numpy release the GIL
+            return list(pool.map(lambda h: _pack(rows(*h), mass, top_k, code), heads))
+
     steps = [(None, None), (spec.mass, spec.top_k)] + [(m, min(t, spec.top_k)) for m, t in LOWER if m < spec.mass]
     first, counts = _first_fit(heads, rows, steps, code, room)
     for s in range(first, len(steps)):
         if s > first and counts is not None and counts[s] == counts[s - 1]:
             continue  # the same rows as the step that did not fit
         mass, top_k = steps[s]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            packed = list(pool.map(lambda h: _pack(rows(*h), mass, top_k, code), heads))
+        packed = pack_all(mass, top_k)
         size = sum(_item_bytes(item) for item, _, _ in packed)
         if size <= room:
             break

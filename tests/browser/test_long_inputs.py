@@ -14,7 +14,14 @@ from attnscope import codec
 from attnscope.encode import VALUE_BYTES, dequantize
 from attnscope.synthetic import synthetic_trace
 
-from .browser_helpers import expected_lines, lines_drawn, pixels, show, texts, thumb_pixels
+from .browser_helpers import (
+    expected_lines,
+    lines_drawn,
+    pixels,
+    show,
+    texts,
+    thumb_pixels,
+)
 
 pytestmark = pytest.mark.browser
 
