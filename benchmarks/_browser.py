@@ -61,18 +61,35 @@ ATTNSCOPE_DRAWN = "document.querySelector('.attnscope[data-view]:not(.as-embedde
                   "['drawn', 'error'].includes(document.querySelector('.attnscope[data-view]:not(.as-embedded)')" \
                   ".dataset.state)"
 
-# What an attnscope page drew: its state, how many canvases, how many hold more than one colour (a painted
-# heatmap or lines on a transparent background), and the head view's line count.
+# What an attnscope page drew: its state; its thumbnails or line canvas ("canvases") and how many of them hold more
+# than one colour ("painted": a heatmap or lines on a transparent background); the head view's line count. The model
+# view paints every thumbnail into one canvas.as-thumbs, under one transparent button.as-thumb per head: each
+# button's rectangle is read back from that canvas.
 ATTNSCOPE_CHECK = """
 () => {
   const root = document.querySelector('.attnscope[data-view]:not(.as-embedded)');
-  let canvases = 0, painted = 0;
-  for (const c of root.querySelectorAll('canvas.as-thumb, canvas.as-lines')) {
-    canvases++;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const varied = (d) => {
     for (let p = 4; p < d.length; p += 4) {
-      if (d[p] !== d[0] || d[p + 1] !== d[1] || d[p + 2] !== d[2] || d[p + 3] !== d[3]) { painted++; break; }
+      if (d[p] !== d[0] || d[p + 1] !== d[1] || d[p + 2] !== d[2] || d[p + 3] !== d[3]) return true;
     }
+    return false;
+  };
+  let canvases = 0, painted = 0;
+  const grid = root.querySelector('canvas.as-thumbs');
+  if (grid) {
+    const g = grid.getContext('2d'), box = grid.getBoundingClientRect();
+    const sx = grid.width / box.width, sy = grid.height / box.height;
+    for (const b of root.querySelectorAll('button.as-thumb')) {
+      canvases++;
+      const r = b.getBoundingClientRect();
+      const x = Math.round((r.left - box.left) * sx), y = Math.round((r.top - box.top) * sy);
+      const w = Math.max(1, Math.round(r.width * sx)), h = Math.max(1, Math.round(r.height * sy));
+      if (varied(g.getImageData(x, y, w, h).data)) painted++;
+    }
+  }
+  for (const c of root.querySelectorAll('canvas.as-lines')) {
+    canvases++;
+    if (varied(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)) painted++;
   }
   return { state: root.dataset.state, canvases, painted, lines: Number(root.dataset.lines || 0),
            error: root.dataset.state === 'error' ? root.textContent : null };

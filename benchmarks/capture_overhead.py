@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import attnscope  # noqa: E402
-from _inputs import text_of_tokens  # noqa: E402
+import attnscope
+from _inputs import text_of_tokens
 
 
 def median_seconds(fn, reps: int) -> float:
@@ -51,9 +51,9 @@ def main() -> None:
             enc = tok(text, return_tensors="pt")
             own = model.config._attn_implementation
             model.set_attn_implementation("eager")
-            t_eager = median_seconds(lambda: eager_forward(model, enc), args.reps)
+            t_eager = median_seconds(lambda m=model, e=enc: eager_forward(m, e), args.reps)
             model.set_attn_implementation(own)
-            t_cap = median_seconds(lambda: attnscope.capture(model, tok, text), args.reps)
+            t_cap = median_seconds(lambda m=model, t=tok, x=text: attnscope.capture(m, t, x), args.reps)
             rows.append((name, n, t_eager * 1e3, t_cap * 1e3, t_cap / t_eager))
             print(f"{name:8s} n={n:4d}  eager {t_eager * 1e3:9.1f} ms  capture {t_cap * 1e3:9.1f} ms  "
                   f"ratio {t_cap / t_eager:5.2f}x", file=sys.stderr, flush=True)

@@ -29,9 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _bertviz  # noqa: E402
-from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium  # noqa: E402
-
 import attnscope  # noqa: E402
+from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium  # noqa: E402
 
 OUT = _bertviz.BENCH / "scale"
 ROOT = ".attnscope[data-view]:not(.as-embedded)"
@@ -40,7 +39,7 @@ LAYER_SELECT = ("const sel = [...root.querySelectorAll('label.as-field')]"
 # Head view: change the layer (three times), each timed until the frame after the redraw is painted.
 HEAD_ACTIONS = [LAYER_SELECT + f"sel.value = '{li}'; sel.dispatchEvent(new Event('change'));" for li in (1, 2, 3)]
 # Model view: click the thumbnail of layer 1, head 1 to open its head view beside the grid.
-MODEL_ACTIONS = ["root.querySelector('canvas.as-thumb[data-li=\"1\"][data-hi=\"1\"]').click();"]
+MODEL_ACTIONS = ["root.querySelector('.as-thumb[data-li=\"1\"][data-hi=\"1\"]').click();"]
 
 
 def build(tool: str, view: str, n: int, layers: int, heads: int) -> dict:

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _bertviz  # noqa: E402
-from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium, Result  # noqa: E402
-from _inputs import WORDS  # noqa: E402
-
-import attnscope  # noqa: E402
-from attnscope import compat  # noqa: E402
+import _bertviz
+import attnscope
+from _browser import ATTNSCOPE_CHECK, ATTNSCOPE_DRAWN, Chromium, Result
+from _inputs import WORDS
+from attnscope import compat
 
 LAYERS, HEADS = 12, 12
 OUT = _bertviz.BENCH / "vs_bertviz"

@@ -1,4 +1,8 @@
-"""Shared fixtures: real traces from the embedded model and random traces of any shape."""
+"""Shared fixtures: real traces from the embedded model, random traces of any shape, and Chromium.
+
+Chromium runs once per session through Playwright's sync API, which keeps an asyncio loop running in the main
+thread while the browser is open: tests that drive asyncio themselves use ``fresh_loop.run``.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +47,32 @@ def minilm_trace(minilm):
     """A real trace with q/k/v and a sentence pair, from the embedded model."""
     model, tok = minilm
     return attnscope.capture(model, tok, "The cat sat on the mat.", pair="It was very happy.", qkv=True)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; the test fails if the page logged any JavaScript error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"

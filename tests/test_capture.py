@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import ALL, DECODERS, ENCODERS, SEQ2SEQ, build
 
 import attnscope
 from attnscope.errors import InputError, InputTooLongError
+from tiny_models import ALL, DECODERS, ENCODERS, SEQ2SEQ, build
 
 TEXT = "the cat sat on the mat and it was very happy ."
 TARGET = "the dog runs over the lazy fox"

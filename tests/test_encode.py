@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import random_attention
 
 import attnscope
 import attnscope.encode
@@ -15,6 +14,7 @@ from attnscope import codec
 from attnscope.encode import decode_head, dequantize, encode, quantize, script_json
 from attnscope.errors import InputError, MissingDataError
 from attnscope.synthetic import synthetic_trace
+from conftest import random_attention
 
 
 def float_lists(obj, path="payload"):

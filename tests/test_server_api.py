@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import attnscope
+import fresh_loop
 from attnscope.encode import decode_head
 from attnscope.errors import InputError
 from attnscope.server import Settings, create_app
@@ -519,7 +520,7 @@ def test_gate_runs_one_job_and_refuses_past_its_wait_list():
         await asyncio.gather(*tasks)
         assert order == [0, 1, 2] and not gate.running and gate.waiting == 0
 
-    asyncio.run(scenario())
+    fresh_loop.run(scenario())
 
 
 def test_full_queue_answers_429_with_retry_after(captured):
@@ -530,7 +531,7 @@ def test_full_queue_answers_429_with_retry_after(captured):
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=120) as c:
             return await asyncio.gather(*(c.post("/api/capture", json={"text": f"{TEXT * 12} {i}"}) for i in range(5)))
 
-    responses = asyncio.run(burst())
+    responses = fresh_loop.run(burst())
     codes = sorted(r.status_code for r in responses)
     assert codes.count(200) >= 2 and codes.count(429) >= 1 and set(codes) <= {200, 429}, codes
     busy = next(r for r in responses if r.status_code == 429)

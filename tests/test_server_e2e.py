@@ -8,33 +8,22 @@ file, and a remote-mode server works in the browser once the token is given. Pag
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 import attnscope
+from served import free_port, serving
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 TOKEN = "e2e-token-0123456789abcdef"
 #: ~210 tokens: its head view payload (72 heads x 210 x 210 bytes) passes the 2 MB budget, so heads come lazily
 LONG_TEXT = " ".join(["The committee met on a grey morning to weigh the river plan, the budget and the old bridge."] * 10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -42,28 +31,9 @@ def server(*args: str):
     """``attnscope serve --port P *args`` (the installed command) in a subprocess; yields its base URL."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("attnscope")), "serve", "--port", str(port), *args]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
     headers = {"authorization": f"Bearer {args[args.index('--token') + 1]}"} if "--token" in args else {}
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {proc.stderr.read()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/health", headers=headers, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 60 s")
-            time.sleep(0.2)
+    with serving(command, port, headers) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -81,24 +51,6 @@ def url(folder):
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    yield pg
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 def drawn(page: Page, selector: str, timeout: float = 60_000) -> None:

@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -22,6 +20,9 @@ from collections import Counter, defaultdict
 import httpx
 import psutil
 import pytest
+
+import fresh_loop
+from served import free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -31,39 +32,14 @@ SENTENCES = ["The cat sat on the mat because it was tired.", "A storm rolled ove
              "She read the letter twice and then burned it.", "Prices rose sharply after the harvest failed."]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def server(**options):
     """``attnscope.server.serve(**options)`` in a subprocess; yields (base URL, psutil.Process)."""
     port = free_port()
     options = {"port": port, "log_level": "error", **options}
     code = "import json, sys; from attnscope.server import serve; serve(**json.loads(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(options)], stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {proc.stderr.read()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 60 s")
-            time.sleep(0.2)
+    with serving([sys.executable, "-c", code, json.dumps(options)], port) as (url, proc):
         yield url, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def plan(rng: random.Random, trace_id: str, n: int) -> list[tuple[str, str, str, dict]]:
@@ -128,7 +104,7 @@ def test_500_requests_give_no_5xx_bounded_queues_and_flat_memory(tmp_path):
         results = []
         start = time.perf_counter()
         for _ in range(2):  # two halves: memory after the second must not keep climbing
-            results += asyncio.run(fire(url, plan(rng, trace_id, REQUESTS // 2)))
+            results += fresh_loop.run(fire(url, plan(rng, trace_id, REQUESTS // 2)))
             rss.append(proc.memory_info().rss)
         took = time.perf_counter() - start
         assert httpx.get(f"{url}/api/health").status_code == 200

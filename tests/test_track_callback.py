@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import comet_ml  # noqa: F401  (imported before the Trainer so Comet's own integration stays quiet)
+import comet_ml
 import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from transformers import (BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer,
-                          TrainingArguments)
+from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
 import attnscope
 from attnscope.errors import InputError

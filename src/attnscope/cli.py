@@ -83,7 +83,7 @@ class _Group(TyperGroup):
         except Abort:
             typer.echo("aborted", err=True)
             code = 1
-        except Exception as exc:  # noqa: BLE001 - the one place that turns any error into a message and a code
+        except Exception as exc:  # the one place that turns any error into a message and an exit code
             code = _fail_with(exc)
         sys.exit(code if isinstance(code, int) else 0)
 

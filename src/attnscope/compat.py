@@ -13,7 +13,9 @@ from typing import Any
 
 from .errors import InputError, MissingExtraError
 from .trace import Trace
-from .views import View, head_view as _head_view, model_view as _model_view
+from .views import View
+from .views import head_view as _head_view
+from .views import model_view as _model_view
 
 _ENC_DEC_ARGS = ("encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens", "decoder_tokens")
 
@@ -115,7 +117,8 @@ def _act(view: View, html_action: str) -> Any:
         raise InputError(f"html_action must be 'view' or 'return'; got {html_action!r}")
     html = view.fragment()
     try:
-        from IPython.display import HTML as IPythonHTML, display
+        from IPython.display import HTML as IPythonHTML
+        from IPython.display import display
     except ImportError:
         if html_action == "view":
             raise MissingExtraError(

@@ -272,7 +272,7 @@ def load(path: str | Path) -> Trace:
                     f"{str(path)!r} has trace format {version}; this attnscope reads up to {FORMAT_VERSION}. "
                     "Upgrade attnscope: pip install -U attnscope"
                 )
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         forms = json.loads(header["attention"])
         tokens = json.loads(header["tokens"])
         segments = {k: Segment(*v) for k, v in json.loads(header["segments"]).items()}

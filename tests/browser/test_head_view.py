@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import attnscope
+
 from .browser_helpers import expected_lines, lines_drawn, pixels, random_attention, show, texts
 
 pytestmark = pytest.mark.browser

@@ -80,10 +80,7 @@ def _allowed(mask: torch.Tensor | None, b: int, q: int, k: int) -> np.ndarray:
     """Which (query, key) pairs the mask lets through, ``[B, q, k]`` bool."""
     if mask is None:
         return np.ones((b, q, k), dtype=bool)
-    if mask.dtype == torch.bool:
-        allowed = mask
-    else:
-        allowed = mask > torch.finfo(mask.dtype).min / 2
+    allowed = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
     allowed = allowed[..., :q, :k].expand(b, -1, q, k)[:, 0]
     return allowed.cpu().numpy()
 

@@ -35,7 +35,7 @@ def resolve_inside(root: Path, relative: str, *, want: str) -> Path:
     try:
         real = candidate.resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError):
-        raise ApiError(404, f"no such {'folder' if want == 'dir' else 'file'} in the traces folder: {relative!r}")
+        raise ApiError(404, f"no such {'folder' if want == 'dir' else 'file'} in the traces folder: {relative!r}") from None
     except (OSError, RuntimeError) as exc:  # symlink loops, permissions
         raise ApiError(400, f"cannot open {relative!r}: {exc.__class__.__name__}") from None
     if not real.is_relative_to(root):

@@ -27,7 +27,6 @@ from ..trace import Trace, load
 from . import artifacts
 from .artifacts import Logged
 
-
 #: The file inside an offline archive that lists every logged message, one JSON object a line.
 MESSAGES = "messages.json"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from ..encode import script_json
@@ -37,7 +37,7 @@ VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
 _counter = itertools.count(1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def asset(name: str) -> str:
     """The text of one file in ``attnscope/web``."""
     text = (resources.files("attnscope") / "web" / name).read_text(encoding="utf-8")
@@ -46,13 +46,13 @@ def asset(name: str) -> str:
     return text
 
 
-@lru_cache(maxsize=None)
+@cache
 def script(view: str) -> str:
     """The JavaScript ``view`` needs (shared code, the view, the boot code), to be wrapped in one IIFE."""
     return "\n".join(asset(name) for name in (*VIEW_SCRIPTS[view], "boot.js"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def styles(view: str) -> str:
     """The CSS ``view`` needs (style.css plus its own sheets)."""
     return "".join(asset(name) for name in ("style.css", *VIEW_STYLES.get(view, ())))
