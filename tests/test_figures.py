@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from PIL import Image
 from pypdf import PdfReader
 
@@ -188,6 +189,34 @@ def test_model_grid_of_long_input_is_built_from_pooled_thumbnails(make_trace):
     cell = image[2 * gap + ch : 2 * gap + 2 * ch, gap : gap + cw]
     expected = resolve("model", trace).theme.heat_cmap()(model_figure.style.heat_norm(1.0)(pooled))
     np.testing.assert_allclose(cell, expected)
+
+
+def test_model_grid_frames_cells_by_a_metric_and_sorts_each_row_by_it(make_trace, tmp_path):
+    trace = make_trace(layers=2, heads=4, n=8, causal=True, seed=3)
+    opts = resolve("model", trace, metric="entropy", sort=True)
+    values = model_figure.metric_grid(trace, opts)
+    image, (ch, cw), gap, _ = model_figure.mosaic(trace, opts, values)
+    colour = model_figure.metric_cmap(opts.theme)
+    norm = Normalize(values.min(), values.max())
+    for r in range(2):
+        for c, hi in enumerate(np.argsort(-values[r], kind="stable")):  # highest first
+            y, x = gap + r * (ch + gap), gap + c * (cw + gap)
+            np.testing.assert_allclose(image[y, x], colour(norm(values[r, hi])))  # the frame's corner
+            inner = image[y + ch // 2 - 2 : y + ch // 2 + 2, x + cw // 2 - 2 : x + cw // 2 + 2]
+            thumb = opts.theme.heat_cmap()(model_figure.style.heat_norm(1.0)(trace.head(r, int(hi))))
+            assert any(np.allclose(inner[0, 0], t) for t in thumb.reshape(-1, 4))  # head hi's weights inside
+    top = np.unravel_index(values.argmax(), values.shape)
+    assert np.allclose(image[gap + top[0] * (ch + gap), gap], colour(1.0))  # the highest entropy: the bar's top
+    texts = svg_texts(save_figure("model", trace, tmp_path / "m.svg", metric="entropy", sort=True))
+    assert "heads by entropy, highest first (corner: head)" in texts and "frame: entropy" in texts
+    corners = [t.get_text() for t in figure("model", trace, metric="entropy", sort=True).axes[0].texts]
+    assert corners == [str(h) for r in range(2) for h in np.argsort(-values[r], kind="stable")]  # each cell's head
+    unsorted = model_figure.mosaic(trace, resolve("model", trace, metric="entropy"), values)[0]
+    np.testing.assert_allclose(unsorted[gap, gap + (cw + gap)], colour(norm(values[0, 1])))  # column 1 is head 1
+    with pytest.raises(InputError, match=r"unknown metric 'bogus'; choose one of \['entropy'"):
+        figure("model", trace, metric="bogus")
+    path = attnscope.model_view(trace, metric="max", sort=True).save(tmp_path / "m.png", dpi=60)
+    assert png(path).std() > 10
 
 
 def test_matrix_of_a_pruned_long_trace_renders(make_trace, tmp_path):

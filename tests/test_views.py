@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import attnscope
+from attnscope.analysis import head_metrics
+from attnscope.encode import HEAD_METRICS, script_json
 from attnscope.errors import InputError, MissingDataError
 from attnscope.views import View, render
 from attnscope.views._html import VIEW_SCRIPTS, asset
@@ -169,3 +171,54 @@ def test_budget_mb_caps_the_file_and_is_checked(caplog):
         attnscope.head_view(trace, budget_mb=-1)
     with pytest.raises(InputError, match=r"the neuron view has no option\(s\) \['budget_mb'\]"):
         render("neuron", trace, budget_mb=5)
+
+
+def test_model_view_metric_and_sort_are_checked_and_reach_the_script(make_trace):
+    trace = make_trace(2, 3, 6)
+    with pytest.raises(InputError, match=r"unknown metric 'entropie'; choose one of \['entropy', 'distance', .*'max'\]"):
+        attnscope.model_view(trace, metric="entropie")
+    with pytest.raises(InputError, match=r"sort=True orders each layer's heads by a metric; pass metric= one of"):
+        attnscope.model_view(trace, sort=True)
+    with pytest.raises(InputError, match=r"sort must be True or False; got 'yes'"):
+        attnscope.model_view(trace, metric="self", sort="yes")
+    with pytest.raises(InputError, match=r"the head view has no option\(s\) \['metric'\]"):
+        render("head", trace, metric="entropy")
+    assert attnscope.model_view(trace, metric="self", sort=True).data()["options"] == {"metric": "self", "sort": True}
+
+
+def test_model_payload_carries_each_heads_metrics_and_label_as_a_few_numbers(make_trace):
+    trace = make_trace(2, 3, 8, causal=True)
+    metrics = attnscope.model_view(trace).payload["kinds"]["self"]["metrics"]
+    assert metrics["names"] == list(HEAD_METRICS)
+    for rec in head_metrics(trace):
+        layer, head = rec["layer"], rec["head"]
+        for name in HEAD_METRICS:
+            assert metrics["values"][name][layer][head] == pytest.approx(rec[name], rel=1e-3, abs=1e-6)
+        assert metrics["labels"][metrics["label"][layer][head]] == rec["label"]
+    assert len(script_json(metrics)) < 2 * 3 * (len(HEAD_METRICS) * 10 + 4) + 200  # per head, never per token
+    some = attnscope.model_view(trace, include_layers=[1], include_heads=[2, 0]).payload["kinds"]["self"]["metrics"]
+    assert some["values"]["entropy"] == [[metrics["values"]["entropy"][1][2], metrics["values"]["entropy"][1][0]]]
+    assert "metrics" not in attnscope.head_view(trace).payload["kinds"]["self"]
+
+
+def test_long_inputs_compute_head_metrics_only_when_a_metric_is_asked_for(make_trace, monkeypatch):
+    import attnscope.encode
+
+    trace = make_trace(2, 3, 8)
+    monkeypatch.setattr(attnscope.encode, "METRICS_AUTO_MAX", 2 * 3 * 8 * 8 - 1)  # this trace now counts as long
+    assert "metrics" not in attnscope.model_view(trace).payload["kinds"]["self"]
+    assert "metrics" in attnscope.model_view(trace, metric="max").payload["kinds"]["self"]
+
+
+def test_metrics_that_do_not_apply_to_cross_attention_travel_as_null():
+    rng = np.random.default_rng(0)
+
+    def att(q, k):
+        w = rng.random((1, 2, q, k)).astype(np.float32)
+        return w / w.sum(-1, keepdims=True)
+
+    trace = attnscope.Trace.from_arrays({"encoder": att(5, 5), "decoder": att(3, 3), "cross": att(3, 5)},
+                                        {"encoder": list("abcde"), "decoder": list("xyz")})
+    cross = attnscope.model_view(trace, kind="cross").payload["kinds"]["cross"]["metrics"]["values"]
+    assert cross["distance"] == cross["previous"] == [[None, None]] and all(v > 0 for v in cross["max"][0])
+    assert json_block(attnscope.model_view(trace).html())["payload"]["kinds"]["cross"]["metrics"]  # strict JSON, no NaN

@@ -21,6 +21,10 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
   (see :mod:`attnscope.codec`) sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]`` tokens.
 - ``qkv`` (neuron view): ``qkv["query"][layer][head]`` float16 ``[q, d]``, ``qkv["key"][layer][head]`` ``[k, d]``,
   ``qkv["bias"]`` ``[q, k]`` or null (T5's position bias), with ``scaling`` and ``causal`` beside them.
+- ``metrics`` (model view): per-head statistics of :func:`attnscope.analysis.head_metrics`, a few numbers per head
+  (never per token): ``metrics["values"][name][layer][head]`` rounded to 4 significant digits (null where the
+  metric does not apply: positional metrics of cross-attention), ``name`` in ``metrics["names"]``
+  (:data:`HEAD_METRICS`); ``metrics["label"][layer][head]`` indexes ``metrics["labels"]`` (the pattern labels).
 
 **Budget.** Short inputs travel dense. Past :data:`DENSE_MAX` weights, or past the budget, every row is cut to its
 largest weights until ``mass`` of its attention (at most ``top_k``; already pruned traces are first tried as they
@@ -37,11 +41,13 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from . import codec
+from .analysis.metrics import LABELS, head_metrics
 from .attention import PruneSpec
 from .errors import InputError, MissingDataError
 from .trace import Trace
@@ -59,6 +65,11 @@ DENSE_MAX = 2**24
 #: (mass, top_k) tried in turn when the asked ones do not fit the budget (steps above the asked mass are skipped).
 LOWER = ((0.9, 128), (0.85, 64), (0.8, 48), (0.7, 32), (0.6, 16), (0.5, 8), (0.0, 1))
 _SAMPLE_HEADS = 24  # heads packed to estimate a step's bytes per kept weight
+#: The head metrics a payload carries (keys of :func:`attnscope.analysis.head_metrics` records), in menu order.
+HEAD_METRICS = ("entropy", "distance", "self", "previous", "next", "local", "first", "special", "sink", "max")
+#: ``metrics=None`` adds head metrics when the included attention has at most this many weights (about 0.5 s of
+#: work). head_metrics reads every head densely, ~2.5-5 ns per weight: ~90 s for 4096 tokens x 32 x 32 heads.
+METRICS_AUTO_MAX = 2**27
 
 
 def encode(
@@ -71,6 +82,7 @@ def encode(
     thumb_size: int | None = None,
     attention: bool = True,
     qkv: bool = False,
+    metrics: bool | None = False,
     budget_mb: float = BUDGET_MB,
     mass: float = 0.95,
     top_k: int = 256,
@@ -80,7 +92,8 @@ def encode(
     ``kinds`` defaults to every kind in the trace; ``include_layers``/``include_heads`` keep only those
     (original indices); ``dtype`` is ``"uint8"`` (sqrt-scaled bytes) or ``"float16"``; ``thumb_size`` sets the
     model view's thumbnail size; ``attention=False`` leaves the weights out (the neuron view recomputes them from
-    q and k); ``qkv=True`` adds query/key vectors (float16). ``budget_mb`` caps the payload's size; ``mass`` and
+    q and k); ``qkv=True`` adds query/key vectors (float16); ``metrics=True`` adds each head's metrics
+    (``None``: only when cheap, see :data:`METRICS_AUTO_MAX`). ``budget_mb`` caps the payload's size; ``mass`` and
     ``top_k`` say how rows are cut when they must be (per row: the largest weights up to that fraction of its
     attention, at most ``top_k`` of them, never fewer than one).
     """
@@ -124,9 +137,57 @@ def encode(
         }
         if qkv:
             payload["kinds"][kind]["qkv"] = _encode_qkv(trace, kind, layers, heads, info)
+    if metrics or (metrics is None and _weights(trace, payload["kinds"]) <= METRICS_AUTO_MAX):
+        for kind, entry in payload["kinds"].items():
+            entry["metrics"] = encode_metrics(trace, kind, entry["layers"], entry["heads"])
     if attention:
         _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec)
     return payload
+
+
+def check_metric(metric: str | None, sort: bool | None) -> None:
+    """The model view's ``metric`` (one of :data:`HEAD_METRICS`, or None) and ``sort`` (``sort=True`` needs a metric)."""
+    if metric is not None and metric not in HEAD_METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {list(HEAD_METRICS)} (or None for no colouring)")
+    if sort is not None and not isinstance(sort, bool):
+        raise InputError(f"sort must be True or False; got {sort!r}")
+    if sort and metric is None:
+        raise InputError(f"sort=True orders each layer's heads by a metric; pass metric= one of {list(HEAD_METRICS)}")
+
+
+def encode_metrics(trace: Trace, kind: str, layers: Sequence[int], heads: Sequence[int]) -> dict[str, Any]:
+    """The ``metrics`` entry of one kind (module docstring): head metrics of the chosen layers and heads only."""
+    att = trace.attention[kind]
+    if list(layers) != list(range(att.shape[0])) or list(heads) != list(range(att.shape[1])):
+        trace = replace(trace, attention={kind: _Chosen(att, list(layers), list(heads))})
+    records = head_metrics(trace, kind)
+    H = len(heads)
+
+    def num(v: float) -> float | None:
+        return None if not np.isfinite(v) else float(f"{v:.4g}")
+
+    return {
+        "names": list(HEAD_METRICS),
+        "values": {m: [[num(r[m]) for r in records[li * H : (li + 1) * H]] for li in range(len(layers))]
+                   for m in HEAD_METRICS},
+        "labels": list(LABELS),
+        "label": [[LABELS.index(r["label"]) for r in records[li * H : (li + 1) * H]] for li in range(len(layers))],
+    }
+
+
+class _Chosen:
+    """Some layers and heads of one kind's attention, read as if they were all of it (for head_metrics)."""
+
+    def __init__(self, att, layers: list[int], heads: list[int]):
+        self.att, self.layers, self.heads = att, layers, heads
+        self.shape = (len(layers), len(heads), *att.shape[2:])
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        return self.att.head(self.layers[layer], self.heads[head])
+
+
+def _weights(trace: Trace, kinds: dict[str, Any]) -> int:
+    return sum(len(s["layers"]) * len(s["heads"]) * s["shape"][0] * s["shape"][1] for s in kinds.values())
 
 
 def script_json(obj: Any) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attention import block_max
+from ..encode import check_metric
 from ..errors import InputError, MissingDataError
 from ..tokens import prettify_tokens
 from .style import THEMES, Theme
@@ -20,7 +21,7 @@ _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
 #: ``budget_mb`` (the HTML payload's precision and size) are accepted and have no effect on a figure.
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
     "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb", "metric", "sort"),
     "neuron": _COMMON + ("layer", "head", "query"),
     "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),
@@ -36,6 +37,7 @@ class Options:
     ``heads``: heads drawn by the head view; ``layers``/``head_set``: rows and columns of the model grid.
     ``rows``/``cols``: the query and key tokens shown (all, or two segments picked by ``filter="A->B"``);
     ``filter`` names them (``"All"``, ``"A->B"``); ``query_labels``/``key_labels`` are their display strings.
+    ``metric``/``sort``: what the model grid's frames are coloured by and whether each row is ordered by it.
     """
 
     kind: str
@@ -52,6 +54,8 @@ class Options:
     query_labels: list[str]
     key_labels: list[str]
     thumb_size: int | None
+    metric: str | None = None
+    sort: bool = False
 
     @property
     def cropped(self) -> bool:
@@ -76,7 +80,7 @@ def resolve(view: str, trace, **options) -> Options:
 
 def _resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, include_heads=None, query=None,
              head=None, filter=None, theme=None, prettify=None, thumb_size=None, dtype=None,
-             budget_mb=None) -> Options:
+             budget_mb=None, metric=None, sort=None) -> Options:
     """``theme="auto"`` (an HTML view option) draws light; ``dtype`` does nothing here (see VIEW_OPTIONS)."""
     if kind is None:
         kind = trace.default_kind
@@ -88,6 +92,7 @@ def _resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, i
         raise InputError(f"unknown theme {theme!r}; expected one of {', '.join(THEMES)} (or 'auto')")
     if thumb_size is not None and (not isinstance(thumb_size, numbers.Integral) or thumb_size < 8):
         raise InputError(f"thumb_size must be a whole number >= 8 (pixels); got {thumb_size!r}")
+    check_metric(metric, sort)
     query_stream, key_stream = trace.streams(kind)
     rows, cols, filter = _spans(trace, kind, filter)
     shown = list if prettify is False else prettify_tokens
@@ -106,6 +111,8 @@ def _resolve(trace, *, kind=None, layer=None, heads=None, include_layers=None, i
         query_labels=shown(trace.tokens[query_stream])[rows],
         key_labels=shown(trace.tokens[key_stream])[cols],
         thumb_size=None if thumb_size is None else int(thumb_size),
+        metric=metric,
+        sort=bool(sort),
     )
 
 

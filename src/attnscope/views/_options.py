@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..encode import check_metric
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 
@@ -12,7 +13,7 @@ _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
 #: Options each view accepts (snake_case, as in Python).
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
     "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb", "metric", "sort"),
     "neuron": _COMMON + ("layer", "head", "query"),
     "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),  # attnscope.views.diff checks these itself
@@ -72,6 +73,7 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"budget_mb must be a positive number of megabytes; got {budget!r}")
     if "prettify" in opts:
         opts["prettify"] = bool(opts["prettify"])
+    check_metric(opts.get("metric"), opts.get("sort"))
     return opts
 
 

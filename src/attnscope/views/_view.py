@@ -84,4 +84,6 @@ def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, A
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None
-    return encode(trace, dtype=dtype, thumb_size=thumb, budget_mb=opts.get("budget_mb", BUDGET_MB), **common)
+    metrics = (True if opts.get("metric") else None) if name == "model" else False  # None: when cheap
+    return encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics, budget_mb=opts.get("budget_mb", BUDGET_MB),
+                  **common)

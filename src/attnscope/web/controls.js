@@ -210,3 +210,65 @@ function legend(theme) {
   wrap.append(el("span", "as-label", "0"), c, el("span", "as-label", "1 (\u221a scale)"));
   return wrap;
 }
+
+// The generation-step slider of a trace made with generate=N: a native range (keyboard accessible) over steps 0..n,
+// previous / next / play buttons, a status line and "All" to leave stepping. onStep(s) gets the step, or null for
+// "All". {node, set(step, n), status(text), stop()}; set() never calls onStep.
+function stepControl(onStep) {
+  const wrap = el("span", "as-field as-stepper");
+  const button = (text, title) => {
+    const b = el("button", "as-step-btn", text);
+    b.type = "button";
+    b.title = title;
+    return b;
+  };
+  const prev = button("\u2039", "Previous generation step");
+  const range = el("input", "as-step-range");
+  range.type = "range";
+  range.min = "0";
+  range.step = "1";
+  range.setAttribute("aria-label", "Generation step");
+  range.title = "Generation step: the prompt and the first s generated tokens; lines show what the last of them " +
+    "attended to when the model chose the next token";
+  const next = button("\u203a", "Next generation step");
+  const play = button("\u25b6", "Play the generation steps");
+  const all = button("All", "Leave stepping: every token and all its lines");
+  const status = el("span", "as-label as-step-status");
+  wrap.append(el("span", "as-label", "Step"), prev, range, next, play, all, status);
+  let timer = null;
+  const go = (s) => {
+    const v = Math.max(0, Math.min(Number(range.max), s));
+    range.value = String(v);
+    onStep(v);
+    return v;
+  };
+  const stop = () => {
+    if (timer !== null) clearInterval(timer);
+    timer = null;
+    play.textContent = "\u25b6";
+    play.setAttribute("aria-pressed", "false");
+  };
+  range.addEventListener("input", () => { stop(); onStep(Number(range.value)); });
+  prev.addEventListener("click", () => { stop(); go(Number(range.value) - 1); });
+  next.addEventListener("click", () => { stop(); go(Number(range.value) + 1); });
+  all.addEventListener("click", () => { stop(); onStep(null); });
+  play.addEventListener("click", () => {
+    if (timer !== null) { stop(); return; }
+    const n = Number(range.max);
+    if (!wrap.classList.contains("as-stepping") || Number(range.value) >= n) go(0);
+    play.textContent = "\u25a0";
+    play.setAttribute("aria-pressed", "true");
+    timer = setInterval(() => { if (go(Number(range.value) + 1) >= n) stop(); }, 900);
+  });
+  return {
+    node: wrap,
+    set(step, n) {
+      range.max = String(n);
+      range.value = String(step === null ? n : step);
+      wrap.classList.toggle("as-stepping", step !== null);
+      all.disabled = step === null;
+    },
+    status(text) { status.textContent = text; },
+    stop,
+  };
+}

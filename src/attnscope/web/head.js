@@ -2,17 +2,20 @@
 // Tokens sit in a scrolling window of at most WINDOW rows: only the labels on screen exist in the DOM, and only
 // lines between tokens on screen are drawn (a focused token's lines to tokens off screen end at the window's
 // edge). Lines are bucketed by opacity into a few paths per head and stroked on one canvas.
+// A trace made with generate=N gets a step slider: at step s the view holds the prompt and the first s generated
+// tokens, and draws the row of the last of them (what it attended to when the model chose the next token).
 
 const BOX = 36;          // px of weight boxes beside each token column (shown while a token is in focus)
 const LEVELS = 64;       // opacity buckets; weights below 1/(2*LEVELS) are not drawn (they would be invisible)
 const WINDOW = 40;       // token rows on screen at most; longer inputs scroll
+const BOLD_FONT = "italic 600 " + TOKEN_FONT;  // the widest a token label gets (focused, generated)
 
 views.head = function renderHead(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
   const kinds = kindsOf(payload);
   const ui = frame(root, payload, o, "head");
   const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, sel: new Set(), filter: null,
-    focus: null, pinned: false, match: null };
+    focus: null, pinned: false, match: null, step: null };
 
   function startKind(kind, layer, heads) {
     st.kind = kind;
@@ -26,8 +29,10 @@ views.head = function renderHead(root, payload, options) {
   const layerSel = selectControl("Layer", layerItems(st.kind), st.li, (li) => { st.li = li; draw(); });
   const filterSlot = el("span", "as-slot");
   const search = searchControl((text, step) => find(text, step));
+  const stepSlot = el("span", "as-slot");
+  const stepper = stepControl((s) => { st.step = s; rebuild(); });
   if (kindSel) ui.bar.append(kindSel.node);
-  ui.bar.append(layerSel.node, filterSlot, search.node);
+  ui.bar.append(layerSel.node, filterSlot, search.node, stepSlot);
   const sw = swatches(st.kind, st.sel, () => draw());
   ui.bar.append(sw.node);
 
@@ -48,20 +53,38 @@ views.head = function renderHead(root, payload, options) {
 
   function columnWidth(tokens) {
     let w = 24;
-    for (const t of tokens) w = Math.max(w, textWidth(tokenText(t, o.prettify), TOKEN_FONT));
+    for (const t of tokens) w = Math.max(w, textWidth(tokenText(t, o.prettify), BOLD_FONT));  // a focused token is bold
     return Math.min(Math.ceil(w) + 12, 180);
   }
 
+  // The generated tokens of this kind's query stream ({start, n}), or null when the trace was not made with generate=N.
+  function generatedOf(kind) {
+    const g = (payload.segments || {}).generated;
+    return g && g.stream === kind.spec.query && g.end > g.start ? { start: g.start, n: g.end - g.start } : null;
+  }
+
   function rebuild() {
-    const kind = st.kind;
-    const f = pickFilter(filtersOf(payload, kind), st.filter === null ? o.filter : st.filter);
+    const kind = st.kind, gen = generatedOf(kind);
+    if (!gen) st.step = null;
+    else if (st.step !== null) st.step = Math.max(0, Math.min(gen.n, Math.round(st.step)));
+    let f = pickFilter(filtersOf(payload, kind), st.step !== null ? "All" : st.filter === null ? o.filter : st.filter);
     st.filter = f.name;
+    const last = st.step === null ? null : gen.start + st.step - 1;  // the query row drawn at this step
+    if (last !== null) f = { rows: [0, last + 1], cols: kind.spec.key === kind.spec.query ? [0, last + 1] : [0, kind.k] };
     st.focus = null; st.pinned = false; st.match = null;
     if (kindSel) kindSel.set(kind.name);
     layerSel.fill(layerItems(kind), st.li);
     filterSlot.textContent = "";
-    const fc = filterControl(payload, kind, st.filter, (name) => { st.filter = name; rebuild(); });
+    const fc = filterControl(payload, kind, st.filter, (name) => { st.filter = name; st.step = null; rebuild(); });
     if (fc) filterSlot.append(fc.node);
+    if (gen) {  // the stepper stays in place while stepping, so the range keeps the keyboard focus
+      stepper.set(st.step, gen.n);
+      stepper.status(stepStatus(kind, gen, last));
+      if (!stepSlot.contains(stepper.node)) stepSlot.append(stepper.node);
+    } else {
+      stepper.stop();
+      stepSlot.textContent = "";
+    }
     sw.rebuild(kind, st.sel);
     describe(ui.caption, payload, kind, ui.badge);
     left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
@@ -76,7 +99,18 @@ views.head = function renderHead(root, payload, options) {
     pane.style.height = height + "px";
     scroller.scrollTop = 0;
     fitCanvas(canvas, width, height);
-    scrolled();
+    if (last === null) { scrolled(); return; }
+    st.focus = { side: "q", i: last };
+    st.pinned = true;
+    reveal(last);
+  }
+
+  // The stepper's status, e.g. 2/3 . "sat" -> "on": the step, the query token drawn and the token chosen after it.
+  function stepStatus(kind, gen, last) {
+    if (last === null) return `${gen.n} generated`;
+    const t = (i) => `"${tokenText(kind.queryTokens[i], o.prettify)}"`;
+    const chose = last + 1 < kind.q ? ` \u2192 ${t(last + 1)}` : "";
+    return `${st.step}/${gen.n} \u00b7 ${t(last)}${chose}`;
   }
 
   // The window moved (or was rebuilt): labels for the rows on screen, then the lines.
@@ -92,10 +126,11 @@ views.head = function renderHead(root, payload, options) {
   }
 
   function fill(col, tokens, [a, b], side) {
-    const g = geo, frag = document.createDocumentFragment();
+    const g = geo, frag = document.createDocumentFragment(), kind = st.kind, gen = generatedOf(kind);
+    const genFrom = gen && (side === "q" || kind.spec.key === kind.spec.query) ? gen.start : Infinity;
     for (let i = a + g.v0; i < Math.min(b, a + g.v1); i++) {
-      const s = el("span", "as-tok", tokenText(tokens[i], o.prettify));
-      s.title = tokens[i];
+      const s = el("span", i >= genFrom ? "as-tok as-gen" : "as-tok", tokenText(tokens[i], o.prettify));
+      s.title = i >= genFrom ? `${tokens[i]} (generated)` : tokens[i];
       s.dataset.i = String(i);
       s.dataset.side = side;
       frag.append(s);
@@ -173,11 +208,13 @@ views.head = function renderHead(root, payload, options) {
     ctx.globalAlpha = 1;
     edgeNotes(ctx, off, focus, x0, x1, height);
     root.dataset.lines = String(drawn);
+    const stepRow = st.step === null ? -1 : geo.rows[1] - 1;
     for (const [col, side] of [[leftIn, "q"], [rightIn, "k"]]) {
       for (const s of col.children) {
         const i = Number(s.dataset.i);
         s.classList.toggle("as-on", !!focus && focus.side === side && focus.i === i);
         s.classList.toggle("as-match", side === "q" && st.match === i);
+        s.classList.toggle("as-step", side === "q" && i === stepRow);
       }
     }
   }
@@ -262,10 +299,11 @@ views.head = function renderHead(root, payload, options) {
         if (next.layer !== undefined) st.li = Math.max(0, st.kind.layers.indexOf(next.layer));
         if (next.heads) startKind(st.kind, st.kind.layers[st.li], next.heads);
       }
-      if (next.filter) st.filter = next.filter;
+      if (next.filter) { st.filter = next.filter; st.step = null; }
+      if (next.step !== undefined) st.step = next.step;
       rebuild();
     },
-    destroy() { root.textContent = ""; },
-    probe: probe(kinds),
+    destroy() { stepper.stop(); root.textContent = ""; },
+    probe: Object.assign(probe(kinds), { step: () => st.step }),
   };
 };
