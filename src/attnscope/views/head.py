@@ -33,6 +33,9 @@ def head_view(
     In the view: click head swatches to toggle (double click: solo), hover a token for only its lines, click to
     pin it. Long inputs show a scrolling window of tokens (lines between the tokens on screen; a focused token's
     lines to tokens off screen end at the window's edge) and a search box that jumps to a token.
+    A trace captured with ``generate=N`` gets a step slider (keyboard, previous/next, play; "All" leaves it): step
+    ``s`` shows the prompt and the first ``s`` generated tokens and draws the row of the last of them, i.e. what it
+    attended to when the model chose the next token (shown beside the slider).
     """
     return View("head", trace, dict(
         kind=kind, layer=layer, heads=heads, filter=filter, include_layers=include_layers,
