@@ -204,3 +204,22 @@ def test_head_table_without_pandas_names_the_extra(make_trace, monkeypatch):
     with pytest.raises(attnscope.errors.MissingExtraError, match=r"pip install 'attnscope\[analysis\]'"):
         head_table(make_trace())
     assert len(head_metrics(make_trace())) == 6  # plain records need nothing extra
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_pruned_heads_are_read_without_densifying_and_agree_with_their_dense_form(make_trace, causal):
+    trace = make_trace(2, 3, 12, causal=causal, tokens=["[CLS]", *"the cat sat on a mat and it was".split(), "[SEP]", "x"])
+    pruned = trace.prune(mass=0.7, top_k=5)
+    dense_of_pruned = attnscope.Trace.from_arrays(pruned.dense(), list(trace.tokens["input"]))
+    for s, d in zip(head_metrics(pruned), head_metrics(dense_of_pruned)):
+        for name in ("entropy", "distance", "self", "previous", "next", "local", "first", "special", "sink", "max"):
+            assert s[name] == pytest.approx(d[name], abs=1e-5), (name, s, d)
+        assert s["label"] == d["label"]
+
+
+def test_a_subset_of_layers_and_heads_gives_those_records_in_order(make_trace):
+    trace = make_trace(3, 4, 7)
+    every = {(r["layer"], r["head"]): r for r in head_metrics(trace)}
+    some = head_metrics(trace, layers=[2, 0], heads=[3, 1])
+    assert [(r["layer"], r["head"]) for r in some] == [(2, 3), (2, 1), (0, 3), (0, 1)]
+    assert all(r == every[r["layer"], r["head"]] for r in some)

@@ -80,19 +80,28 @@ def special_positions(tokens: Sequence[str]) -> np.ndarray:
     return np.array([i for i, t in enumerate(tokens) if is_special_token(t)], dtype=np.int64)
 
 
-def head_metrics(trace: Trace, kind: str | None = None) -> list[dict]:
+def head_metrics(trace: Trace, kind: str | None = None, *, layers: Sequence[int] | None = None,
+                 heads: Sequence[int] | None = None) -> list[dict]:
     """One record per (layer, head) with the metrics and label described in this module's docstring.
 
     Keys: ``layer, head, entropy, distance, self, previous, next, local, first, special, sink, max, label``.
-    Reads one head at a time, so it works the same on dense and pruned traces of any length.
+    Reads one head at a time: dense heads as ``[q, k]`` matrices, pruned heads straight from their kept weights
+    (never made dense), so it works on traces of any length. ``layers`` / ``heads`` restrict it to those indices
+    (records in their order, layer-major).
     """
     kind = resolve_kind(trace, kind)
     L, H, q, k = trace.shape(kind)
     ctx = _Context(trace, kind, q, k)
+    att = trace.attention[kind]
     records = []
-    for layer in range(L):
-        for head in range(H):
-            rec = {"layer": layer, "head": head, **ctx.metrics(trace.head(layer, head, kind))}
+    for layer in range(L) if layers is None else layers:
+        for head in range(H) if heads is None else heads:
+            if att.pruned:
+                rows = slice((layer * H + head) * q, (layer * H + head + 1) * q + 1)
+                values = ctx.sparse_metrics(att.indptr[rows], att.indices, att.values)
+            else:
+                values = ctx.metrics(trace.head(layer, head, kind))
+            rec = {"layer": layer, "head": head, **values}
             rec["label"] = label(rec)
             records.append(rec)
     return records
@@ -133,6 +142,10 @@ class _Context:
         self.special = special_positions(key_tokens)
         self.sink = np.union1d([0], self.special).astype(np.int64)
         self.rows = np.arange(q)
+        self.is_sink = np.zeros(k, dtype=bool)
+        self.is_sink[self.sink] = True
+        self.is_special = np.zeros(k, dtype=bool)
+        self.is_special[self.special] = True
         if self.positional:
             offset = np.arange(k)[None, :] - np.arange(q)[:, None]  # [q, k] j - i
             self.distance = np.abs(offset).astype(np.float32)
@@ -159,5 +172,39 @@ class _Context:
                 self=float(a[r, r].mean()),
                 previous=float(a[r[1:], r[:-1]].mean()) if q > 1 else 0.0,
                 next=float(a[r[:-1], r[1:]].mean()) if q > 1 else 0.0,
+            )
+        return out
+
+    def sparse_metrics(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> dict[str, float]:
+        """The same metrics as :meth:`metrics`, from one head's kept weights in CSR form: ``indptr`` ``[q + 1]``
+        (offsets into the flat ``indices``/``values`` of the whole trace). Dropped weights count as 0."""
+        q = len(indptr) - 1
+        start, end = int(indptr[0]), int(indptr[-1])
+        j = indices[start:end].astype(np.int64)
+        a = values[start:end].astype(np.float32)
+        counts = np.diff(indptr)
+        i = np.repeat(self.rows, counts)
+        ent = np.bincount(i, weights=-(a * np.log(np.maximum(a, _TINY))), minlength=q).astype(np.float32)
+        entropy = np.clip(ent * self.inv_log, 0.0, 1.0)[self.choice]
+        row_max = np.zeros(q, dtype=np.float32)
+        kept = counts > 0
+        if kept.any():
+            row_max[kept] = np.maximum.reduceat(a, (indptr[:-1] - start)[kept])
+        out = {
+            "entropy": float(entropy.mean()) if entropy.size else 0.0,
+            "distance": np.nan, "self": np.nan, "previous": np.nan, "next": np.nan, "local": np.nan,
+            "first": float(a[j == 0].sum(dtype=np.float64) / q),
+            "special": float(a[self.is_special[j]].sum(dtype=np.float64) / q) if self.special.size else 0.0,
+            "sink": float(a[self.is_sink[j]].sum(dtype=np.float64) / q),
+            "max": float(row_max.mean()),
+        }
+        if self.positional:
+            offset = j - i
+            out.update(
+                distance=float((a * np.abs(offset)).sum(dtype=np.float64) / q),
+                local=float(a[np.abs(offset) <= LOCAL_WINDOW].sum(dtype=np.float64) / q),
+                self=float(a[offset == 0].sum(dtype=np.float64) / q),
+                previous=float(a[offset == -1].sum(dtype=np.float64) / (q - 1)) if q > 1 else 0.0,
+                next=float(a[offset == 1].sum(dtype=np.float64) / (q - 1)) if q > 1 else 0.0,
             )
         return out

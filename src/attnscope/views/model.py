@@ -34,9 +34,9 @@ def model_view(
     ``"local"``, ``"first"``, ``"special"``, ``"sink"`` or ``"max"`` (a legend gives the range); ``sort=True``
     orders the heads of each layer by it, highest first (each cell then shows its head's index). Both can be
     changed in the view ("Colour by", "Sort"); hovering a head shows its pattern label and metrics. The metrics
-    travel with the view when the trace is small (up to ``attnscope.encode.METRICS_AUTO_MAX`` weights) or when
-    ``metric`` is given; they read every head densely, which takes long for long inputs (~90 s for 4096 tokens
-    x 32 layers x 32 heads).
+    travel with the view when computing them reads at most ``attnscope.encode.METRICS_AUTO_MAX`` weights (pruned
+    heads count only their kept weights: 4096 tokens x 32 layers x 32 heads pruned to 95 % mass take 1.2 s) or
+    when ``metric`` is given.
     """
     return View("model", trace, dict(
         kind=kind, filter=filter, include_layers=include_layers, include_heads=include_heads, theme=theme,
