@@ -46,6 +46,20 @@ def test_capture_equals_the_models_own_eager_attention(name):
         assert np.abs(got - want).max() < 1e-5, kind
 
 
+@pytest.mark.parametrize("guess", [0, 1, 2, 7])
+def test_weights_written_in_place_or_not_give_the_same_trace(monkeypatch, guess):
+    """Dense weights go straight into one [layers, ...] buffer when the config's layer count is right (2 here);
+    a wrong or missing count falls back to stacking the layers, with the same result."""
+    from attnscope.capture import hf
+
+    model, tok = build("llama")
+    expected = attnscope.capture(model, tok, "the cat sat on the mat")
+    monkeypatch.setattr(hf, "_text_config", lambda m: type("C", (), {"num_hidden_layers": guess})())
+    trace = attnscope.capture(model, tok, "the cat sat on the mat")
+    np.testing.assert_array_equal(trace.dense(), expected.dense())
+    assert trace.shape() == expected.shape() and trace.attention["self"].weights.flags.c_contiguous
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_rows_sum_to_one_and_causal_upper_triangle_is_zero(name):
     model, tok = build(name)

@@ -175,7 +175,9 @@ def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interfac
 
     from . import interface
 
-    rec = interface.Recorder(kind_map(model), qkv=qkv, prune=prune)
+    kinds = kind_map(model)
+    layers = {} if kinds else {"self": getattr(_text_config(model), "num_hidden_layers", 0) or 0}
+    rec = interface.Recorder(kinds, qkv=qkv, prune=prune, layers=layers)
     kwargs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     if model._can_set_attn_implementation():
         with attnscope_attention(model), interface.recording(rec):
@@ -208,6 +210,11 @@ def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
         raise CaptureError(f"{type(model).__name__} returned no attention weights, even with output_attentions=True")
 
 
+def _text_config(model):
+    """The config of the language part (a multimodal model's text config; the config itself otherwise)."""
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
 def _prune_spec(model, prune, n: int) -> PruneSpec | None:
     if isinstance(prune, PruneSpec):
         return prune
@@ -215,7 +222,7 @@ def _prune_spec(model, prune, n: int) -> PruneSpec | None:
         return PruneSpec()
     if prune is False:
         return None
-    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    c = _text_config(model)
     layers = getattr(c, "num_hidden_layers", 12) or 12
     heads = getattr(c, "num_attention_heads", 12) or 12
     size = 4 * layers * heads * n * n
@@ -236,7 +243,11 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
                 (len(kr.allowed[0][0]), layer) for layer in kr.pruned
             )
         else:
-            w = np.stack([layer[item, :, :n_q, :n_k] for layer in kr.weights])  # [L, H, q, k]
+            whole = kr.stacked()  # [L, B, H, q, k] as written, when it was
+            if whole is not None and whole.shape[1] == 1 and n_q is None:
+                w = whole[:, 0]
+            else:
+                w = np.stack([layer[item, :, :n_q, :n_k] for layer in kr.weights])  # [L, H, q, k]
             if not kr.sinks:
                 _check_rows(kind, w, kr.allowed[item, :n_q, :n_k] if kr.allowed is not None else None)
             attention[kind] = DenseAttention(np.ascontiguousarray(w))

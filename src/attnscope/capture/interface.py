@@ -40,6 +40,14 @@ class KindRecord:
     scaling: float = 1.0
     allowed: np.ndarray | None = None  # [B, q, k] bool, from the first layer's mask
     sinks: bool = False  # learned sink logits take some mass: rows sum to less than 1
+    buffer: np.ndarray | None = None  # [layers, B, H, q, k]: the softmax writes each layer straight into it
+    buffered: int = 0  # how many leading entries of ``weights`` are slots of ``buffer``
+
+    def stacked(self) -> np.ndarray | None:
+        """All layers ``[L, B, H, q, k]`` without a copy, when every layer was written into the buffer."""
+        if self.buffer is None or self.buffered != len(self.weights):
+            return None
+        return self.buffer[: self.buffered]
 
 
 class Recorder:
@@ -47,17 +55,32 @@ class Recorder:
 
     ``kind_of`` maps ``id(module)`` to the attention kind; layers are numbered in call order per kind.
     With ``prune`` set (batch of one only), each head is pruned as soon as it is computed, so no dense
-    ``[L, H, q, k]`` block ever exists.
+    ``[L, H, q, k]`` block ever exists. ``layers`` gives the expected number of layers of a kind: dense weights of
+    that kind are then written straight into one ``[L, B, H, q, k]`` buffer (no copy to stack them afterwards);
+    a wrong guess only costs that shortcut.
     """
 
-    def __init__(self, kind_of: dict[int, str], *, qkv: bool = False, prune: PruneSpec | None = None):
+    def __init__(self, kind_of: dict[int, str], *, qkv: bool = False, prune: PruneSpec | None = None,
+                 layers: dict[str, int] | None = None):
         self.kind_of = kind_of
         self.qkv = qkv
         self.prune = prune
+        self.layers = layers or {}
         self.kinds: dict[str, KindRecord] = {}
 
     def kind(self, module: nn.Module) -> str:
         return self.kind_of.get(id(module), "self")
+
+    def slot(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """The buffer slot for the next dense layer of ``kind`` (``shape`` ``[B, H, q, k]``), or None."""
+        kr, expected = self.kinds[kind], self.layers.get(kind, 0)
+        if kr.buffered != len(kr.weights) or kr.buffered >= expected:
+            return None
+        if kr.buffer is None:
+            kr.buffer = np.empty((expected, *shape), dtype=np.float32)
+        if kr.buffer.shape[1:] != shape:
+            return None
+        return torch.from_numpy(kr.buffer[kr.buffered])
 
 
 @contextlib.contextmanager
@@ -110,9 +133,13 @@ def attnscope_attention(
     prune = rec.prune if rec is not None and B == 1 else None
     blocks = max(1, min(Q, _BLOCK_BYTES // max(1, B * H * K * 4)))
     out = torch.empty(B, H, Q, value.shape[-1], dtype=query.dtype, device=query.device)
-    dense = None
-    if rec is not None and prune is None:
-        dense = torch.empty(0) if blocks >= Q else torch.empty(B, H, Q, K, dtype=torch.float32)
+    kr = slot = dense = None
+    if rec is not None:
+        kind = rec.kind(module)
+        kr = rec.kinds.setdefault(kind, KindRecord(scaling=float(scaling)))
+        if prune is None:
+            slot = rec.slot(kind, (B, H, Q, K)) if query.device.type == "cpu" else None
+            dense = slot if slot is not None else torch.empty(B, H, Q, K, dtype=torch.float32, device=query.device)
     pruned_heads: list[list] = [[] for _ in range(H)] if prune is not None else []
     for start in range(0, Q, blocks):
         sl = slice(start, min(Q, start + blocks))
@@ -126,25 +153,25 @@ def attnscope_attention(
         if sinks is not None:  # learned sink logits take part in the softmax but attend to nothing
             sink = sinks.reshape(1, -1, 1, 1).expand(B, -1, scores.shape[2], 1).to(scores.dtype)
             scores = torch.cat([scores, sink], dim=-1)
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :K]
+        if dense is not None and blocks >= Q and sinks is None:
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32, out=dense)  # one block: no copy
+        else:
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :K]
+            if dense is not None:
+                dense[:, :, sl] = weights
         out[:, :, sl] = torch.matmul(weights.to(value.dtype), value)
-        if dense is not None and blocks >= Q:
-            dense = weights  # one block: keep the softmax output itself, no copy
-        elif dense is not None:
-            dense[:, :, sl] = weights
-        elif prune is not None:
+        if prune is not None:
             w = weights[0].detach().cpu().numpy()  # [H, c, K]
             for h in range(H):
                 pruned_heads[h].append(prune_rows(w[h], prune) + (w[h].sum(1),))
 
-    if rec is not None:
-        kind = rec.kind(module)
-        kr = rec.kinds.setdefault(kind, KindRecord(scaling=float(scaling)))
+    if kr is not None:
         if kr.allowed is None:
             kr.allowed = _allowed(mask, B, Q, K)
         kr.sinks = kr.sinks or sinks is not None
         if dense is not None:
-            kr.weights.append(dense.numpy())
+            kr.buffered += slot is not None
+            kr.weights.append(dense.cpu().numpy())
         else:
             kr.pruned.append([_join_blocks(parts) for parts in pruned_heads])
         if rec.qkv:

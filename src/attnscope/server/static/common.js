@@ -231,10 +231,26 @@ export async function drawView(host, data, traceId) {
   }
 }
 
-export function nav(active) {
+function nav(active) {
   const links = [["/", "Explore"], ["/compare", "Compare"], ["/traces", "Traces"]];
   const bar = document.querySelector("header nav");
   for (const [href, label] of links) {
     bar.append(el("a", { href, class: href === active ? "on" : null, "aria-current": href === active ? "page" : null }, label));
+  }
+}
+
+/** Start a page: the navigation bar (``active`` marked), errors reported in #status, the server's configuration
+ * fetched and its version shown. Returns the configuration, or null (with the error shown) when it failed. */
+export async function startPage(active) {
+  nav(active);
+  const status = document.getElementById("status");
+  reportErrors(status);
+  try {
+    const config = await api("/api/config");
+    document.getElementById("version").textContent = "v" + config.version;
+    return config;
+  } catch (err) {
+    showStatus(status, errorText(err), "error");
+    return null;
   }
 }

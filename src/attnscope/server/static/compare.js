@@ -1,7 +1,7 @@
 // Compare page: two inputs -> the package's diff view (A, B and B - A on aligned tokens, the most changed heads,
 // next-token predictions for causal models), plus a layer x head grid of every head's divergence. Long inputs
 // get a diff view of one head at a time: the grid and a ranked table pick the head, the server sends it.
-import { api, drawView, el, errorText, fillModels, nav, reportErrors, showStatus } from "./common.js";
+import { api, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const CELL = 22;
@@ -134,15 +134,8 @@ $("diff-host").addEventListener("click", (e) => {
 });
 
 async function main() {
-  nav("/compare");
-  reportErrors($("status"));
-  try {
-    st.config = await api("/api/config");
-  } catch (err) {
-    showStatus($("status"), errorText(err), "error");
-    return;
-  }
-  $("version").textContent = "v" + st.config.version;
+  st.config = await startPage("/compare");
+  if (!st.config) return;
   fillModels($("model"), st.config.models, new URLSearchParams(location.search).get("model"));
   $("compare").addEventListener("submit", run);
 }

@@ -1,5 +1,5 @@
 // Explore page: pick a model, type text, see it in every view; ?trace=ID&view=V opens a held trace.
-import { api, apiUrl, drawView, el, errorText, fillModels, nav, reportErrors, showStatus } from "./common.js";
+import { api, apiUrl, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
@@ -111,15 +111,8 @@ async function capture(event) {
 }
 
 async function main() {
-  nav("/");
-  reportErrors($("status"));
-  try {
-    st.config = await api("/api/config");
-  } catch (err) {
-    showStatus($("status"), errorText(err), "error");
-    return;
-  }
-  $("version").textContent = "v" + st.config.version;
+  st.config = await startPage("/");
+  if (!st.config) return;
   $("generate").max = String(st.config.limits.max_generate);
   $("text").maxLength = st.config.limits.max_chars;
   const params = new URLSearchParams(location.search);

@@ -1,6 +1,6 @@
 // Trace browser: saved trace files in the server's --traces folder, traces logged to MLflow, traces in memory.
 // Opening one loads it on the server and shows it on the explore page (/?trace=ID).
-import { api, bytes, el, errorText, nav, showStatus } from "./common.js";
+import { api, bytes, el, errorText, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -99,10 +99,8 @@ async function memory() {
 }
 
 async function main() {
-  nav("/traces");
+  if (!(await startPage("/traces"))) return;
   try {
-    const config = await api("/api/config");
-    $("version").textContent = "v" + config.version;
     await Promise.all([files(""), runs(), memory()]);
   } catch (err) {
     showStatus($("status"), errorText(err), "error");
