@@ -62,7 +62,7 @@ def main() -> None:
             else:
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr, flush=True)
-    print("\n| n | anchor: eager + output_attentions | attnscope.capture (pruned) | time ratio | "
+    print("\n| n | anchor: eager + output_attentions | attnscope.capture (auto-pruned past 2 GiB) | time ratio | "
           "peak RSS growth ratio | kept mass | attention held (MB): anchor / attnscope |")
     print("|---:|---|---|---:|---:|---:|---|")
     for n in sorted({r["n"] for r in rows}):
