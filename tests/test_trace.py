@@ -141,3 +141,14 @@ def test_from_arrays_shape_errors_show_expected_and_received():
         attnscope.Trace.from_arrays(np.full((1, 1, 2, 2), np.nan), ["a", "b"])
     with pytest.raises(InputError, match="list of strings"):
         attnscope.Trace.from_arrays(random_attention(1, 1, 3), "abc")
+
+
+def test_from_arrays_refuses_what_is_not_attention_and_says_what_to_pass():
+    with pytest.raises(InputError, match=r"outside \[0, 1\] \(min -0\.4.*softmax probabilities"):
+        attnscope.Trace.from_arrays(random_attention(1, 1, 3) - 0.5, list("abc"))
+    with pytest.raises(InputError, match=r"outside \[0, 1\] \(min 1\.0"):
+        attnscope.Trace.from_arrays(random_attention(1, 1, 3) * 3 + 1, list("abc"))
+    with pytest.raises(InputError, match="at least one token"):
+        attnscope.Trace.from_arrays(np.zeros((1, 1, 0, 0), np.float32), [])
+    tokens = np.array(["a", "b", "c"])  # a numpy array of tokens is as good as a list
+    assert attnscope.Trace.from_arrays(random_attention(1, 1, 3), tokens).tokens["input"] == ["a", "b", "c"]

@@ -334,6 +334,11 @@ def _stack_layers(attention, kind: str) -> np.ndarray:
             )
     if not np.isfinite(arr).all():
         raise InputError(f"attention {kind!r} holds NaN or infinite values")
+    if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-3):
+        raise InputError(
+            f"attention {kind!r} holds values outside [0, 1] (min {arr.min():.4g}, max {arr.max():.4g}); attention "
+            "weights are softmax probabilities: pass those (output_attentions=True), not scores or differences"
+        )
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -347,8 +352,10 @@ def _to_numpy(a) -> np.ndarray:
 
 
 def _token_list(tokens, name: str) -> list[str]:
-    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, (Sequence, np.ndarray)):
         raise InputError(f"{name} must be a list of strings; got {type(tokens).__name__}")
+    if len(tokens) == 0:
+        raise InputError(f"{name} is empty: a trace needs at least one token")
     return [str(t) for t in tokens]
 
 
