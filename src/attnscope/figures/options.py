@@ -12,20 +12,12 @@ from ..attention import block_max
 from ..encode import check_metric
 from ..errors import InputError, MissingDataError
 from ..tokens import prettify_tokens
+from ..views._options import VIEW_OPTIONS
 from .style import THEMES, Theme
 
-_COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
-
-#: Options each figure takes: the same as each HTML view, so ``View.save("x.png")`` passes its options on as they
-#: are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` and
-#: ``budget_mb`` (the HTML payload's precision and size) are accepted and have no effect on a figure.
-VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
-    "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb", "metric", "sort"),
-    "neuron": _COMMON + ("layer", "head", "query"),
-    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
-    "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),
-}
+# Options each figure takes are VIEW_OPTIONS, those of each HTML view, so ``View.save("x.png")`` passes its options
+# on as they are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` and
+# ``budget_mb`` (the HTML payload's precision and size) are accepted and have no effect on a figure.
 
 
 @dataclass(frozen=True)

@@ -147,21 +147,24 @@ const THEMES = {
     heat: [[0, 22, 24, 29], [0.25, 38, 62, 112], [0.5, 34, 122, 168], [0.75, 88, 192, 186], [1, 236, 250, 196]] },
 };
 
+// 256 RGBA colours interpolated along colour stops [[t, r, g, b], ...] (t from 0 to 1).
+function stopsLut(stops) {
+  const lut = new Uint8ClampedArray(1024);
+  for (let b = 0; b < 256; b++) {
+    const t = b / 255;
+    let s = 1;
+    while (s < stops.length - 1 && stops[s][0] < t) s++;
+    const [t0, ...c0] = stops[s - 1], [t1, ...c1] = stops[s], u = (t - t0) / (t1 - t0);
+    for (let c = 0; c < 3; c++) lut[b * 4 + c] = c0[c] + (c1[c] - c0[c]) * u;
+    lut[b * 4 + 3] = 255;
+  }
+  return lut;
+}
+
 const LUTS = {};
 // 256 RGBA colours indexed by a sqrt8 byte: the heatmap colour scale of a theme.
 function heatLut(theme) {
-  if (!LUTS[theme]) {
-    const stops = THEMES[theme].heat, lut = new Uint8ClampedArray(1024);
-    for (let b = 0; b < 256; b++) {
-      const t = b / 255;
-      let s = 1;
-      while (s < stops.length - 1 && stops[s][0] < t) s++;
-      const [t0, ...c0] = stops[s - 1], [t1, ...c1] = stops[s], u = (t - t0) / (t1 - t0);
-      for (let c = 0; c < 3; c++) lut[b * 4 + c] = c0[c] + (c1[c] - c0[c]) * u;
-      lut[b * 4 + 3] = 255;
-    }
-    LUTS[theme] = lut;
-  }
+  if (!LUTS[theme]) LUTS[theme] = stopsLut(THEMES[theme].heat);
   return LUTS[theme];
 }
 

@@ -264,18 +264,7 @@ views.model = function renderModel(root, payload, options) {
 const RAMPS = {};
 // 256 RGBA colours of a theme's metric ramp (METRIC_RAMP), low to high.
 function rampLut(theme) {
-  if (!RAMPS[theme]) {
-    const stops = METRIC_RAMP[theme], lut = new Uint8ClampedArray(1024);
-    for (let b = 0; b < 256; b++) {
-      const t = b / 255;
-      let s = 1;
-      while (s < stops.length - 1 && stops[s][0] < t) s++;
-      const [t0, ...c0] = stops[s - 1], [t1, ...c1] = stops[s], u = (t - t0) / (t1 - t0);
-      for (let c = 0; c < 3; c++) lut[b * 4 + c] = c0[c] + (c1[c] - c0[c]) * u;
-      lut[b * 4 + 3] = 255;
-    }
-    RAMPS[theme] = lut;
-  }
+  if (!RAMPS[theme]) RAMPS[theme] = stopsLut(METRIC_RAMP[theme]);
   return RAMPS[theme];
 }
 
