@@ -91,27 +91,26 @@ class PruneSpec:
             raise InputError(f"prune top_k must be >= 1; got {self.top_k}")
 
 
-def prune_rows(weights: np.ndarray, spec: PruneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prune_rows(weights, spec: PruneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prune ``[rows, k]`` weights to CSR form ``(counts [rows], indices, values)``.
 
     Each row keeps its largest weights in descending order until their sum reaches ``spec.mass`` of the row's
     total (never fewer than one, so the maximum is always kept), capped at ``spec.top_k``.
     Most rows reach the mass within a few dozen keys, so rows are first cut to a small width and only the rows
-    that fall short are looked at again with a wider one (no full sort of long rows).
+    that fall short are looked at again with a wider one (no full sort of long rows). ``weights`` is a numpy
+    array, or a CPU torch tensor (capture prunes the softmax output as it comes, with torch's multi-threaded top-k).
     """
     rows, k = weights.shape
     take = min(spec.top_k, k)
-    need = np.maximum(weights.sum(1, dtype=np.float64) * spec.mass - 1e-7, 0.0)  # [rows]
+    totals = weights.sum(1)
+    totals = totals if isinstance(totals, np.ndarray) else totals.numpy()
+    need = np.maximum(totals.astype(np.float64) * spec.mass - 1e-6, 0.0)  # [rows]
     counts = np.zeros(rows, dtype=np.int64)
     kept_idx = np.zeros((rows, min(take, _FIRST_WIDTH)), dtype=np.int32)
     kept_val = np.zeros(kept_idx.shape, dtype=np.float32)
     todo, width = np.arange(rows), min(take, _FIRST_WIDTH)
     while len(todo):
-        w = weights[todo]
-        part = np.argpartition(-w, width - 1, axis=1)[:, :width] if width < k else np.argsort(-w, axis=1)
-        vals = np.take_along_axis(w, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        part, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        part, vals = _largest(weights, todo, width)
         reached = np.cumsum(vals, axis=1, dtype=np.float64) >= need[todo, None]
         done = reached[:, -1] | (width == take)
         c = np.where(reached[:, -1], reached.argmax(1) + 1, width)[done]
@@ -125,6 +124,18 @@ def prune_rows(weights: np.ndarray, spec: PruneSpec) -> tuple[np.ndarray, np.nda
         todo, width = todo[~done], min(take, width * 4)
     keep = np.arange(kept_idx.shape[1])[None, :] < counts[:, None]
     return counts, kept_idx[keep], kept_val[keep]
+
+
+def _largest(weights, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Key indices and values of the ``width`` largest weights of ``rows``, largest first, as numpy arrays."""
+    if not isinstance(weights, np.ndarray):  # a torch tensor
+        vals, part = weights[rows].topk(width, dim=1, sorted=True)
+        return part.numpy(), vals.numpy()
+    w = weights[rows]
+    part = np.argpartition(-w, width - 1, axis=1)[:, :width] if width < w.shape[1] else np.argsort(-w, axis=1)
+    vals = np.take_along_axis(w, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 #: Width of the first cut in :func:`prune_rows`; rows that need more keys are widened 4x at a time.

@@ -161,9 +161,9 @@ def attnscope_attention(
                 dense[:, :, sl] = weights
         out[:, :, sl] = torch.matmul(weights.to(value.dtype), value)
         if prune is not None:
-            w = weights[0].detach().cpu().numpy()  # [H, c, K]
+            w = weights[0].detach().cpu()  # [H, c, K]
             for h in range(H):
-                pruned_heads[h].append(prune_rows(w[h], prune) + (w[h].sum(1),))
+                pruned_heads[h].append(prune_rows(w[h], prune) + (w[h].sum(1).numpy(),))
 
     if kr is not None:
         if kr.allowed is None:
