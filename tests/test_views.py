@@ -140,15 +140,20 @@ def test_the_neuron_view_needs_query_and_key_vectors_and_says_how_to_get_them(ma
         attnscope.neuron_view(make_trace())
 
 
-def test_encoder_decoder_views_carry_every_kind_with_its_own_token_streams():
+def seq2seq_trace(layers: int) -> attnscope.Trace:
+    """Random encoder/decoder/cross attention: 5 encoder tokens, 3 decoder tokens, 2 heads."""
     rng = np.random.default_rng(0)
 
     def att(q, k):
-        w = rng.random((2, 2, q, k)).astype(np.float32)
+        w = rng.random((layers, 2, q, k)).astype(np.float32)
         return w / w.sum(-1, keepdims=True)
 
-    trace = attnscope.Trace.from_arrays({"encoder": att(5, 5), "decoder": att(3, 3), "cross": att(3, 5)},
-                                        {"encoder": list("abcde"), "decoder": list("xyz")})
+    return attnscope.Trace.from_arrays({"encoder": att(5, 5), "decoder": att(3, 3), "cross": att(3, 5)},
+                                       {"encoder": list("abcde"), "decoder": list("xyz")})
+
+
+def test_encoder_decoder_views_carry_every_kind_with_its_own_token_streams():
+    trace = seq2seq_trace(2)
     payload = attnscope.head_view(trace, kind="cross").payload
     assert list(payload["kinds"]) == ["encoder", "decoder", "cross"]
     assert (payload["kinds"]["cross"]["query"], payload["kinds"]["cross"]["key"]) == ("decoder", "encoder")
@@ -211,14 +216,7 @@ def test_long_inputs_compute_head_metrics_only_when_a_metric_is_asked_for(make_t
 
 
 def test_metrics_that_do_not_apply_to_cross_attention_travel_as_null():
-    rng = np.random.default_rng(0)
-
-    def att(q, k):
-        w = rng.random((1, 2, q, k)).astype(np.float32)
-        return w / w.sum(-1, keepdims=True)
-
-    trace = attnscope.Trace.from_arrays({"encoder": att(5, 5), "decoder": att(3, 3), "cross": att(3, 5)},
-                                        {"encoder": list("abcde"), "decoder": list("xyz")})
+    trace = seq2seq_trace(1)
     cross = attnscope.model_view(trace, kind="cross").payload["kinds"]["cross"]["metrics"]["values"]
     assert cross["distance"] == cross["previous"] == [[None, None]] and all(v > 0 for v in cross["max"][0])
     assert json_block(attnscope.model_view(trace).html())["payload"]["kinds"]["cross"]["metrics"]  # strict JSON, no NaN
