@@ -86,3 +86,21 @@ def test_misuse_gets_bertviz_like_messages():
         compat.model_view(att, list("abcdef"), display_mode="grey")
     with pytest.raises(ValueError, match=r"the tokens give \[layers, heads, 5, 5\]"):
         compat.head_view(att, list("abcde"))
+
+
+def test_neuron_view_show_has_bertviz_s_signature_and_checks_its_arguments():
+    from attnscope.compat.neuron_view import show
+    from tiny_models import build
+
+    assert list(inspect.signature(show).parameters) == [
+        "model", "model_type", "tokenizer", "sentence_a", "sentence_b", "display_mode", "layer", "head", "html_action"]
+    model, tok = build("bert")
+    html = show(model, "bert", tok, "the cat sat on the mat", "it was happy", display_mode="light", layer=1, head=2,
+                html_action="return")
+    data = data_of(html)
+    assert data["view"] == "neuron" and data["options"] == {"layer": 1, "head": 2, "theme": "light"}
+    assert data["payload"]["segments"]["B"]["start"] > 0 and data["payload"]["kinds"]["self"]["qkv"]
+    with pytest.raises(InputError, match="display_mode must be 'dark' or 'light'"):
+        show(model, "bert", tok, "the cat", display_mode="blue", html_action="return")
+    with pytest.raises(InputError, match="model_type must be a string"):
+        show(model, None, tok, "the cat", html_action="return")

@@ -93,3 +93,17 @@ def test_matrix_view_head_layer_and_filter_change_the_heatmap(page, tmp_path, ma
     px = pixels(page, ".as-heat")
     assert (px["w"], px["h"]) == (4, 5)
     assert len(texts(page, ".as-mrows .as-mlabel")) == 5
+
+
+def test_bertviz_neuron_show_runs_on_a_grouped_query_rope_model(page, tmp_path):
+    """BertViz's neuron view needs its forked 2019 models; compat's show takes any model (here Llama with GQA)."""
+    from attnscope.compat.neuron_view import show as neuron_show
+
+    model, tok = build("llama")
+    html = neuron_show(model, "llama", tok, TEXT, layer=1, head=3, html_action="return")
+    show(page, f"<!doctype html><meta charset=utf-8>{html.data}", tmp_path / "n.html")
+    trace = attnscope.capture(model, tok, TEXT)
+    now = current(page)
+    assert (now["layer"], now["head"]) == (1, 3)
+    np.testing.assert_allclose(now["weights"], trace.row(1, 3, now["query"]), atol=3e-3)
+    assert pixels(page, ".as-kvec")["alpha"] > 1000

@@ -1,7 +1,10 @@
-"""BertViz-compatible ``head_view`` and ``model_view``: switch by changing one import.
+"""BertViz-compatible ``head_view``, ``model_view`` and ``neuron_view.show``: switch by changing one import.
 
     from bertviz import head_view            # before
     from attnscope.compat import head_view   # after: same arguments, offline, compact, canvas-drawn
+
+    from bertviz.neuron_view import show             # before: only BertViz's forked BERT, GPT-2, RoBERTa
+    from attnscope.compat.neuron_view import show    # after: any Hugging Face model (RoPE, grouped-query too)
 
 The signatures are BertViz's. ``html_action="view"`` displays the view in the notebook; ``"return"`` returns
 an object whose ``.data`` is the HTML (as BertViz's ``IPython.display.HTML``), which also opens as a file.
@@ -11,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError, MissingExtraError
-from .trace import Trace
-from .views import View
-from .views import head_view as _head_view
-from .views import model_view as _model_view
+from ..errors import InputError, MissingExtraError
+from ..trace import Trace
+from ..views import View
+from ..views import head_view as _head_view
+from ..views import model_view as _model_view
 
 _ENC_DEC_ARGS = ("encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens", "decoder_tokens")
 
@@ -42,7 +45,7 @@ def head_view(
                    encoder_tokens, decoder_tokens)
     view = _head_view(trace, layer=layer, heads=heads, include_layers=include_layers,
                       prettify=bool(prettify_tokens))
-    return _act(view, html_action)
+    return act(view, html_action)
 
 
 def model_view(
@@ -67,7 +70,7 @@ def model_view(
                    encoder_tokens, decoder_tokens)
     view = _model_view(trace, include_layers=include_layers, include_heads=include_heads,
                        prettify=bool(prettify_tokens), theme=display_mode)
-    return _act(view, html_action)
+    return act(view, html_action)
 
 
 class HTML:
@@ -112,7 +115,8 @@ def _trace(attention, tokens, sentence_b_start, encoder_attention, decoder_atten
     return Trace.from_arrays(arrays, toks, meta={"source": "bertviz-compat"})
 
 
-def _act(view: View, html_action: str) -> Any:
+def act(view: View, html_action: str) -> Any:
+    """Display ``view`` in the notebook (``"view"``) or return it as BertViz does (``"return"``)."""
     if html_action not in ("view", "return"):
         raise InputError(f"html_action must be 'view' or 'return'; got {html_action!r}")
     html = view.fragment()
