@@ -220,3 +220,10 @@ def test_metrics_that_do_not_apply_to_cross_attention_travel_as_null():
     cross = attnscope.model_view(trace, kind="cross").payload["kinds"]["cross"]["metrics"]["values"]
     assert cross["distance"] == cross["previous"] == [[None, None]] and all(v > 0 for v in cross["max"][0])
     assert json_block(attnscope.model_view(trace).html())["payload"]["kinds"]["cross"]["metrics"]  # strict JSON, no NaN
+
+
+def test_causal_traces_do_not_offer_pair_filters_the_mask_leaves_empty(make_trace):
+    trace = make_trace(1, 2, 6, causal=True, sentence_b_start=3).with_meta(kinds={"self": {"causal": True}})
+    assert attnscope.head_view(trace, filter="B->A").options["filter"] == "B->A"
+    with pytest.raises(InputError, match=r"filter 'A->B' does not fit this trace; choose one of \['All', 'A->A', 'B->A', 'B->B'\]"):
+        attnscope.head_view(trace, filter="A->B")

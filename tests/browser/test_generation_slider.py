@@ -76,9 +76,11 @@ def test_buttons_play_and_the_pair_filter(page, tmp_path, llama_trace):
     page.click(".as-step-btn[title^='Play']")  # restarts at 0 and advances to the last step by itself
     page.wait_for_function("() => document.querySelector('.attnscope').attnscope.probe.step() === 3", timeout=10_000)
     assert page.get_attribute(".as-step-btn[title^='Play']", "aria-pressed") == "false"
-    page.click(".as-seg-btn >> text='prompt\u2192generated'")  # a filter leaves stepping
+    assert texts(page, ".as-seg-btn") == ["All", "prompt\u2192prompt", "generated\u2192prompt",
+                                          "generated\u2192generated"]  # causal: prompt never sees generated
+    page.click(".as-seg-btn >> text='generated\u2192prompt'")  # a filter leaves stepping
     assert step_of(page) is None
-    assert len(texts(page, LEFT)) == P and len(texts(page, RIGHT)) == 3
+    assert len(texts(page, LEFT)) == 3 and len(texts(page, RIGHT)) == P
 
 
 def test_encoder_decoder_steps_the_decoder_and_cross_attention(page, tmp_path):

@@ -87,14 +87,17 @@ def _indices(chosen, n: int, name: str, what: str) -> list[int]:
 
 
 def _filter(value: str, trace: Trace, kind: str) -> str:
-    """``"All"`` or ``"X->Y"`` (``"A->B"``; ``→`` accepted) with X a segment of the query stream, Y of the key."""
+    """``"All"`` or ``"X->Y"`` (``"A->B"``; ``→`` accepted) with X a segment of the query stream, Y of the key
+    (pairs a causal mask leaves empty are not offered)."""
     text = str(value).replace("\u2192", "->").replace(" ", "")
     if text.lower() == "all":
         return "All"
     qs, ks = trace.streams(kind)
-    rows = [n for n, s in trace.segments.items() if s.stream == qs]
-    cols = [n for n, s in trace.segments.items() if s.stream == ks]
-    choices = ["All"] + [f"{a}->{b}" for a in rows for b in cols]
+    rows = [(n, s) for n, s in trace.segments.items() if s.stream == qs]
+    cols = [(n, s) for n, s in trace.segments.items() if s.stream == ks]
+    causal = qs == ks and trace.meta.get("kinds", {}).get(kind, {}).get("causal", False)
+    # under a causal mask a segment never sees one that starts after it ends: that pair would be empty
+    choices = ["All"] + [f"{a}->{b}" for a, sa in rows for b, sb in cols if not (causal and sa.end <= sb.start)]
     if text not in choices:
         raise InputError(f"filter {value!r} does not fit this trace; choose one of {choices}")
     return text

@@ -105,8 +105,10 @@ function filtersOf(payload, kind) {
   const cols = segs.filter(([, s]) => s.stream === kind.spec.key);
   const out = [{ name: "All", label: "All", rows: [0, kind.q], cols: [0, kind.k] }];
   if (rows.length * cols.length < 2) return out;
+  const causal = kind.spec.causal && kind.spec.query === kind.spec.key;
   for (const [a, sa] of rows) {
     for (const [b, sb] of cols) {
+      if (causal && sa.end <= sb.start) continue;  // every key comes after every query: masked, nothing to show
       out.push({ name: a + "->" + b, label: a + "\u2192" + b, rows: [sa.start, sa.end], cols: [sb.start, sb.end] });
     }
   }
