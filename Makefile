@@ -25,10 +25,11 @@ chromium:
 
 demo: $(STAMP)
 	mkdir -p $(OUT)
-	$(BIN)/attnscope show "$(DEMO_TEXT)" --view model -o $(OUT)/demo-model.html
-	$(BIN)/attnscope show "$(DEMO_TEXT)" --view head -o $(OUT)/demo-head.html
-	$(BIN)/attnscope show "$(DEMO_TEXT)" --view head -o $(OUT)/demo-head.png
-	@echo "open $(OUT)/demo-model.html in a browser (works offline)"
+	$(BIN)/attnscope capture minilm "$(DEMO_TEXT)" --qkv -o $(OUT)/demo.safetensors
+	$(BIN)/attnscope info $(OUT)/demo.safetensors
+	for view in model head neuron matrix; do $(BIN)/attnscope render $(OUT)/demo.safetensors --view $$view -o $(OUT)/demo-$$view.html || exit 1; done
+	$(BIN)/attnscope render $(OUT)/demo.safetensors --view head -o $(OUT)/demo-head.png
+	@echo "open $(OUT)/demo-model.html (or demo-head/neuron/matrix.html) in a browser: one file each, works offline"
 
 test: $(STAMP) chromium
 	$(BIN)/pytest -q -ra
