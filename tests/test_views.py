@@ -223,7 +223,9 @@ def test_metrics_that_do_not_apply_to_cross_attention_travel_as_null():
 
 
 def test_causal_traces_do_not_offer_pair_filters_the_mask_leaves_empty(make_trace):
-    trace = make_trace(1, 2, 6, causal=True, sentence_b_start=3).with_meta(kinds={"self": {"causal": True}})
+    trace = make_trace(1, 2, 6, causal=True, sentence_b_start=3)  # from_arrays reads the mask off the weights
+    assert trace.meta["kinds"] == {"self": {"causal": True}}
+    assert make_trace(1, 2, 6).meta["kinds"] == {"self": {"causal": False}}
     assert attnscope.head_view(trace, filter="B->A").options["filter"] == "B->A"
     with pytest.raises(InputError, match=r"filter 'A->B' does not fit this trace; choose one of \['All', 'A->A', 'B->A', 'B->B'\]"):
         attnscope.head_view(trace, filter="A->B")

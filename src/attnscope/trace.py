@@ -213,7 +213,8 @@ class Trace:
             tokens=toks,
             attention={k: DenseAttention(a) for k, a in arrays.items()},
             segments=segments,
-            meta={"source": "arrays", "version": __version__, "created": _now(), **(meta or {})},
+            meta={"source": "arrays", "version": __version__, "created": _now(),
+                  "kinds": {k: {"causal": _looks_causal(a)} for k, a in arrays.items()}, **(meta or {})},
         )
 
     # ----------------------------------------------------------------- files
@@ -349,6 +350,13 @@ def _to_numpy(a) -> np.ndarray:
         return np.asarray(a, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InputError(f"attention must be numeric arrays or tensors; got {type(a).__name__}") from exc
+
+
+def _looks_causal(weights: np.ndarray) -> bool:
+    """Whether ``[L, H, q, q]`` weights hold nothing above the diagonal: a causal mask (a softmax over allowed keys
+    is never exactly 0, so an encoder's weights never pass)."""
+    q, k = weights.shape[2:]
+    return q == k and q > 1 and not np.triu(weights[0], 1).any()
 
 
 def _token_list(tokens, name: str) -> list[str]:
