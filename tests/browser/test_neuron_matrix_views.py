@@ -101,7 +101,7 @@ def test_bertviz_neuron_show_runs_on_a_grouped_query_rope_model(page, tmp_path):
 
     model, tok = build("llama")
     html = neuron_show(model, "llama", tok, TEXT, layer=1, head=3, html_action="return")
-    show(page, f"<!doctype html><meta charset=utf-8>{html.data}", tmp_path / "n.html")
+    show(page, html.data, tmp_path / "n.html")  # written as it is, as BertViz users save html.data
     trace = attnscope.capture(model, tok, TEXT)
     now = current(page)
     assert (now["layer"], now["head"]) == (1, 3)
