@@ -187,6 +187,8 @@ def test_wrong_types_are_refused():
     model, tok = build("bert")
     with pytest.raises(InputError, match="must be a string"):
         attnscope.capture(model, tok, 42)
+    with pytest.raises(InputError, match=r"got list \(for several texts use attnscope\.capture_batch\)"):
+        attnscope.capture(model, tok, ["the cat", "the dog"])
     with pytest.raises(InputError, match="Hugging Face model"):
         attnscope.capture(object(), tok, TEXT)
     with pytest.raises(InputError, match="generate"):

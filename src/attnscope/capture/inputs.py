@@ -50,7 +50,8 @@ def max_positions(model) -> int | None:
 
 def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
     if not isinstance(text, str):
-        raise InputError(f"{what} must be a string; got {type(text).__name__}")
+        several = " (for several texts use attnscope.capture_batch)" if isinstance(text, (list, tuple)) else ""
+        raise InputError(f"{what} must be a string; got {type(text).__name__}{several}")
     if not text.strip():
         raise InputError(f"{what} is empty; give at least one word")
     if pair is not None and (not isinstance(pair, str) or not pair.strip()):
