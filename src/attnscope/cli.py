@@ -136,6 +136,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 # --------------------------------------------------------------------------- shared options
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (written paths still print).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+TraceFile = Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")]
 ViewOpt = Annotated[str, typer.Option("--view", "-v", help="head, model, neuron or matrix.")]
 Output = Annotated[Path | None, typer.Option(
     "--output", "-o", help="File to write: .html (interactive) or .png/.svg/.pdf (figure). "
@@ -328,7 +329,7 @@ def capture(
 
 @app.command()
 def render(
-    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    trace_file: TraceFile,
     view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
@@ -350,7 +351,7 @@ def render(
 
 @app.command()
 def info(
-    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    trace_file: TraceFile,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (all tokens) instead of a table.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -456,7 +457,7 @@ DiffOutput = Annotated[Path | None, typer.Option(
 
 @app.command()
 def stats(
-    trace_file: Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")],
+    trace_file: TraceFile,
     kind: Kind = None,
     sort: Annotated[str | None, typer.Option(help="Sort by a metric, largest first (e.g. entropy, previous, sink); "
                                              "default: by layer and head.")] = None,
