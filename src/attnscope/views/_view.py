@@ -11,7 +11,8 @@ from ..trace import Trace
 from . import _html
 from ._options import check, js_options
 
-_NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view"}
+_NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view",
+          "diff": "diff view"}
 _FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 _HTML_SUFFIXES = (".html", ".htm")
 
@@ -66,10 +67,14 @@ class View:
         if suffix in _FIGURE_SUFFIXES:
             from ..figures import save_figure
 
-            return save_figure(self.name, self.trace, path, **{**self.options, **figure_options})
+            return save_figure(self.name, self.figure_input(), path, **{**self.options, **figure_options})
         raise InputError(
             f"cannot save a view as {path.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)"
         )
+
+    def figure_input(self) -> Any:
+        """What this view's figure draws: the trace (a Comparison for the diff view)."""
+        return self.trace
 
     def __repr__(self) -> str:
         L, H, q, k = self.trace.shape(self.options.get("kind"))

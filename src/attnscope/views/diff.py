@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,6 @@ from ..analysis.align import Alignment
 from ..encode import DTYPES, _b64, quantize
 from ..errors import InputError
 from ..trace import Trace
-from . import _html
 from ._options import THEMES, VIEW_OPTIONS, js_options
 from ._view import View
 
@@ -140,23 +138,8 @@ class DiffView(View):
         opts = js_options({k: v for k, v in self.options.items() if k in _JS_OPTIONS})
         return {"view": self.name, "options": opts, "payload": self.payload}
 
-    def html(self, *, id: str | None = None) -> str:
-        model = self.trace.meta.get("model") or "attention"
-        return _html.document(self.name, self.data(), title=f"{model} · diff view · attnscope", id=id)
-
-    def save(self, path: str | Path, **figure_options: Any) -> Path:
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix in _HTML_SUFFIXES:
-            if figure_options:
-                raise InputError(f"{sorted(figure_options)} only apply to figures (.png/.svg/.pdf), not {suffix}")
-            path.write_text(self.html(), encoding="utf-8")
-            return path
-        if suffix in _FIGURE_SUFFIXES:
-            from ..figures import save_figure
-
-            return save_figure("diff", self.comparison, path, **{**self.options, **figure_options})
-        raise InputError(f"cannot save a view as {path.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
+    def figure_input(self) -> Comparison:
+        return self.comparison
 
     def __repr__(self) -> str:
         L, H = self.comparison.divergence.shape
