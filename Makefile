@@ -39,8 +39,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP) chromium
 	$(BIN)/python benchmarks/capture_overhead.py
+	$(BIN)/python benchmarks/capture_long.py
 	$(BIN)/python benchmarks/vs_bertviz.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/metrics_pruned.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
