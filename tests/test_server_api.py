@@ -208,6 +208,18 @@ def test_lazy_view_is_a_skeleton_filled_head_by_head(client, captured):
     assert some["heads"] == [0, 5, 6] and len(some["data"][0]) == 3 and some["dtype"] == "sqrt8"
 
 
+def test_model_view_carries_head_metrics_whole_or_lazy_and_takes_metric_and_sort(client, captured):
+    tid = captured["id"]
+    for lazy in ("0", "1"):
+        data = client.get(f"/api/traces/{tid}/view", params={"view": "model", "lazy": lazy}).json()
+        metrics = data["payload"]["kinds"]["self"]["metrics"]
+        assert data["lazy"] is (lazy == "1") and len(metrics["values"]["entropy"]) == 6
+    chosen = client.get(f"/api/traces/{tid}/view", params={"view": "model", "metric": "sink", "sort": "true"}).json()
+    assert chosen["options"] == {"metric": "sink", "sort": True}
+    assert "unknown metric 'nope'" in error_of(
+        client.get(f"/api/traces/{tid}/view", params={"view": "model", "metric": "nope"}), 422)
+
+
 def test_lazy_choice_follows_the_size_budget_and_covers_every_view(captured):
     with client_for(lazy_bytes=1000) as c:
         tid = c.post("/api/capture", json={"text": TEXT}).json()["id"]

@@ -68,8 +68,9 @@ def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
     """The view's payload with every head's data left ``null`` (see the module docstring)."""
     trace = entry.trace
     kinds = _kinds(trace, view)
+    metrics = (True if opts.get("metric") else None) if view == "model" else False  # None: when cheap
     payload = encode(trace, kinds=kinds, attention=False, include_layers=opts.get("include_layers"),
-                     include_heads=opts.get("include_heads"))
+                     include_heads=opts.get("include_heads"), metrics=metrics)
     for kind in kinds:
         spec = payload["kinds"][kind]
         layers, heads = spec["layers"], spec["heads"]

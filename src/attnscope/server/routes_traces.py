@@ -78,7 +78,8 @@ def view_options(
     view: Annotated[str, Query()] = "head",
     kind: str | None = None, layer: int | None = None, head: int | None = None, heads: str | None = None,
     query: int | None = None, filter: str | None = None, theme: str | None = None, prettify: bool | None = None,
-    include_layers: str | None = None, include_heads: str | None = None,
+    include_layers: str | None = None, include_heads: str | None = None, metric: str | None = None,
+    sort: bool | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The view name and its options from the query string (only those given; the view checks them)."""
     if view not in VIEW_NAMES:
@@ -86,7 +87,7 @@ def view_options(
     given = {"kind": kind, "layer": layer, "head": head, "heads": indices(heads, "heads"), "query": query,
              "filter": filter, "theme": theme, "prettify": prettify,
              "include_layers": indices(include_layers, "include_layers"),
-             "include_heads": indices(include_heads, "include_heads")}
+             "include_heads": indices(include_heads, "include_heads"), "metric": metric, "sort": sort}
     return view, {k: v for k, v in given.items() if v is not None}
 
 
