@@ -16,7 +16,7 @@ import numpy as np
 from ..encode import DTYPES, _encode_thumbs, encode
 from ..trace import Trace
 from ..views import View
-from ..views._options import js_options
+from ..views._options import js_options, metrics_wanted
 from .store import Entry
 
 THUMB_SIZE = 64
@@ -68,9 +68,8 @@ def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
     """The view's payload with every head's data left ``null`` (see the module docstring)."""
     trace = entry.trace
     kinds = _kinds(trace, view)
-    metrics = (True if opts.get("metric") else None) if view == "model" else False  # None: when cheap
     payload = encode(trace, kinds=kinds, attention=False, include_layers=opts.get("include_layers"),
-                     include_heads=opts.get("include_heads"), metrics=metrics)
+                     include_heads=opts.get("include_heads"), metrics=metrics_wanted(view, opts))
     for kind in kinds:
         spec = payload["kinds"][kind]
         layers, heads = spec["layers"], spec["heads"]

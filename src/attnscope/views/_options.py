@@ -86,6 +86,14 @@ def _indices(chosen, n: int, name: str, what: str) -> list[int]:
     return picked
 
 
+def metrics_wanted(view: str, opts: dict[str, Any]) -> bool | None:
+    """``encode``'s ``metrics=`` for a view: the model view always when a ``metric`` is chosen, else when cheap
+    (``None``); other views never."""
+    if view != "model":
+        return False
+    return True if opts.get("metric") else None
+
+
 def _filter(value: str, trace: Trace, kind: str) -> str:
     """``"All"`` or ``"X->Y"`` (``"A->B"``; ``→`` accepted) with X a segment of the query stream, Y of the key
     (pairs a causal mask leaves empty are not offered)."""

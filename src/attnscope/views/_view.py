@@ -9,7 +9,7 @@ from ..encode import BUDGET_MB, encode
 from ..errors import InputError
 from ..trace import Trace
 from . import _html
-from ._options import check, js_options
+from ._options import check, js_options, metrics_wanted
 
 _NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view",
           "diff": "diff view"}
@@ -89,6 +89,5 @@ def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, A
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None
-    metrics = (True if opts.get("metric") else None) if name == "model" else False  # None: when cheap
-    return encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics, budget_mb=opts.get("budget_mb", BUDGET_MB),
+    return encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics_wanted(name, opts), budget_mb=opts.get("budget_mb", BUDGET_MB),
                   **common)
