@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,7 @@ class Trace:
             attention={k: DenseAttention(a) for k, a in arrays.items()},
             segments=segments,
             meta={"source": "arrays", "version": __version__, "created": _now(),
-                  "kinds": {k: {"causal": _looks_causal(a)} for k, a in arrays.items()}, **(meta or {})},
+                  "kinds": {k: {"causal": looks_causal(a[0])} for k, a in arrays.items()}, **(meta or {})},
         )
 
     # ----------------------------------------------------------------- files
@@ -352,11 +352,14 @@ def _to_numpy(a) -> np.ndarray:
         raise InputError(f"attention must be numeric arrays or tensors; got {type(a).__name__}") from exc
 
 
-def _looks_causal(weights: np.ndarray) -> bool:
-    """Whether ``[L, H, q, q]`` weights hold nothing above the diagonal: a causal mask (a softmax over allowed keys
-    is never exactly 0, so an encoder's weights never pass)."""
-    q, k = weights.shape[2:]
-    return q == k and q > 1 and not np.triu(weights[0], 1).any()
+def looks_causal(heads: Iterable[np.ndarray]) -> bool:
+    """Whether one layer's heads (each ``[q, k]``, read one at a time) hold nothing above the diagonal: a causal
+    mask (a softmax over allowed keys is never exactly 0, so an encoder's weights never pass)."""
+    for head in heads:
+        q, k = head.shape
+        if q != k or q < 2 or np.triu(head, 1).any():
+            return False
+    return True
 
 
 def _token_list(tokens, name: str) -> list[str]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import InputError
-from ..trace import Trace
+from ..trace import Trace, looks_causal
 
 
 def resolve_kind(trace: Trace, kind: str | None) -> str:
@@ -23,17 +21,14 @@ def resolve_kind(trace: Trace, kind: str | None) -> str:
 def is_causal(trace: Trace, kind: str) -> bool:
     """Whether query ``i`` of ``kind`` may only attend to keys ``0..i``.
 
-    Captured traces record the mask rule in ``meta["kinds"][kind]["causal"]``. Traces made from arrays do not, so
-    the rule is read from the weights: causal when every head of layer 0 is square and has no weight above the
-    diagonal (a softmax over allowed keys is never exactly 0, so an encoder never passes this test).
+    Captured traces and ``Trace.from_arrays`` record the mask rule in ``meta["kinds"][kind]["causal"]``; for a
+    trace without it (a file written before from_arrays recorded it) the rule is read from layer 0's weights
+    (:func:`attnscope.trace.looks_causal`).
     """
     info = (trace.meta.get("kinds") or {}).get(kind)
     if isinstance(info, dict) and "causal" in info:
         return bool(info["causal"])
-    _, heads, q, k = trace.shape(kind)
-    if q != k or q < 2:
-        return False
-    return not any(np.triu(trace.head(0, h, kind), 1).any() for h in range(heads))
+    return looks_causal(trace.head(0, h, kind) for h in range(trace.shape(kind)[1]))
 
 
 def same_stream(trace: Trace, kind: str) -> bool:
