@@ -41,6 +41,13 @@ def metric_cmap(theme) -> LinearSegmentedColormap:
     return LinearSegmentedColormap.from_list(f"attnscope-metric-{theme.name}", METRIC_COLOURS[theme.name])
 
 
+def metric_norm(values: np.ndarray) -> Normalize:
+    """The metric's colour range: its smallest to largest finite value (0 to 1 when none is finite)."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
 def metric_grid(trace, opts: Options) -> np.ndarray:
     """``[layers, heads]`` values of ``opts.metric`` for the shown layers and heads (NaN where it does not apply)."""
     values = encode_metrics(trace, opts.kind, opts.layers, opts.head_set)["values"][opts.metric]
@@ -73,9 +80,7 @@ def mosaic(trace, opts: Options, values: np.ndarray | None = None) -> tuple[np.n
     image[:] = np.asarray(to_rgba(opts.theme.gap))
     cols = order(values, opts.sort, H, L)
     if values is not None:
-        finite = values[np.isfinite(values)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        frames = metric_cmap(opts.theme)(Normalize(lo, hi if hi > lo else lo + 1.0)(values))
+        frames = metric_cmap(opts.theme)(metric_norm(values)(values))
         frames[np.isnan(values)] = to_rgba(opts.theme.muted)
     for r, layer in enumerate(opts.layers):
         for c in range(H):
@@ -138,11 +143,9 @@ def _head_numbers(ax, opts: Options, cols: np.ndarray, cell: tuple[int, int], ga
 
 
 def _metric_bar(fig, ax, opts: Options, values: np.ndarray) -> None:
-    finite = values[np.isfinite(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    bar = fig.colorbar(ScalarMappable(Normalize(lo, hi if hi > lo else lo + 1.0), metric_cmap(opts.theme)), ax=ax,
+    bar = fig.colorbar(ScalarMappable(metric_norm(values), metric_cmap(opts.theme)), ax=ax,
                        location="bottom", shrink=0.5, aspect=40, pad=0.02)
-    missing = " (grey: does not apply)" if finite.size < values.size else ""
+    missing = " (grey: does not apply)" if not np.isfinite(values).all() else ""
     bar.set_label(f"frame: {opts.metric}{missing}", fontsize=8)
     bar.outline.set_visible(False)
     bar.ax.tick_params(labelsize=7, length=2)
