@@ -16,6 +16,12 @@ import numpy as np
 
 from .errors import InputError
 
+#: The most weights a reader may make dense from a form that does not hold them densely (a pruned head, layer or
+#: trace, or an analysis's ``[n, n]`` arrays): 2^26 float32 weights is 256 MiB, one 8192 x 8192 head. Past it the
+#: reader gets an InputError naming the size, so a small pruned file that declares many tokens can never make a
+#: reader allocate gigabytes. (Dense forms hold their weights already: arrays of the same order are allowed.)
+DENSE_MAX_WEIGHTS = 2**26
+
 
 class DenseAttention:
     """Dense weights ``[layers, heads, q, k]``."""
@@ -62,6 +68,13 @@ class DenseAttention:
     def min_kept_mass(self) -> float:
         """Fraction kept in the worst row (1.0: nothing was pruned)."""
         return 1.0
+
+    def allow_dense(self, shape: tuple[int, ...], what: str) -> None:
+        """Readers may build dense arrays of the weights' order: the weights themselves are held already."""
+
+    def looks_causal(self, layer: int) -> bool:
+        """Whether every head of ``layer`` holds nothing above the diagonal (see :func:`looks_causal`)."""
+        return looks_causal(self.weights[layer, h] for h in range(self.shape[1]))
 
     def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
         """Block-max pooled thumbnail ``[ceil(q/b), ceil(k/b)]`` with blocks of ``b`` so the side is <= size."""
@@ -213,6 +226,7 @@ class PrunedAttention:
 
     def head(self, layer: int, head: int) -> np.ndarray:
         Q, K = self._shape[2], self._shape[3]
+        self.allow_dense((Q, K), "one head of this pruned trace")
         r0 = self._row_index(layer, head, 0)
         a, b = self.indptr[r0], self.indptr[r0 + Q]
         counts = np.diff(self.indptr[r0 : r0 + Q + 1])
@@ -221,9 +235,11 @@ class PrunedAttention:
         return out
 
     def layer(self, layer: int) -> np.ndarray:
+        self.allow_dense(self._shape[1:], "one layer of this pruned trace")
         return np.stack([self.head(layer, h) for h in range(self._shape[1])])
 
     def dense(self) -> np.ndarray:
+        self.allow_dense(self._shape, "this pruned trace")
         return np.stack([self.layer(layer) for layer in range(self._shape[0])])
 
     def row_mass(self) -> np.ndarray:
@@ -235,8 +251,39 @@ class PrunedAttention:
     def min_kept_mass(self) -> float:
         return float(self.mass.min()) if self.mass.size else 1.0
 
+    def allow_dense(self, shape: tuple[int, ...], what: str) -> None:
+        """Refuse a dense array of ``shape`` float32 weights built from this pruned form past
+        :data:`DENSE_MAX_WEIGHTS`, with an InputError naming its size."""
+        n = int(np.prod(shape, dtype=object))
+        if n > DENSE_MAX_WEIGHTS:
+            raise InputError(
+                f"{what} would be a dense {' x '.join(map(str, shape))} array ({n * 4 / 2**30:.1f} GiB of float32); "
+                f"attnscope makes at most {DENSE_MAX_WEIGHTS * 4 / 2**20:.0f} MiB dense from a pruned trace. Read rows "
+                "(trace.row), thumbnails (pooled) or head metrics instead, or pick a window of tokens"
+            )
+
+    def looks_causal(self, layer: int) -> bool:
+        """Whether no kept weight of ``layer`` lies above the diagonal, read from the kept entries alone."""
+        _, H, q, k = self._shape
+        if q != k or q < 2:
+            return False
+        ptr = self.indptr[layer * H * q : (layer + 1) * H * q + 1]
+        a, b = int(ptr[0]), int(ptr[-1])
+        rows = np.repeat(np.tile(np.arange(q), H), np.diff(ptr))
+        return not (self.indices[a:b] > rows).any()
+
     def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
-        return block_max(self.head(layer, head), size)
+        """Block-max thumbnail as :meth:`DenseAttention.pooled`, pooled straight from the kept entries."""
+        _, H, q, k = self._shape
+        b = max(1, -(-max(q, k) // size))
+        rows, cols = -(-q // b), -(-k // b)
+        r0 = self._row_index(layer, head, 0)
+        ptr = self.indptr[r0 : r0 + q + 1]
+        a, e = int(ptr[0]), int(ptr[-1])
+        cell = np.repeat(np.arange(q) // b, np.diff(ptr)) * cols + self.indices[a:e] // b
+        out = np.zeros(rows * cols, dtype=np.float32)
+        np.maximum.at(out, cell, self.values[a:e].astype(np.float32))
+        return out.reshape(rows, cols)
 
     def astype(self, dtype) -> PrunedAttention:
         return PrunedAttention(self._shape, self.indptr, self.indices, self.values.astype(dtype), self.mass)
@@ -251,6 +298,16 @@ class PrunedAttention:
 
 
 Attention = DenseAttention | PrunedAttention
+
+
+def looks_causal(heads: Iterable[np.ndarray]) -> bool:
+    """Whether one layer's heads (each ``[q, k]``, read one at a time) hold nothing above the diagonal: a causal
+    mask (a softmax over allowed keys is never exactly 0, so an encoder's weights never pass)."""
+    for head in heads:
+        q, k = head.shape
+        if q != k or q < 2 or np.triu(head, 1).any():
+            return False
+    return True
 
 
 def block_max(matrix: np.ndarray, size: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attention import DenseAttention, PruneSpec, block_max, prune_rows
+from .attention import DenseAttention, PruneSpec, prune_rows
 
 Z85 = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "\"&'<>\\`")[:85]
 _Z85_BYTES = np.frombuffer(Z85.encode("ascii"), dtype=np.uint8)
@@ -252,19 +252,8 @@ def unz85(text: str) -> bytes:
 
 def pooled(att, layer: int, head: int, size: int) -> np.ndarray:
     """Block-max thumbnail of one head as sqrt8 bytes ``[ceil(q/b), ceil(k/b)]``, square blocks of ``b`` tokens so
-    the longer side is at most ``size``. A pruned head is pooled straight from its entries (no dense copy)."""
-    _, H, q, k = att.shape
-    if isinstance(att, DenseAttention):
-        return sqrt8(block_max(att.head(layer, head), size))
-    b = max(1, -(-max(q, k) // size))
-    rows, cols = -(-q // b), -(-k // b)
-    r0 = (layer * H + head) * q
-    ptr = att.indptr[r0 : r0 + q + 1]
-    a, e = int(ptr[0]), int(ptr[-1])
-    cell = np.repeat(np.arange(q) // b, np.diff(ptr)) * cols + att.indices[a:e] // b
-    out = np.zeros(rows * cols, dtype=np.uint8)
-    np.maximum.at(out, cell, sqrt8(att.values[a:e]))
-    return out.reshape(rows, cols)
+    the longer side is at most ``size`` (``att.pooled``: a pruned head is pooled from its entries, no dense copy)."""
+    return sqrt8(att.pooled(layer, head, size))
 
 
 def sqrt8(weights: np.ndarray) -> np.ndarray:

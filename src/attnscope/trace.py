@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .attention import Attention, DenseAttention, PrunedAttention, PruneSpec
+from .attention import Attention, DenseAttention, PrunedAttention, PruneSpec, looks_causal
 from .errors import InputError, MissingDataError, TraceFormatError
+from .trace_checks import WEIGHT_RANGE, check_dense, check_extras, check_pruned, read_header
 
 FORMAT = "attnscope-trace"
 FORMAT_VERSION = 1
@@ -267,26 +268,32 @@ def load(path: str | Path) -> Trace:
                     f"{str(path)!r} is a safetensors file but not an attnscope trace (no 'format: {FORMAT}' in its "
                     "header); make traces with attnscope.capture(...).save(path)"
                 )
-            version = int(header.get("format_version", "0"))
+            version_text = header.get("format_version", "0")
+            if not (version_text.isdigit() and len(version_text) <= 6):
+                raise TraceFormatError(f"{str(path)!r} has format_version {version_text[:20]!r}: not a version number")
+            version = int(version_text)
             if version > FORMAT_VERSION:
                 raise TraceFormatError(
                     f"{str(path)!r} has trace format {version}; this attnscope reads up to {FORMAT_VERSION}. "
                     "Upgrade attnscope: pip install -U attnscope"
                 )
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        forms = json.loads(header["attention"])
-        tokens = json.loads(header["tokens"])
-        segments = {k: Segment(*v) for k, v in json.loads(header["segments"]).items()}
-        meta = json.loads(header["meta"])
+        head = read_header(header, KIND_STREAMS)
+        check_extras(tensors, head, KIND_STREAMS)
         attention: dict[str, Attention] = {}
-        for kind, info in forms.items():
+        for kind, info in head.forms.items():
             if info["form"] == "dense":
+                if f"attention/{kind}" not in tensors:
+                    raise TraceFormatError(f"the header declares dense {kind!r} attention but attention/{kind} is missing")
+                check_dense(kind, tensors[f"attention/{kind}"], info["shape"])
                 attention[kind] = DenseAttention(tensors[f"attention/{kind}"])
             else:
                 p = f"attention/{kind}/"
+                arrays = {n[len(p):]: a for n, a in tensors.items() if n.startswith(p)}
+                check_pruned(kind, arrays, info["shape"])
                 attention[kind] = PrunedAttention(
-                    info["shape"], tensors[p + "indptr"], tensors[p + "indices"], tensors[p + "values"],
-                    tensors[p + "mass"],
+                    info["shape"], arrays["indptr"].astype(np.int64), arrays["indices"].astype(np.int32),
+                    arrays["values"], arrays["mass"],
                 )
         qkv: dict[str, dict[str, np.ndarray]] = {}
         bias: dict[str, np.ndarray] = {}
@@ -296,13 +303,17 @@ def load(path: str | Path) -> Trace:
             if parts[0] == "qkv":
                 qkv.setdefault(parts[1], {})[parts[2]] = arr.astype(np.float32)
             elif parts[0] == "bias":
-                bias[parts[1]] = arr
+                bias[parts[1]] = arr.astype(np.float32)
             elif parts[0] == "ids":
                 ids[parts[1]] = arr.tolist()
+        tokens, meta = head.tokens, head.meta
+        segments = {k: Segment(*v) for k, v in head.segments.items()}
         return Trace(tokens=tokens, attention=attention, token_ids=ids, segments=segments, qkv=qkv, bias=bias,
                      meta=meta)
-    except TraceFormatError:
-        raise
+    except TraceFormatError as exc:
+        if str(path) in str(exc):
+            raise
+        raise TraceFormatError(f"{str(path)!r} is not a valid attnscope trace: {exc}") from None
     except Exception as exc:  # safetensors, json and shape errors all mean the same thing here
         raise TraceFormatError(
             f"{str(path)!r} is not a readable attnscope trace ({type(exc).__name__}: {exc}); "
@@ -335,7 +346,7 @@ def _stack_layers(attention, kind: str) -> np.ndarray:
             )
     if not np.isfinite(arr).all():
         raise InputError(f"attention {kind!r} holds NaN or infinite values")
-    if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-3):
+    if arr.size and (arr.min() < WEIGHT_RANGE[0] or arr.max() > WEIGHT_RANGE[1]):
         raise InputError(
             f"attention {kind!r} holds values outside [0, 1] (min {arr.min():.4g}, max {arr.max():.4g}); attention "
             "weights are softmax probabilities: pass those (output_attentions=True), not scores or differences"
@@ -350,16 +361,6 @@ def _to_numpy(a) -> np.ndarray:
         return np.asarray(a, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InputError(f"attention must be numeric arrays or tensors; got {type(a).__name__}") from exc
-
-
-def looks_causal(heads: Iterable[np.ndarray]) -> bool:
-    """Whether one layer's heads (each ``[q, k]``, read one at a time) hold nothing above the diagonal: a causal
-    mask (a softmax over allowed keys is never exactly 0, so an encoder's weights never pass)."""
-    for head in heads:
-        q, k = head.shape
-        if q != k or q < 2 or np.triu(head, 1).any():
-            return False
-    return True
 
 
 def _token_list(tokens, name: str) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from ..trace import Trace, looks_causal
+from ..trace import Trace
 
 
 def resolve_kind(trace: Trace, kind: str | None) -> str:
@@ -23,12 +23,12 @@ def is_causal(trace: Trace, kind: str) -> bool:
 
     Captured traces and ``Trace.from_arrays`` record the mask rule in ``meta["kinds"][kind]["causal"]``; for a
     trace without it (a file written before from_arrays recorded it) the rule is read from layer 0's weights
-    (:func:`attnscope.trace.looks_causal`).
+    (:func:`attnscope.attention.looks_causal`).
     """
     info = (trace.meta.get("kinds") or {}).get(kind)
     if isinstance(info, dict) and "causal" in info:
         return bool(info["causal"])
-    return looks_causal(trace.head(0, h, kind) for h in range(trace.shape(kind)[1]))
+    return trace.attention[kind].looks_causal(0)
 
 
 def same_stream(trace: Trace, kind: str) -> bool:

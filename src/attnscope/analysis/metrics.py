@@ -49,6 +49,8 @@ LOCAL_WINDOW = 2
 LOCAL_MIN_MASS = 0.7
 
 _TINY = np.finfo(np.float32).tiny
+#: Weights read at once when summing a dense head's diagonals (keeps temporaries at a few MB).
+_BLOCK = 1 << 20
 
 LABELS = ("previous-token", "next-token", "self", "sink/delimiter", "broad", "local", "mixed")
 
@@ -130,7 +132,11 @@ def label(record: dict) -> str:
 
 
 class _Context:
-    """What every head of one kind shares: the distance matrix, entropy normalisers, special columns."""
+    """What every head of one kind shares: entropy normalisers and special-key columns, all O(q + k).
+
+    Nothing here is ``[q, k]``-sized: positional metrics come from each head's diagonal sums (dense heads) or from
+    its kept entries (pruned heads), so a long pruned trace is read in memory proportional to what it holds.
+    """
 
     def __init__(self, trace: Trace, kind: str, q: int, k: int):
         self.positional = same_stream(trace, kind)
@@ -146,10 +152,6 @@ class _Context:
         self.is_sink[self.sink] = True
         self.is_special = np.zeros(k, dtype=bool)
         self.is_special[self.special] = True
-        if self.positional:
-            offset = np.arange(k)[None, :] - np.arange(q)[:, None]  # [q, k] j - i
-            self.distance = np.abs(offset).astype(np.float32)
-            self.local = (np.abs(offset) <= LOCAL_WINDOW).astype(np.float32)
 
     def metrics(self, a: np.ndarray) -> dict[str, float]:
         """Metrics of one head ``a`` ``[q, k]``."""
@@ -165,14 +167,7 @@ class _Context:
             "max": float(a.max(1).mean()),
         }
         if self.positional:
-            r = self.rows
-            out.update(
-                distance=float((a * self.distance).sum() / q),
-                local=float((a * self.local).sum() / q),
-                self=float(a[r, r].mean()),
-                previous=float(a[r[1:], r[:-1]].mean()) if q > 1 else 0.0,
-                next=float(a[r[:-1], r[1:]].mean()) if q > 1 else 0.0,
-            )
+            out.update(_positional(_diagonal_sums(a), q))
         return out
 
     def sparse_metrics(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -199,12 +194,31 @@ class _Context:
             "max": float(row_max.mean()),
         }
         if self.positional:
-            offset = j - i
-            out.update(
-                distance=float((a * np.abs(offset)).sum(dtype=np.float64) / q),
-                local=float(a[np.abs(offset) <= LOCAL_WINDOW].sum(dtype=np.float64) / q),
-                self=float(a[offset == 0].sum(dtype=np.float64) / q),
-                previous=float(a[offset == -1].sum(dtype=np.float64) / (q - 1)) if q > 1 else 0.0,
-                next=float(a[offset == 1].sum(dtype=np.float64) / (q - 1)) if q > 1 else 0.0,
-            )
+            out.update(_positional(np.bincount(j - i + q - 1, weights=a, minlength=2 * q - 1), q))
         return out
+
+
+def _diagonal_sums(a: np.ndarray) -> np.ndarray:
+    """Sum of each diagonal of a square ``[q, q]`` head, ``out[d + q - 1]`` for key offset ``d = j - i``; read a
+    block of rows at a time, so the temporaries stay small whatever ``q`` is."""
+    q = a.shape[0]
+    out = np.zeros(2 * q - 1, dtype=np.float64)
+    step = max(1, _BLOCK // q)
+    cols = np.arange(q)
+    for lo in range(0, q, step):
+        block = a[lo : lo + step]
+        offset = cols[None, :] - np.arange(lo, lo + len(block))[:, None] + (q - 1)
+        out += np.bincount(offset.ravel(), weights=block.ravel(), minlength=2 * q - 1)
+    return out
+
+
+def _positional(diagonals: np.ndarray, q: int) -> dict[str, float]:
+    """distance, local, self, previous and next of one head from its diagonal sums (:func:`_diagonal_sums`)."""
+    d = np.arange(-(q - 1), q)
+    return {
+        "distance": float((np.abs(d) * diagonals).sum() / q),
+        "local": float(diagonals[np.abs(d) <= LOCAL_WINDOW].sum() / q),
+        "self": float(diagonals[q - 1] / q),
+        "previous": float(diagonals[q - 2] / (q - 1)) if q > 1 else 0.0,
+        "next": float(diagonals[q] / (q - 1)) if q > 1 else 0.0,
+    }

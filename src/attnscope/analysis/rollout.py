@@ -39,12 +39,13 @@ def residual_attention(trace: Trace, kind: str | None = None, residual: float = 
     if head_reduce not in HEAD_REDUCTIONS:
         raise InputError(f"head_reduce must be one of {HEAD_REDUCTIONS}; got {head_reduce!r}")
     L = trace.shape(kind)[0] if layers is None else layers
+    trace.attention[kind].allow_dense((4, L, n, n), "attention rollout ([layers, n, n] float64, twice)")
     out = np.empty((L, n, n), dtype=np.float64)
-    eye = np.eye(n)
+    diagonal = np.arange(n)
     for layer in range(L):
         heads = trace.layer(layer, kind).astype(np.float64)  # [H, n, n]
-        a = getattr(heads, head_reduce)(axis=0)
-        a = residual * eye + (1.0 - residual) * a
+        a = getattr(heads, head_reduce)(axis=0) * (1.0 - residual)
+        a[diagonal, diagonal] += residual
         out[layer] = a / np.maximum(a.sum(-1, keepdims=True), 1e-12)
     return out
 
