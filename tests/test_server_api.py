@@ -368,13 +368,13 @@ def test_folder_listing_shows_folders_then_traces_and_hides_the_rest(client):
 
 
 def test_opening_a_file_holds_it_once(client):
-    first = client.get("/api/files/trace", params={"path": "sub/inner.safetensors"}).json()
+    first = client.post("/api/files/trace", json={"path": "sub/inner.safetensors"}).json()
     assert first["source"] == {"type": "file", "path": "sub/inner.safetensors"}
     assert first["tokens"] == {"input": 5} and first["views"] == ["head", "model", "matrix"]  # no q/k: no neuron
-    assert client.get("/api/files/trace", params={"path": "sub/inner.safetensors"}).json()["id"] == first["id"]
+    assert client.post("/api/files/trace", json={"path": "sub/inner.safetensors"}).json()["id"] == first["id"]
     view = client.get(f"/api/traces/{first['id']}/view", params={"view": "head"}).json()
     assert view["payload"]["tokens"]["input"] == ["[CLS]", "a", "b", "c", "[SEP]"]
-    assert client.get("/api/files/trace", params={"path": "inside-link.safetensors"}).status_code == 200
+    assert client.post("/api/files/trace", json={"path": "inside-link.safetensors"}).status_code == 200
 
 
 @pytest.mark.parametrize("path, status, words", [
@@ -393,7 +393,7 @@ def test_opening_a_file_holds_it_once(client):
     ("broken.safetensors", 422, ""),
 ])
 def test_trace_browser_never_leaves_its_folder(client, path, status, words):
-    assert words in error_of(client.get("/api/files/trace", params={"path": path}), status)
+    assert words in error_of(client.post("/api/files/trace", json={"path": path}), status)
 
 
 @pytest.mark.parametrize("dir, status", [("..", 400), ("/", 400), ("outdir", 403), ("top.safetensors", 400),
@@ -402,15 +402,18 @@ def test_folder_listing_never_leaves_its_folder(client, dir, status):
     error_of(client.get("/api/files", params={"dir": dir}), status)
 
 
-def test_encoded_traversal_in_the_raw_query_is_refused(client):
-    assert "may not contain '..'" in error_of(client.get("/api/files/trace?path=%2e%2e%2f%2e%2e%2fetc%2fpasswd"), 400)
-    assert "NUL" in error_of(client.get("/api/files/trace?path=top%00.safetensors"), 400)
+def test_escaped_traversal_in_the_json_body_is_refused(client):
+    body = b'{"path": "\\u002e\\u002e/\\u002e\\u002e/etc/passwd"}'
+    headers = {"content-type": "application/json"}
+    assert "may not contain '..'" in error_of(client.post("/api/files/trace", content=body, headers=headers), 400)
+    body = b'{"path": "top\\u0000.safetensors"}'
+    assert "NUL" in error_of(client.post("/api/files/trace", content=body, headers=headers), 400)
 
 
 def test_no_folder_means_no_file_browser():
     with client_for() as c:
         assert "--traces DIR" in error_of(c.get("/api/files"), 404)
-        assert "--traces DIR" in error_of(c.get("/api/files/trace", params={"path": "x.safetensors"}), 404)
+        assert "--traces DIR" in error_of(c.post("/api/files/trace", json={"path": "x.safetensors"}), 404)
 
 
 # ----------------------------------------------------------------------------- MLflow
@@ -434,20 +437,20 @@ def test_mlflow_runs_are_listed_and_opened(tmp_path, make_trace):
         run = runs["runs"][0]
         assert run["run_id"] == run_id and run["run_name"] == "probe-run" and run["experiment"] == "web"
         assert run["traces"] == [{"name": "probe", "steps": [1, 3], "unstepped": False}]
-        opened = c.get("/api/mlflow/trace", params={"run": run_id, "name": "probe", "step": 1}).json()
+        opened = c.post("/api/mlflow/trace", json={"run": run_id, "name": "probe", "step": 1}).json()
         assert opened["source"] == {"type": "mlflow", "run": run_id, "name": "probe", "step": 1}
         assert opened["tokens"] == {"input": 4}
-        assert c.get("/api/mlflow/trace", params={"run": run_id, "name": "probe", "step": 1}).json()["id"] == opened["id"]
-        assert "no MLflow run" in error_of(c.get("/api/mlflow/trace", params={"run": "0" * 32}), 404)
-        assert "step 2" in error_of(c.get("/api/mlflow/trace", params={"run": run_id, "step": 2}), 404)
-        error_of(c.get("/api/mlflow/trace", params={"run": "../x"}), 422)
+        assert c.post("/api/mlflow/trace", json={"run": run_id, "name": "probe", "step": 1}).json()["id"] == opened["id"]
+        assert "no MLflow run" in error_of(c.post("/api/mlflow/trace", json={"run": "0" * 32}), 404)
+        assert "step 2" in error_of(c.post("/api/mlflow/trace", json={"run": run_id, "step": 2}), 404)
+        error_of(c.post("/api/mlflow/trace", json={"run": "../x"}), 422)
 
 
 def test_a_missing_mlflow_store_is_empty_and_not_created(client, folder):
     body = client.get("/api/mlflow/runs").json()
     assert body["runs"] == [] and "no MLflow store" in body["note"]
     assert not (folder.parent / "none").exists()
-    assert "no MLflow store" in error_of(client.get("/api/mlflow/trace", params={"run": "abc"}), 404)
+    assert "no MLflow store" in error_of(client.post("/api/mlflow/trace", json={"run": "abc"}), 404)
 
 
 # ----------------------------------------------------------------------------- who may ask
@@ -485,11 +488,11 @@ def test_cross_site_posts_are_refused(client):
     assert same.status_code == 200
 
 
-def test_remote_server_checks_the_token_on_every_request():
+def test_remote_server_checks_the_token_on_every_api_request():
     token = "s3cret-token-of-enough-length"
     with TestClient(create_app(Settings(host="0.0.0.0", allow_remote=True, token=token)),
                     base_url="http://10.1.2.3:8000") as c:
-        for path in ("/", "/api/config", "/assets/views.js", "/static/app.css", "/api/traces/x/view"):
+        for path in ("/api/config", "/api/traces", "/api/traces/x/view", "/api/files"):
             assert "valid token is needed" in error_of(c.get(path), 401)
         r = c.get("/api/config", headers={"authorization": "Bearer wrong-token-of-enough-length"})
         assert error_of(r, 401) and r.headers["www-authenticate"] == "Bearer"
@@ -497,10 +500,12 @@ def test_remote_server_checks_the_token_on_every_request():
         error_of(c.post("/api/capture", json={"text": "hi"}), 401)
         assert c.get("/api/config", headers={"authorization": f"Bearer {token}"}).status_code == 200
         assert c.get("/api/config", headers={"x-attnscope-token": token}).status_code == 200
-        page = c.get("/", params={"token": token})
-        assert page.status_code == 200 and "HttpOnly; SameSite=Strict" in page.headers["set-cookie"]
-        assert c.get("/api/config").status_code == 200  # the cookie the page set
-        c.cookies.clear()
+        assert c.get("/api/config", params={"token": token}).status_code == 200
+        for path in ("/", "/traces", "/assets/views.js", "/static/app.css"):  # the package's own files, no data
+            page = c.get(path)
+            assert page.status_code == 200 and "set-cookie" not in page.headers
+        assert "valid token" in error_of(c.post("/", json={}), 401)  # public means GET only
+        assert "set-cookie" not in c.get("/", params={"token": token}).headers  # no cookie: it would reach every port
         assert error_of(c.get("/api/config"), 401)
 
 
@@ -554,14 +559,14 @@ def test_trace_store_is_bounded_by_count_and_bytes(make_trace):
     traces = [make_trace(layers=2, heads=2, n=8, seed=i) for i in range(6)]
     size = trace_bytes(traces[0])
     store = TraceStore(max_items=3, max_bytes=10**9)
-    ids = [store.add(t, {"type": "test"}).id for t in traces]
+    ids = [store.add(t, {"type": "test"}, info={}).id for t in traces]
     assert [e.id for e in store.entries()] == ids[:2:-1] and store.get(ids[0]) is None
     store = TraceStore(max_items=100, max_bytes=2 * size)
     for t in traces:
-        store.add(t, {"type": "test"})
+        store.add(t, {"type": "test"}, info={})
     assert len(store.entries()) == 2 and store.nbytes == 2 * size
-    one = store.add(traces[0], {"type": "file"}, key=("file", "a"))
-    assert store.add(traces[1], {"type": "file"}, key=("file", "a")).id == one.id == store.find(("file", "a")).id
+    one = store.add(traces[0], {"type": "file"}, key=("file", "a"), info={})
+    assert store.add(traces[1], {"type": "file"}, key=("file", "a"), info={}).id == one.id == store.find(("file", "a")).id
 
 
 def test_a_crash_inside_a_route_is_a_json_500(client, monkeypatch):

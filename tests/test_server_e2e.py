@@ -197,19 +197,47 @@ def test_trace_browser_opens_a_saved_file(page, url):
     assert page.is_disabled("#views button[data-view=neuron]")  # no q/k vectors in this file
 
 
+def test_trace_browser_reports_a_malformed_file_and_keeps_working(browser, url, folder):
+    (folder / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))  # the 422 itself is logged to the console, as it should
+    page.goto(url + "/traces")
+    page.wait_for_selector("#files tr[data-path='broken.safetensors']")
+    page.click("#files tr[data-path='broken.safetensors'] button")
+    page.wait_for_selector("#status[data-kind=error]")
+    assert "broken.safetensors" in page.text_content("#status") and "/traces" in page.url
+    page.reload()  # nothing was kept: the list of held traces still loads
+    page.wait_for_selector("#memory tbody tr")
+    assert "broken.safetensors" not in page.text_content("#memory")
+    assert errors == []
+    context.close()
+
+
 def test_remote_server_works_in_the_browser_with_its_token(browser, folder):
     with server("--allow-remote", "--token", TOKEN, "--mlflow", f"sqlite:///{folder}/none.db") as base:
-        refused = httpx.get(base + "/")
+        refused = httpx.get(base + "/api/config")
         assert refused.status_code == 401 and "token" in refused.json()["error"]
-        context = browser.new_context()
+        context = browser.new_context(accept_downloads=True)
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(f"{base}/?token={TOKEN}")
+        pg.goto(f"{base}/#token={TOKEN}")  # a fragment never leaves the browser (no request line, no log)
         pg.wait_for_selector("#model option", state="attached")
         assert "token" not in pg.url  # removed from the address bar once kept
-        assert pg.evaluate("typeof window.attnscope.views.head") == "function"  # /assets/views.js passed too
+        assert pg.evaluate("typeof window.attnscope.views.head") == "function"
+        pg.reload()  # kept for the tab (sessionStorage), sent as a header: the page still works
+        pg.wait_for_selector("#model option", state="attached")
+        pg.fill("#text", "The token travels as a header.")
+        pg.click("#run")
+        drawn(pg, "#view-host .attnscope[data-view=head]")
+        with pg.expect_download() as download:  # a link cannot carry the header: the page fetches the file
+            pg.click("#dl-png")
+        assert Path(download.value.path()).read_bytes().startswith(b"\x89PNG")
+        assert download.value.suggested_filename.endswith("-head.png")
         pg.click("header nav a[href='/traces']")
         pg.wait_for_selector("#memory tbody tr")
+        assert context.cookies() == []  # no cookie: a browser would send it to every port of this host
         assert errors == []
         context.close()

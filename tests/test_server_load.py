@@ -66,7 +66,7 @@ def plan(rng: random.Random, trace_id: str, n: int) -> list[tuple[str, str, str,
         else:
             bad = rng.choice([("POST", "/api/capture", {"json": {"text": ""}}),
                               ("POST", "/api/capture", {"json": {"model": "gpt2", "text": "hi"}}),
-                              ("GET", "/api/files/trace", {"params": {"path": "../../etc/passwd"}}),
+                              ("POST", "/api/files/trace", {"json": {"path": "../../etc/passwd"}}),
                               ("GET", "/api/traces/missing/view", {}),
                               ("POST", "/api/capture", {"content": b"x" * 70_000,
                                                         "headers": {"content-type": "application/json"}})])

@@ -17,8 +17,10 @@ The API (``{id}`` is a held trace):
     GET  /api/traces/{id}/view?view=head&layer=..      the view's payload, or a skeleton for long inputs
     GET  /api/traces/{id}/head?layer=3&head=5          one head's payload (heads=0,1,2 for several; qkv=1)
     GET  /api/traces/{id}/download/{trace,html,png}    .safetensors, standalone HTML, PNG figure
-    GET  /api/files?dir=, /api/files/trace?path=       the --traces folder: list, open
-    GET  /api/mlflow/runs, /api/mlflow/trace?run=..    traces logged to MLflow: list, open
+    GET  /api/files?dir=                               the --traces folder: list
+    POST /api/files/trace  {path}                      open a trace file of it (422 if malformed, kept nowhere)
+    GET  /api/mlflow/runs                              traces logged to MLflow: list
+    POST /api/mlflow/trace {run, name?, step?}         open one
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from .settings import Settings
 from .state import AppState
 
 PAGES = {"/": "index.html", "/compare": "compare.html", "/traces": "traces.html"}
+#: What the pages load besides /api/: the package's own files, served without the token (see guard.py).
+CODE_PREFIXES = ("/static/", "/assets/")
 
 
 def static_dir():
@@ -87,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for path, name in PAGES.items():
         app.add_api_route(path, _page(name), methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, settings=settings, public_paths=frozenset(PAGES), public_prefixes=CODE_PREFIXES)
     return app
 
 

@@ -2,8 +2,9 @@
 
 A path from a client is refused before touching the disk when it holds a NUL, is absolute (``/etc/passwd``,
 ``C:\\x``, ``\\\\server\\share``) or has a ``..`` part; what is left is resolved (following symlinks) and must
-still lie inside DIR, so a symlink pointing out of DIR is refused too. Listings skip hidden entries and
-symlinks that lead out.
+still lie inside DIR, so a symlink pointing out of DIR is refused too. Hidden entries (a name starting with ``.``,
+such as ``.git`` or ``.env``) are neither listed nor opened, also when a visible symlink leads to one; listings
+skip symlinks that lead out as well.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def resolve_inside(root: Path, relative: str, *, want: str) -> Path:
     parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
     if ".." in parts:
         raise ApiError(400, f"path may not contain '..'; got {relative!r}")
+    if _hidden(parts):
+        raise ApiError(404, f"no such {'folder' if want == 'dir' else 'file'} in the traces folder: {relative!r} "
+                            "(hidden files and folders, named with a leading '.', are not shown)")
     candidate = root.joinpath(*parts)
     try:
         real = candidate.resolve(strict=True)
@@ -40,6 +44,8 @@ def resolve_inside(root: Path, relative: str, *, want: str) -> Path:
         raise ApiError(400, f"cannot open {relative!r}: {exc.__class__.__name__}") from None
     if not real.is_relative_to(root):
         raise ApiError(403, f"{relative!r} leads outside the traces folder")
+    if _hidden(real.relative_to(root).parts):
+        raise ApiError(403, f"{relative!r} leads to a hidden file or folder")
     if want == "dir" and not real.is_dir():
         raise ApiError(400, f"{relative!r} is not a folder")
     if want == "trace":
@@ -63,7 +69,7 @@ def listing(root: Path, relative: str) -> dict[str, Any]:
                 st = real.stat()
             except (OSError, RuntimeError):
                 continue
-            if not real.is_relative_to(root):
+            if not real.is_relative_to(root) or _hidden(real.relative_to(root).parts):
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if not is_dir and not (stat.S_ISREG(st.st_mode) and item.name.endswith(TRACE_SUFFIX)):
@@ -77,3 +83,8 @@ def listing(root: Path, relative: str) -> dict[str, Any]:
     entries.sort(key=lambda e: (e["type"] != "dir", e["name"].lower()))
     rel = folder.relative_to(root).as_posix()
     return {"dir": "" if rel == "." else rel, "entries": entries, "truncated": truncated}
+
+
+def _hidden(parts) -> bool:
+    """Whether any part of a path names a hidden file or folder (``.git``, ``.env``, ``.x.safetensors``)."""
+    return any(part.startswith(".") for part in parts)

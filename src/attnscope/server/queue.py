@@ -1,8 +1,10 @@
-"""One job at a time per key (a model's forward pass, figure drawing) on its own thread, with a bounded wait list.
+"""One job at a time per key on its own thread, with a bounded wait list: the server's heavy work is bounded.
 
-A model runs one forward pass at a time: concurrent passes on 2 cores only slow each other down and multiply the
-memory. Requests beyond ``limit`` waiting ones are refused at once with :class:`Busy` (HTTP 429 and a
-``Retry-After`` estimated from recent run times) instead of piling up.
+Keys: ``model:NAME`` (a forward pass), ``render`` (view payloads, heads and downloads built from a held trace),
+``figures`` (PNG), ``analysis`` (comparisons), ``files`` and ``mlflow`` (reading traces). A model runs one forward pass at a
+time: concurrent passes on 2 cores only slow each other down and multiply the memory; the same holds for building
+views of a long trace. Requests beyond a key's ``limit`` waiting ones are refused at once with :class:`Busy` (HTTP
+429 and a ``Retry-After`` estimated from recent run times) instead of piling up.
 """
 
 from __future__ import annotations
@@ -80,16 +82,17 @@ class Gate:
 
 
 class Gates:
-    """One :class:`Gate` per key, made on first use (all in the server's event loop)."""
+    """One :class:`Gate` per key, made on first use (all in the server's event loop); ``limits`` gives some keys
+    a wait list of their own length (default: ``limit``)."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
+    def __init__(self, limit: int, limits: dict[str, int] | None = None):
+        self.limit, self.limits = limit, dict(limits or {})
         self._gates: dict[str, Gate] = {}
 
     def __getitem__(self, key: str) -> Gate:
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = Gate(key, self.limit)
+            gate = self._gates[key] = Gate(key, self.limits.get(key, self.limit))
         return gate
 
     def status(self) -> dict[str, dict[str, Any]]:

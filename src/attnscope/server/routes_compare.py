@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..analysis import Comparison
 from ..analysis import compare as compare_traces
 from ..views import render
+from .bodies import JsonBody
 from .errors import ApiError
 from .routes_run import check_job
-from .routes_traces import trace_info
+from .routes_traces import hold, trace_info
 from .state import App, AppState
 from .store import Entry
 
@@ -28,10 +29,9 @@ router = APIRouter(prefix="/api/compare")
 MAX_RANKED = 50
 
 
-class CompareBody(BaseModel):
+class CompareBody(JsonBody):
     """``POST /api/compare``: two texts for one model, or two held traces by id."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str | None = None
     text_a: str | None = None
     text_b: str | None = None
@@ -64,7 +64,7 @@ async def compare(body: CompareBody, app: App) -> dict:
                                   tokenizer=tokenizer if causal else None)
 
         result = await app.gates[f"model:{name}"].run(run)
-        entries = [app.store.add(t, {"type": "capture", "model": name}) for t in (result.trace_a, result.trace_b)]
+        entries = [hold(app, t, {"type": "capture", "model": name}) for t in (result.trace_a, result.trace_b)]
     app.comparisons.put((entries[0].id, entries[1].id, result.kind), result)
     diff = await app.gates["analysis"].run(
         lambda: diff_data(result, top=body.top, theme=body.theme, lazy=None, lazy_bytes=app.settings.lazy_bytes))

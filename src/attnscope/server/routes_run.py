@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._version import __version__
+from .bodies import JsonBody
 from .errors import ApiError
 from .models import CaptureJob
-from .routes_traces import VIEW_NAMES, trace_info
+from .routes_traces import VIEW_NAMES, hold, trace_info
 from .state import App, AppState
 
 router = APIRouter(prefix="/api")
 
 
-class CaptureBody(BaseModel):
+class CaptureBody(JsonBody):
     """``POST /api/capture``: a text (and optionally a pair, a decoder target, tokens to generate)."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str | None = None
     text: str
     pair: str | None = None
@@ -57,7 +57,7 @@ async def capture(body: CaptureBody, app: App) -> dict:
     name = app.models.check(body.model)
     job = check_job(app, body.text, body.pair, body.target, body.generate)
     trace = await app.gates[f"model:{name}"].run(app.models.capture, name, job)
-    entry = app.store.add(trace, {"type": "capture", "model": name})
+    entry = hold(app, trace, {"type": "capture", "model": name})
     return trace_info(entry)
 
 

@@ -1,4 +1,10 @@
-"""Routes on held traces: summary, view payloads, lazily fetched heads, downloads (trace, HTML, PNG)."""
+"""Routes on held traces: summary, view payloads, lazily fetched heads, downloads (trace, HTML, PNG).
+
+Everything built from a trace goes through a gate: payloads, heads and HTML or trace downloads through ``render``
+(at most ``Settings.view_queue`` waiting), PNG figures through ``figures`` (slow to draw, so they do not hold up
+the heads a page is waiting for); one job at a time each, 429 past the wait list. Several heavy requests for a
+long trace therefore never build at once (each can take memory in proportion to the trace).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,30 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
+from ..trace import Trace
 from ..views import View
 from .errors import ApiError
 from .guard import VIEW_CSP_MARK
 from .payloads import head_payload, view_data
-from .state import App
+from .state import App, AppState
 from .store import Entry
 
 router = APIRouter(prefix="/api/traces")
 
 VIEW_NAMES = ("head", "model", "neuron", "matrix")
-_INDEX_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+#: ``0,3,5-7``: indices and ranges; at most 6 digits each (no layer, head or token count needs more, and
+#: Python refuses to turn numbers of over 4300 digits into ints).
+_INDEX_LIST = re.compile(r"^\d{1,6}(-\d{1,6})?(,\d{1,6}(-\d{1,6})?)*$")
 MAX_INDICES = 4096
 
 
-def trace_info(entry: Entry) -> dict[str, Any]:
-    """What the pages show about a held trace (JSON-able)."""
-    t, meta = entry.trace, entry.trace.meta
+def describe(trace: Trace) -> dict[str, Any]:
+    """What the pages show about a trace (JSON-able). Worked out once, before the trace is held: a trace this
+    cannot describe is refused where it comes in, never kept."""
+    t, meta = trace, trace.meta
     kinds = {}
     for kind in t.kinds:
         L, H, q, k = t.shape(kind)
@@ -35,17 +44,26 @@ def trace_info(entry: Entry) -> dict[str, Any]:
         kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": "pruned" if att.pruned else "dense",
                        "kept_mass": round(t.kept_mass(kind), 6),
                        "causal": bool(meta.get("kinds", {}).get(kind, {}).get("causal", False))}
-    source = {k: v for k, v in entry.source.items() if k != "key"}
     return {
-        "id": entry.id, "source": source, "model": meta.get("model"), "architecture": meta.get("architecture"),
+        "model": meta.get("model"), "architecture": meta.get("architecture"),
         "created": meta.get("created"), "text": meta.get("text"), "pair": meta.get("pair"),
         "target": meta.get("target"), "generate": meta.get("generate", 0), "kinds": kinds,
         "default_kind": t.default_kind, "tokens": {s: len(v) for s, v in t.tokens.items()},
         "segments": {n: {"stream": s.stream, "start": s.start, "end": s.end} for n, s in t.segments.items()},
         "qkv": [k for k in t.kinds if t.has_qkv(k)],
         "views": [v for v in VIEW_NAMES if v != "neuron" or any(t.has_qkv(k) for k in t.kinds)],
-        "bytes": entry.nbytes,
     }
+
+
+def hold(app: AppState, trace: Trace, source: dict[str, Any]) -> Entry:
+    """Hold a trace this server made itself (a capture): described, then added to the store."""
+    return app.store.add(trace, source, info=describe(trace))
+
+
+def trace_info(entry: Entry) -> dict[str, Any]:
+    """A held trace's id, source, description and size (what the API returns about it)."""
+    source = {k: v for k, v in entry.source.items() if k != "key"}
+    return {"id": entry.id, "source": source, **entry.info, "bytes": entry.nbytes}
 
 
 def held(trace_id: str, app: App) -> Entry:
@@ -58,11 +76,13 @@ def held(trace_id: str, app: App) -> Entry:
 
 
 def indices(text: str | None, name: str) -> list[int] | None:
-    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``."""
+    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``: the one parser of index lists in query strings (a 422 for anything
+    else, for numbers of more than 6 digits and for more than ``MAX_INDICES`` indices)."""
     if text is None or text == "":
         return None
     if not _INDEX_LIST.match(text.replace(" ", "")):
-        raise ApiError(422, f"{name} takes indices and ranges such as 0,3,5-7; got {text!r}")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ApiError(422, f"{name} takes indices (up to 6 digits) and ranges such as 0,3,5-7; got {shown!r}")
     out: list[int] = []
     for part in text.replace(" ", "").split(","):
         lo, _, hi = part.partition("-")
@@ -117,41 +137,41 @@ async def get_view(app: App, entry: Held, chosen: Chosen, lazy: str = "auto") ->
     """One view's data: ``{"view", "options", "payload", "lazy"}`` (a skeleton when ``lazy``)."""
     view, options = chosen
     flag = _lazy_flag(lazy)
-    data = await anyio.to_thread.run_sync(
+    data = await app.gates["render"].run(
         lambda: view_data(entry, view, options, lazy=flag, lazy_bytes=app.settings.lazy_bytes))
     return JSONResponse(data)
 
 
 @router.get("/{trace_id}/head")
-async def get_head(entry: Held, kind: str | None = None, layer: int = 0, head: int | None = None,
+async def get_head(app: App, entry: Held, kind: str | None = None, layer: int = 0, head: int | None = None,
                    heads: str | None = None, dtype: str = "uint8", qkv: bool = False) -> JSONResponse:
     """The payload of one head (``head=``), of several heads of a layer (``heads=0,1,2``), or of the whole layer."""
     if head is not None and heads is not None:
         raise ApiError(422, "pass head= or heads=, not both")
     kind = kind or entry.trace.default_kind
     chosen = [head] if head is not None else indices(heads, "heads")
-    data = await anyio.to_thread.run_sync(
+    data = await app.gates["render"].run(
         lambda: head_payload(entry.trace, kind, layer, chosen, dtype=dtype, qkv=qkv))
     return JSONResponse(data)
 
 
 @router.get("/{trace_id}/download/trace")
-async def download_trace(entry: Held, float16: bool = False) -> Response:
+async def download_trace(app: App, entry: Held, float16: bool = False) -> Response:
     def save() -> bytes:
         with tempfile.TemporaryDirectory(prefix="attnscope-serve-") as tmp:
             path = entry.trace.save(Path(tmp) / "trace.safetensors", dtype="float16" if float16 else "float32")
             return path.read_bytes()
 
-    data = await anyio.to_thread.run_sync(save)
+    data = await app.gates["render"].run(save)
     return Response(data, media_type="application/octet-stream",
                     headers=_attachment(f"{_stem(entry)}.safetensors"))
 
 
 @router.get("/{trace_id}/download/html")
-async def download_html(entry: Held, chosen: Chosen, inline: bool = False) -> Response:
+async def download_html(app: App, entry: Held, chosen: Chosen, inline: bool = False) -> Response:
     """The view as a standalone HTML file (``inline=1`` opens it in the browser instead of saving it)."""
     view, options = chosen
-    text = await anyio.to_thread.run_sync(lambda: View(view, entry.trace, options).html())
+    text = await app.gates["render"].run(lambda: View(view, entry.trace, options).html())
     headers = {VIEW_CSP_MARK: "1"}
     if not inline:
         headers.update(_attachment(f"{_stem(entry)}-{view}.html"))

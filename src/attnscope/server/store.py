@@ -19,11 +19,14 @@ from ..trace import Trace
 
 @dataclass
 class Entry:
-    """One held trace: where it came from (``source``), its size, and payload parts built for it on demand."""
+    """One held trace: where it came from (``source``), what the pages show about it (``info``, worked out before
+    it was held, so listing held traces never touches the trace again), its size, and payload parts built for it
+    on demand."""
 
     id: str
     trace: Trace
     source: dict[str, Any]
+    info: dict[str, Any]
     nbytes: int
     created: float = field(default_factory=time.time)
     parts: dict[Any, Any] = field(default_factory=dict)  # (what, kind, ...) -> encoded part, e.g. thumbnails
@@ -45,9 +48,10 @@ class TraceStore:
         self._by_key: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
-    def add(self, trace: Trace, source: dict[str, Any], key: tuple | None = None) -> Entry:
-        """Hold ``trace``; ``key`` (e.g. a file's path and mtime) makes opening the same thing again reuse it."""
-        entry = Entry(secrets.token_urlsafe(12), trace, source, trace_bytes(trace))
+    def add(self, trace: Trace, source: dict[str, Any], *, info: dict[str, Any], key: tuple | None = None) -> Entry:
+        """Hold ``trace`` with its ``info``; ``key`` (e.g. a file's path and mtime) makes opening the same thing
+        again reuse it."""
+        entry = Entry(secrets.token_urlsafe(12), trace, source, info, trace_bytes(trace))
         with self._lock:
             if key is not None and key in self._by_key:
                 old = self._items.get(self._by_key[key])

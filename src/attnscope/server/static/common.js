@@ -6,13 +6,18 @@ const TOKEN_KEY = "attnscope-token";
 const KIND_ORDER = ["self", "encoder", "decoder", "cross"];
 const MAX_HEADS = 96;  // lazily fetched heads kept per view (the views also cache decoded heads)
 
-// A token given in the address (?token=...) is kept for this tab and removed from the address bar.
+// A token given in the address (#token=..., or ?token=...) is kept for this tab and removed from the address bar.
+// It lives in sessionStorage (per origin, port included) and travels as a header: never as a cookie, which the
+// browser would also send to every other port of this host.
 function initToken() {
   const url = new URL(location.href);
-  const given = url.searchParams.get("token");
+  const hash = new URLSearchParams(url.hash.slice(1));
+  const given = hash.get("token") || url.searchParams.get("token");
   if (given) {
     sessionStorage.setItem(TOKEN_KEY, given);
     url.searchParams.delete("token");
+    hash.delete("token");
+    url.hash = hash.toString();
     history.replaceState(null, "", url);
   }
   return sessionStorage.getItem(TOKEN_KEY);
@@ -23,6 +28,33 @@ export function authHeaders(extra) {
   const headers = Object.assign({}, extra);
   if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
   return headers;
+}
+
+// A download link (<a download href="/api/...">): with a token, clicking it fetches the file with the token header
+// and saves it under the name the server gives (a plain link could not carry the header).
+export function downloadLink(link) {
+  link.addEventListener("click", async (event) => {
+    if (!TOKEN) return;
+    event.preventDefault();
+    try {
+      const res = await fetch(link.href, { credentials: "same-origin", headers: authHeaders() });
+      if (!res.ok) {
+        let data = null;
+        try { data = await res.json(); } catch (err) { data = null; }
+        throw new ApiError(res.status, (data && data.error) || `${res.status} ${res.statusText}`, res.headers.get("Retry-After"));
+      }
+      const match = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+      const url = URL.createObjectURL(await res.blob());
+      const a = el("a", { href: url, download: match ? match[1] : "" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (err) {
+      const status = document.getElementById("status");
+      if (status) showStatus(status, errorText(err), "error");
+    }
+  });
 }
 
 export class ApiError extends Error {

@@ -1,5 +1,5 @@
 // Explore page: pick a model, type text, see it in every view; ?trace=ID&view=V opens a held trace.
-import { api, apiUrl, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
+import { api, apiUrl, downloadLink, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
@@ -122,6 +122,7 @@ async function main() {
   $("capture").addEventListener("submit", capture);
   $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) capture(e); });
   $("theme").addEventListener("change", render);
+  for (const id of ["dl-trace", "dl-html", "dl-png"]) downloadLink($(id));
   if (params.get("view") && st.config.views.includes(params.get("view"))) st.view = params.get("view");
   if (params.get("trace")) {
     try {

@@ -1,5 +1,6 @@
 // Trace browser: saved trace files in the server's --traces folder, traces logged to MLflow, traces in memory.
-// Opening one loads it on the server and shows it on the explore page (/?trace=ID).
+// Opening one (a POST: the server refuses it from other sites) loads it on the server and shows it on the explore
+// page (/?trace=ID).
 import { api, bytes, el, errorText, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,20 +13,20 @@ function explore(info) {
   location.href = `/?trace=${encodeURIComponent(info.id)}`;
 }
 
-async function openWith(path, params, button) {
+async function openWith(path, body, button) {
   button.disabled = true;
   showStatus($("status"), "Opening\u2026", "busy");
   try {
-    explore(await api(path, { params }));
+    explore(await api(path, { method: "POST", body }));
   } catch (err) {
     button.disabled = false;
     showStatus($("status"), errorText(err), "error");
   }
 }
 
-function openButton(path, params, label) {
+function openButton(path, body, label) {
   const b = el("button", { type: "button", class: "small" }, label || "open");
-  b.addEventListener("click", () => openWith(path, params, b));
+  b.addEventListener("click", () => openWith(path, body, b));
   return b;
 }
 
