@@ -220,8 +220,22 @@ class Trace:
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path, *, dtype: str = "float32") -> Path:
-        """Write one ``.safetensors`` file: arrays plus JSON metadata in its header; ``dtype="float16"`` halves it."""
+        """Write one ``.safetensors`` file: arrays plus JSON metadata in its header; ``dtype="float16"`` halves it.
+
+        The file appears whole or not at all (an existing one stays as it was if writing fails). Tokens and meta
+        holding lone surrogates (which UTF-8 cannot encode) are kept as ``\\ud800`` JSON escapes in the header.
+        """
         from safetensors.numpy import save_file
+
+        from ._files import atomic_write
+
+        def utf8_json(value) -> str:  # as it is, or all-ASCII JSON when the text holds a lone surrogate
+            text = json.dumps(value, ensure_ascii=False, default=str)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = json.dumps(value, ensure_ascii=True, default=str)
+            return text
 
         if dtype not in ("float32", "float16"):
             raise InputError(f"dtype must be 'float32' or 'float16'; got {dtype!r}")
@@ -244,12 +258,12 @@ class Trace:
             "format": FORMAT,
             "format_version": str(FORMAT_VERSION),
             "attention": json.dumps(forms),
-            "tokens": json.dumps(self.tokens, ensure_ascii=False),
-            "segments": json.dumps({k: [s.stream, s.start, s.end] for k, s in self.segments.items()}),
-            "meta": json.dumps(self.meta, ensure_ascii=False, default=str),
+            "tokens": utf8_json(self.tokens),
+            "segments": utf8_json({k: [s.stream, s.start, s.end] for k, s in self.segments.items()}),
+            "meta": utf8_json(self.meta),
         }
         path = Path(path)
-        save_file(tensors, str(path), metadata=header)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
         return path
 
 

@@ -48,6 +48,30 @@ def max_positions(model) -> int | None:
     return None
 
 
+def check_encodable(text: str, what: str) -> None:
+    """Refuse text that holds a lone surrogate, which no tokenizer can encode, saying where it is and what to do.
+
+    Such text comes from bytes that were not UTF-8 (Python decodes a command-line argument or a file name with
+    ``surrogateescape``: byte 0xff becomes ``"\\udcff"``) or from a ``"\\ud800"`` escape; it is an error here,
+    not a silent replacement, because the tokens and the attention would then belong to other text.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        i, code = exc.start, ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that surrogateescape could not decode
+            raise InputError(
+                f"{what} is not valid UTF-8: byte 0x{code - 0xDC00:02x} at character {i}; convert it to UTF-8 first "
+                "(e.g. iconv -f latin1 -t utf-8)"
+            ) from None
+        raise InputError(
+            f"{what} holds a lone surrogate U+{code:04X} at character {i}, which no tokenizer can encode; remove "
+            "it, or join a split surrogate pair with text.encode('utf-16', 'surrogatepass').decode('utf-16')"
+        ) from None
+
+
 def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
     if not isinstance(text, str):
         several = " (for several texts use attnscope.capture_batch)" if isinstance(text, (list, tuple)) else ""
@@ -56,6 +80,9 @@ def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
         raise InputError(f"{what} is empty; give at least one word")
     if pair is not None and (not isinstance(pair, str) or not pair.strip()):
         raise InputError("pair must be a non-empty string (or None)")
+    check_encodable(text, what)
+    if pair is not None:
+        check_encodable(pair, "pair")
     limit = max_positions(model)
     tok = _tok(tokenizer)
     enc = tok(text, pair, return_tensors="pt", truncation=bool(truncate and limit),
@@ -129,6 +156,7 @@ def _decoder_ids(model, tok, kwargs, target, generate) -> list[int]:
     if target is not None:
         if not isinstance(target, str) or not target.strip():
             raise InputError("target must be a non-empty string: the decoder text of the encoder-decoder")
+        check_encodable(target, "target")
         ids = tok(text_target=target)["input_ids"]
         return [start, *ids]
     if not generate:

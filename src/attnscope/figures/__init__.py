@@ -24,7 +24,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from .._files import atomic_write
 from ..errors import InputError
+from ..text import clean_text
 from . import diff, head, matrix, model, neuron, style
 from .options import VIEW_OPTIONS, resolve
 
@@ -54,6 +56,7 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     with style.rc_context(opts.theme):
         fig = style.new_figure(size, float(dpi))
         module.draw(fig, trace, opts)
+    _encodable_text(fig)
     return fig
 
 
@@ -61,7 +64,8 @@ def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: S
                 **options) -> Path:
     """Draw ``view`` of ``trace`` and write it to ``path``; the suffix picks the format (.png, .svg or .pdf).
 
-    Returns the path written. PNG images are ``size * dpi`` pixels; SVG and PDF keep text as text.
+    Returns the path written. PNG images are ``size * dpi`` pixels; SVG and PDF keep text as text. The file
+    appears whole or not at all: if drawing or writing fails, a file already at ``path`` stays as it was.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
@@ -72,9 +76,26 @@ def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: S
         )
     fig = figure(view, trace, size=size, dpi=dpi, **options)
     with style.rc_context(style.THEMES.get(options.get("theme"), style.THEMES["light"])):
-        fig.savefig(path, format=fmt, dpi=dpi, metadata=_STABLE_METADATA[fmt])
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_STABLE_METADATA[fmt]))
     log.debug("wrote %s figure to %s", view, path)
     return path
+
+
+def _encodable_text(fig: Figure) -> None:
+    """Put U+FFFD in place of lone surrogates in every text of ``fig`` (tokens or metadata made outside attnscope
+    may hold them; no font and no SVG or PDF file can), so the figure always saves."""
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    for text in fig.findobj(Text):
+        text.set_text(clean_text(text.get_text()))
+    for ax in fig.axes:  # tick labels take their text from the axis' formatter again at each draw
+        for formatter in (ax.xaxis.get_major_formatter(), ax.yaxis.get_major_formatter(),
+                          ax.xaxis.get_minor_formatter(), ax.yaxis.get_minor_formatter()):
+            if isinstance(formatter, FixedFormatter):
+                formatter.seq = [clean_text(str(label)) for label in formatter.seq]
+            elif isinstance(formatter, FuncFormatter):
+                formatter.func = lambda x, pos, label=formatter.func: clean_text(str(label(x, pos)))
 
 
 def _view_module(view: str):

@@ -17,6 +17,7 @@ and the text (``attnscope/model``, ``attnscope/<name>/text``).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import numbers
 import re
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 
@@ -128,7 +130,7 @@ def build(
 
         for view in views:
             rendered = render(view, trace, **options)
-            add(f"{view}.html").write_text(rendered.html(), encoding="utf-8")
+            atomic_write(add(f"{view}.html"), rendered.html())
             if fragments:
                 bundle.fragments[view] = rendered._repr_html_()
     if figures and views:
@@ -153,13 +155,15 @@ def head_rows(trace: Trace) -> list[dict[str, Any]]:
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows as a CSV file, one column per key seen in any row."""
     columns: list[str] = []
     for row in rows:
         columns.extend(c for c in row if c not in columns)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def summarize(rows: list[dict[str, Any]], *, prefix: str, kinds: bool) -> dict[str, float]:

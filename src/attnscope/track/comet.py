@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
 from ..errors import AttnscopeError, InputError, MissingDataError, TraceFormatError, require
 from ..trace import Trace, load
 from . import artifacts
@@ -100,8 +101,7 @@ def load_trace(archive: str | Path, name: str | None = None, *, step: int | None
         raise TraceFormatError(f"{str(path)!r} is not a zip archive; pass the .zip an OfflineExperiment wrote") from exc
     with tempfile.TemporaryDirectory(prefix="attnscope-comet-") as tmp:
         file = Path(tmp) / artifacts.TRACE_FILE
-        file.write_bytes(data)
-        return load(file)
+        return load(atomic_write(file, data))
 
 
 def _assets(zf: zipfile.ZipFile, path: Path) -> dict[str, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
 from ..encode import BUDGET_MB, encode
 from ..errors import InputError
+from ..text import clean_text
 from ..trace import Trace
 from . import _html
 from ._options import check, js_options, metrics_wanted
@@ -50,20 +52,24 @@ class View:
         return _html.fragment(self.name, self.data(), id=id)
 
     def html(self, *, id: str | None = None) -> str:
-        """A standalone HTML document holding this view; ``id`` pins the element id (for snapshot tests)."""
-        model = self.trace.meta.get("model") or "attention"
+        """A standalone HTML document holding this view; ``id`` pins the element id (for snapshot tests).
+
+        Lone surrogates in the model name become U+FFFD in the page title (no UTF-8 page can hold them); in
+        tokens and metadata they travel as JSON ``\\ud800`` escapes, which the page shows as U+FFFD.
+        """
+        model = clean_text(str(self.trace.meta.get("model") or "attention"))
         return _html.document(self.name, self.data(), title=f"{model} · {_NAMES[self.name]} · attnscope", id=id)
 
     def save(self, path: str | Path, **figure_options: Any) -> Path:
         """Write ``.html``/``.htm`` (interactive) or ``.png``/``.svg``/``.pdf`` (a figure; extra keywords such as
-        ``dpi`` go to :func:`attnscope.figures.save_figure`)."""
+        ``dpi`` go to :func:`attnscope.figures.save_figure`). The file appears whole or not at all: if building or
+        writing fails, a file already at ``path`` stays as it was."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix in _HTML_SUFFIXES:
             if figure_options:
                 raise InputError(f"{sorted(figure_options)} only apply to figures (.png/.svg/.pdf), not {suffix}")
-            path.write_text(self.html(), encoding="utf-8")
-            return path
+            return atomic_write(path, self.html())
         if suffix in _FIGURE_SUFFIXES:
             from ..figures import save_figure
 
