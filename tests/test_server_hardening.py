@@ -184,6 +184,12 @@ MALFORMED = {
     "meta-kinds-not-a-dict": {"header": {"meta": {"kinds": "self"}}},
     "tokens-not-a-dict": {"header": {"tokens": ["a", "b"]}},
     "attention-not-a-dict": {"header": {"attention": None}},
+    "tokens-integers": {"header": {"tokens": {"input": [1, 2, 3, 4]}}},
+    "tokens-null": {"header": {"tokens": {"input": None}}},
+    "shape-not-the-tokens": {"header": {"attention": {"self": {"form": "dense", "shape": [2, 2, 9, 9]}}}},
+    "nan-weights": {"tensors": {"attention/self": np.full((2, 2, 4, 4), np.nan, dtype=np.float32)}},
+    "weights-above-one": {"tensors": {"attention/self": np.full((2, 2, 4, 4), 3.0, dtype=np.float32)}},
+    "integer-weights": {"tensors": {"attention/self": np.ones((2, 2, 4, 4), dtype=np.int64)}},
     "not-json": {"raw": b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage"},
     "empty": {"raw": b""},
 }
@@ -196,7 +202,7 @@ def test_a_malformed_trace_file_is_422_and_kept_nowhere(client, held, name):
     if "raw" in case:
         path.write_bytes(case["raw"])
     else:
-        write_trace_file(path, header=case["header"])
+        write_trace_file(path, header=case.get("header"), tensors=case.get("tensors"))
     before = client.get("/api/traces").json()
     message = error_of(client.post("/api/files/trace", json={"path": path.name}), 422)
     assert path.name in message and str(client.folder) not in message  # the server's own folder is not shown
@@ -539,3 +545,60 @@ def test_the_token_never_reaches_the_log(tmp_path, level):
     text = log.read_text()
     assert '"GET /api/health?token=<redacted> HTTP/1.1" 200' in text and "x=1&TOKEN=<redacted>" in text
     assert TOKEN not in text and TOKEN[:-1] not in text
+
+
+# ----------------------------------------------------------------------------- text UTF-8 cannot encode (item 4)
+
+
+def post_json(client: TestClient, path: str, body: dict) -> httpx.Response:
+    """POST ``body`` as JSON with ``\\uXXXX`` escapes (the way a browser's JSON.stringify sends a lone surrogate)."""
+    return client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+def test_a_lone_surrogate_in_input_text_becomes_a_replacement_character(client):
+    r = post_json(client, "/api/capture", {"text": "The cat \ud800 sat.", "pair": "It \udfff slept."})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["text"] == "The cat \ufffd sat." and info["pair"] == "It \ufffd slept."
+    view = client.get(f"/api/traces/{info['id']}/view", params={"view": "head"})
+    assert view.status_code == 200 and view.json()["payload"]["tokens"]["input"][0] == "[CLS]"
+    compared = post_json(client, "/api/compare", {"text_a": "A dog \ud83d ran.", "text_b": "A dog ran."})
+    assert compared.status_code == 200 and compared.json()["a"]["text"] == "A dog \ufffd ran."
+    assert "unknown model 'a\ufffd'" in error_of(post_json(client, "/api/capture", {"text": "hi",
+                                                                                     "model": "a\udc80"}), 400)
+    # a surrogate's bytes in a query string (CESU-8, not UTF-8) decode to replacement characters
+    assert "unknown view" in error_of(client.get(f"/api/traces/{info['id']}/view?view=%ED%A0%80"), 422)
+
+
+def test_lone_surrogates_in_a_trace_file_are_served_as_replacement_characters(client):
+    path = write_trace_file(client.folder / "surrogates.safetensors", header={
+        "tokens": {"input": ["[CLS]", "a\ud800", "\udfffb", "[SEP]"]},
+        "meta": {"model": "m\udc00", "text": "x\ud800y", "kinds": {"self": {"causal": False}}},
+        "segments": {"A\ud800": ["input", 0, 2]},
+    })
+    opened = client.post("/api/files/trace", json={"path": path.name})
+    assert opened.status_code == 200, opened.text
+    info = opened.json()
+    assert info["model"] == "m\ufffd" and info["text"] == "x\ufffdy" and "A\ufffd" in info["segments"]
+    assert client.get("/api/traces").status_code == 200
+    tokens = client.get(f"/api/traces/{info['id']}/view", params={"view": "matrix"}).json()["payload"]["tokens"]
+    assert tokens["input"] == ["[CLS]", "a\ufffd", "\ufffdb", "[SEP]"]
+    html = client.get(f"/api/traces/{info['id']}/download/html", params={"view": "head"})
+    assert html.status_code == 200 and '"a\\ufffd"' in html.content.decode("utf-8")  # JSON-escaped in the page
+    png = client.get(f"/api/traces/{info['id']}/download/png", params={"view": "matrix", "dpi": 30})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_text_held_with_lone_surrogates_is_still_answered(client):
+    """The last net: a trace made in Python (not cleaned on the way in) still gives valid JSON and HTML."""
+    app = client.app
+    trace = small_trace(tokens=("[CLS]", "\ud800", "b", "[SEP]"))
+    trace.meta["text"] = "odd \udc00 text"
+    entry = routes_traces.hold(app.state.attnscope, trace, {"type": "test"})
+    listed = client.get("/api/traces")
+    assert listed.status_code == 200
+    assert {"odd \ufffd text"} <= {t["text"] for t in listed.json()["traces"]}
+    view = client.get(f"/api/traces/{entry.id}/view", params={"view": "head"})
+    assert view.status_code == 200 and view.json()["payload"]["tokens"]["input"][1] == "\ufffd"
+    html = client.get(f"/api/traces/{entry.id}/download/html", params={"view": "head"})
+    assert html.status_code == 200 and html.content.decode("utf-8").startswith("<!DOCTYPE html>")

@@ -72,7 +72,8 @@ def views_css() -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (checked first: a remote address needs allow_remote and a token)."""
     settings = (settings or Settings()).check()
-    app = FastAPI(title="attnscope", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="attnscope", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=errors.JsonResponse)
     app.state.attnscope = AppState(settings)
     errors.install(app)
     app.include_router(run_router)

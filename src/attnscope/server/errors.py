@@ -7,11 +7,15 @@
 - FastAPI's validation errors -> 422 (400 for a body that is not JSON), Starlette's 404/405 -> the same shape.
 - anything else -> 500 with a generic message (sent by :class:`~attnscope.server.guard.Guard`); the traceback
   goes to the server log, not to the client.
+
+Every JSON answer (errors and results) is a :class:`JsonResponse`: text that UTF-8 cannot encode (a lone
+surrogate that got past the places text comes in) is sent as U+FFFD instead of failing the request.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +30,7 @@ from ..errors import (
     ModelLoadError,
     TraceFormatError,
 )
+from ..text import clean_text
 from .queue import Busy
 
 log = logging.getLogger(__name__)
@@ -39,8 +44,26 @@ class ApiError(Exception):
         self.status, self.message, self.headers = status, message, headers
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+class JsonResponse(JSONResponse):
+    """Starlette's JSONResponse, with lone surrogates sent as U+FFFD (see the module docstring)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(clean_text(content))
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, lone surrogates as U+FFFD (for HTML and other text answers)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return clean_text(text).encode("utf-8")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JsonResponse:
+    return JsonResponse({"error": message}, status_code=status, headers=headers)
 
 
 def status_of(exc: AttnscopeError) -> int:

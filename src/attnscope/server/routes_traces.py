@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..trace import Trace
 from ..views import View
-from .errors import ApiError
+from .errors import ApiError, JsonResponse, utf8
 from .guard import VIEW_CSP_MARK
 from .payloads import head_payload, view_data
 from .state import App, AppState
@@ -133,18 +133,18 @@ def get_trace(entry: Held) -> dict:
 
 
 @router.get("/{trace_id}/view")
-async def get_view(app: App, entry: Held, chosen: Chosen, lazy: str = "auto") -> JSONResponse:
+async def get_view(app: App, entry: Held, chosen: Chosen, lazy: str = "auto") -> JsonResponse:
     """One view's data: ``{"view", "options", "payload", "lazy"}`` (a skeleton when ``lazy``)."""
     view, options = chosen
     flag = _lazy_flag(lazy)
     data = await app.gates["render"].run(
         lambda: view_data(entry, view, options, lazy=flag, lazy_bytes=app.settings.lazy_bytes))
-    return JSONResponse(data)
+    return JsonResponse(data)
 
 
 @router.get("/{trace_id}/head")
 async def get_head(app: App, entry: Held, kind: str | None = None, layer: int = 0, head: int | None = None,
-                   heads: str | None = None, dtype: str = "uint8", qkv: bool = False) -> JSONResponse:
+                   heads: str | None = None, dtype: str = "uint8", qkv: bool = False) -> JsonResponse:
     """The payload of one head (``head=``), of several heads of a layer (``heads=0,1,2``), or of the whole layer."""
     if head is not None and heads is not None:
         raise ApiError(422, "pass head= or heads=, not both")
@@ -152,7 +152,7 @@ async def get_head(app: App, entry: Held, kind: str | None = None, layer: int = 
     chosen = [head] if head is not None else indices(heads, "heads")
     data = await app.gates["render"].run(
         lambda: head_payload(entry.trace, kind, layer, chosen, dtype=dtype, qkv=qkv))
-    return JSONResponse(data)
+    return JsonResponse(data)
 
 
 @router.get("/{trace_id}/download/trace")
@@ -175,7 +175,7 @@ async def download_html(app: App, entry: Held, chosen: Chosen, inline: bool = Fa
     headers = {VIEW_CSP_MARK: "1"}
     if not inline:
         headers.update(_attachment(f"{_stem(entry)}-{view}.html"))
-    return Response(text, media_type="text/html; charset=utf-8", headers=headers)
+    return Response(utf8(text), media_type="text/html; charset=utf-8", headers=headers)
 
 
 @router.get("/{trace_id}/download/png")
