@@ -150,8 +150,8 @@ def test_compare_a_causal_model_prints_next_tokens_and_writes_a_figure(gpt2_fold
     (["compare", "a b", "a c", "--dpi", "80"], "--dpi and --size apply to figures"),
     (["compare", "a b", "a c", "--theme", "blue"], "--theme takes light, dark or auto"),
     (["compare", "a b", "a c", "--top-k", "0"], "Invalid value for '--top-k'"),
-    (["compare", "a b", "a c", "--layer", "9"], "layer 9 is not shown; choose one of [0, 1, 2, 3, 4, 5]"),
-    (["compare", "a b", "a c", "--kind", "cross"], "has no 'cross' attention"),
+    (["compare", "a b", "a c", "--layer", "9"], "--layer 9 is out of range: minilm has 6 layers (0-5)"),
+    (["compare", "a b", "a c", "--kind", "cross"], "--kind 'cross': minilm has self attention"),
 ])
 def test_compare_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     done = invoke(*args)

@@ -1,7 +1,8 @@
 """Rich tables of analyses for the command line: per-head statistics, most changed heads, next-token predictions.
 
 Every string that came from a tokenizer is wrapped in :class:`rich.text.Text`, so a token such as ``[CLS]`` or
-``[bold]`` is shown as it is, never read as console markup.
+``[bold]`` is shown as it is, never read as console markup, after :func:`~attnscope._terminal.for_terminal` has
+escaped its control characters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from ._terminal import for_terminal
 from .tokens import prettify_tokens
 
 #: head_metrics keys shown by ``attnscope stats`` (all of them are in ``--json``), with short column names.
@@ -25,7 +27,7 @@ def number(value: float, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def stats_table(records: list[dict[str, Any]], title: str) -> Table:
+def stats_table(records: list[dict[str, Any]], title: str | Text) -> Table:
     """One row per head: layer, head, label and the :data:`STAT_COLUMNS` metrics; a caption counts the labels."""
     counts = Counter(r["label"] for r in records)
     table = Table(title=title, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
@@ -54,7 +56,7 @@ def changed_heads_table(comparison, top: int, labels_a: dict, labels_b: dict) ->
     for r in comparison.top(top):
         layer, head = r["layer"], r["head"]
         rows = comparison.row_divergence[layer, head]
-        where = Text(slots[comparison.rows[int(rows.argmax())]] if len(rows) else "–")
+        where = Text(for_terminal(slots[comparison.rows[int(rows.argmax())]]) if len(rows) else "–")
         la, lb = labels_a[layer, head], labels_b[layer, head]
         table.add_row(str(r["rank"]), str(layer), str(head), f"{r['divergence']:.3f}", where,
                       Text(la if la == lb else f"{la} → {lb}"))
@@ -70,8 +72,8 @@ def next_token_table(comparison) -> Table:
     shown_a = prettify_tokens([r["a_token"] for r in rows])
     shown_b = prettify_tokens([r["b_token"] for r in rows])
     for r, ta, tb in zip(rows, shown_a, shown_b):
-        table.add_row(str(r["rank"]), Text(ta), f"{r['a_prob']:.3f}", f"{r['a_prob_in_b']:.3f}", Text(tb),
-                      f"{r['b_prob']:.3f}", f"{r['b_prob_in_a']:.3f}")
+        table.add_row(str(r["rank"]), Text(for_terminal(ta)), f"{r['a_prob']:.3f}", f"{r['a_prob_in_b']:.3f}",
+                      Text(for_terminal(tb)), f"{r['b_prob']:.3f}", f"{r['b_prob_in_a']:.3f}")
     return table
 
 

@@ -12,13 +12,17 @@
 
 Progress goes to stderr (``--quiet`` silences it); each written path goes to stdout. An error prints one line
 ``error: <message>`` and a ``hint:`` line on stderr and exits with 2 for bad input (text, options, trace files) or 1
-for anything else; ``--debug`` adds the traceback.
+for anything else; ``--debug`` adds the traceback. Options are checked before anything slow runs: their form first,
+then, for commands that load a model, against the model's config (layers, heads, kinds, generation), read without
+the weights. Text from traces, tokenizers and file names is printed through :func:`attnscope._terminal.for_terminal`
+(control characters escaped, never read as Rich markup).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
+import os
 import sys
 import time
 import traceback
@@ -36,6 +40,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
+from ._terminal import for_terminal, json_for_terminal
 from ._version import __version__
 from .errors import (
     AttnscopeError,
@@ -89,16 +94,27 @@ class _Group(TyperGroup):
 
 
 def _fail(message: str, hint: str, code: int) -> int:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    typer.echo(f"error: {for_terminal(' '.join(str(message).split()))}", err=True)
     if hint:
-        typer.echo(f"hint: {hint}", err=True)
+        typer.echo(f"hint: {for_terminal(hint)}", err=True)
     return code
+
+
+#: OSErrors about a path the user gave or the machine (missing folder, permissions, full disk), not bugs.
+_PATH_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOENT", "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EISDIR", "ENOTDIR", "ENAMETOOLONG", "EEXIST", "EBUSY",
+) if hasattr(errno, name))
 
 
 def _fail_with(exc: Exception) -> int:
     if _run.debug:
-        traceback.print_exception(exc, file=sys.stderr)
+        lines = "".join(traceback.format_exception(exc)).splitlines()
+        sys.stderr.write("".join(for_terminal(line) + "\n" for line in lines))
     command = f"attnscope {_run.command}".strip()
+    if isinstance(exc, OSError) and not isinstance(exc, AttnscopeError) and exc.errno in _PATH_ERRNOS:
+        where = f": {str(exc.filename)!r}" if exc.filename else ""
+        hint = "check the path, the permissions of its folder and the free disk space"
+        return _fail(f"{exc.strerror or exc}{where}", hint + ("" if _run.debug else " (--debug shows the traceback)"), 1)
     if isinstance(exc, TraceFormatError):
         hint = "make a trace with: attnscope capture MODEL TEXT -o trace.safetensors"
     elif isinstance(exc, ModelLoadError):
@@ -141,11 +157,12 @@ ViewOpt = Annotated[str, typer.Option("--view", "-v", help="head, model, neuron 
 Output = Annotated[Path | None, typer.Option(
     "--output", "-o", help="File to write: .html (interactive) or .png/.svg/.pdf (figure). "
     "Default: attnscope-VIEW.html here.")]
-Layer = Annotated[int | None, typer.Option(help="Layer of the head, neuron and matrix views (default 0).")]
-Head = Annotated[int | None, typer.Option(help="Head of the neuron and matrix views (default 0).")]
+Layer = Annotated[int | None, typer.Option(help="Layer of the head, neuron and matrix views (default 0).", min=0)]
+Head = Annotated[int | None, typer.Option(help="Head of the neuron and matrix views (default 0).", min=0)]
 Heads = Annotated[str | None, typer.Option(help="Heads of the head view or model grid, e.g. 0,3,5-7 (default all).")]
 Layers = Annotated[str | None, typer.Option(help="Layers of the model grid, e.g. 0-3 (default all).")]
-Query = Annotated[int | None, typer.Option(help="Query token of the neuron view (outlined in the matrix view).")]
+Query = Annotated[int | None, typer.Option(help="Query token of the neuron view (outlined in the matrix view).",
+                                           min=0)]
 Kind = Annotated[str | None, typer.Option(help="Attention kind: self, or encoder, decoder, cross (default: first).")]
 Filter = Annotated[str | None, typer.Option("--filter", help="Segments to show, e.g. A->B (sentence pairs).")]
 ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HTML also: auto).")]
@@ -155,13 +172,52 @@ Size = Annotated[str | None, typer.Option(help="Figure size in inches, WIDTHxHEI
 Open = Annotated[bool, typer.Option("--open", help="Open the written file (browser or image viewer).")]
 
 
+@dataclass(frozen=True)
+class _Indices:
+    """A ``--layers``/``--heads`` value such as ``0,3,5-7``, kept as ranges: the list of indices is made only once
+    it is known to fit the model or trace, so ``0-99999999999`` is refused, never built."""
+
+    flag: str
+    text: str
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def parse(cls, text: str | None, flag: str) -> _Indices | None:
+        if text is None:
+            return None
+        ranges = []
+        for part in text.replace(" ", "").split(","):
+            lo, dash, hi = part.partition("-")
+            try:
+                first, last = int(lo), int(hi) if dash else int(lo)
+            except ValueError:
+                raise InputError(f"{flag} takes whole numbers and ranges such as 0,3,5-7; got {text!r}") from None
+            if last < first:
+                raise InputError(f"{flag} {text}: the range {part} runs backwards; write it as {last}-{first}")
+            ranges.append((first, last))
+        return cls(flag, text, tuple(ranges))
+
+    @property
+    def top(self) -> int:
+        return max(last for _, last in self.ranges)
+
+    def within(self, count: int, what: str, where: str) -> list[int]:
+        """The indices, or an InputError when the largest is not below ``count`` (``what``: layer or head)."""
+        if self.top >= count:
+            raise InputError(f"{self.flag} {self.text} goes up to {what} {self.top}, but {where} has {count} "
+                             f"{what}s (0-{count - 1})")
+        return [i for first, last in self.ranges for i in range(first, last + 1)]
+
+
 @dataclass
 class _Render:
-    """Rendering flags of show/render, checked together before any model is loaded."""
+    """Rendering flags of show/render: their form checked together before anything loads, then against the model's
+    config (:meth:`fit_model`, before its weights load) and the trace (:meth:`write`)."""
 
     view: str
     output: Path
     options: dict[str, Any]
+    indices: dict[str, _Indices]  # view option (include_layers, heads, include_heads) -> its flag's value
     dpi: float | None
     size: tuple[float, float] | None
 
@@ -178,39 +234,93 @@ class _Render:
         flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
                  "prettify": ("--raw-tokens", False if raw else None),
-                 "include_layers": ("--layers", _index_list(layers, "--layers")),
-                 ("include_heads" if view == "model" else "heads"): ("--heads", _index_list(heads, "--heads"))}
+                 "include_layers": ("--layers", _Indices.parse(layers, "--layers")),
+                 ("include_heads" if view == "model" else "heads"): ("--heads", _Indices.parse(heads, "--heads"))}
         from .views import VIEW_OPTIONS
 
-        options = {}
+        options, indices = {}, {}
         for name, (flag, value) in flags.items():
             if value is not None and name not in VIEW_OPTIONS[view]:
                 raise InputError(f"{flag} does not apply to the {view} view")
-            if value is not None:
+            if isinstance(value, _Indices):
+                indices[name] = value
+            elif value is not None:
                 options[name] = value
-        return cls(view, output, options, dpi, _parse_size(size))
+        size = _parse_size(size)
+        _check_output(output)
+        return cls(view, output, options, indices, dpi, size)
+
+    def fit_model(self, config, model: str, generate: int = 0, target: str | None = None) -> None:
+        """Refuse, before the weights load, a layer, head or kind the model named ``model`` does not have (and
+        generation or a decoder target it cannot take)."""
+        _fit_model(config, model, kind=self.options.get("kind"), layer=self.options.get("layer"),
+                   head=self.options.get("head"), indices=self.indices, generate=generate, target=target)
 
     def write(self, trace) -> Path:
         """HTML or a figure, through the View, which checks the options the same way for both."""
         from .views import render
 
+        layers, heads, _, _ = trace.shape(self.options.get("kind"))
+        options = dict(self.options)
+        for name, chosen in self.indices.items():
+            count, what = (layers, "layer") if name == "include_layers" else (heads, "head")
+            options[name] = chosen.within(count, what, "the trace")
         figure = {} if self.output.suffix.lower() in HTML_SUFFIXES else {
             "dpi": 150 if self.dpi is None else self.dpi, "size": self.size}
-        return render(self.view, trace, **self.options).save(self.output, **figure)
+        return render(self.view, trace, **options).save(self.output, **figure)
 
 
-def _index_list(text: str | None, flag: str) -> list[int] | None:
-    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``."""
-    if text is None:
-        return None
-    out: list[int] = []
-    try:
-        for part in text.replace(" ", "").split(","):
-            lo, _, hi = part.partition("-")
-            out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    except ValueError:
-        raise InputError(f"{flag} takes whole numbers and ranges such as 0,3,5-7; got {text!r}") from None
-    return out
+#: Config fields that count a model's layers and attention heads (per stack, for encoder-decoders).
+_LAYER_FIELDS = ("num_hidden_layers", "num_layers", "encoder_layers", "decoder_layers", "num_decoder_layers")
+_HEAD_FIELDS = ("num_attention_heads", "num_heads", "encoder_attention_heads", "decoder_attention_heads")
+
+
+def _fit_model(config, model: str, *, kind=None, layer=None, head=None, indices=None, generate=0,
+               target=None) -> None:
+    """Check options against a model's config (read without the weights): what it cannot show or do is refused
+    now, not after the model has loaded. Counts are the largest over the model's stacks, so what passes here may
+    still be refused by the view for one kind (an encoder with fewer layers than its decoder)."""
+    from .capture.models import can_generate
+
+    enc_dec = bool(getattr(config, "is_encoder_decoder", False))
+    kinds = ("encoder", "decoder", "cross") if enc_dec else ("self",)
+    if kind is not None and kind not in kinds:
+        raise InputError(f"--kind {kind!r}: {model} has {', '.join(kinds)} attention")
+    if generate and not can_generate(config):
+        arch = (getattr(config, "architectures", None) or [getattr(config, "model_type", "this model")])[0]
+        raise InputError(f"--generate {generate}: {model} ({arch}) cannot generate text (an encoder, or a model "
+                         "without a language-model head); leave --generate out, or pick a causal language model")
+    if target is not None and not enc_dec:
+        raise InputError(f"--target is the decoder text of an encoder-decoder model, and {model} is not one; put "
+                         "the whole text in TEXT")
+    subs = [config] + [getattr(config, name, None) for name in ("text_config", "encoder", "decoder")]
+    subs = [c for c in subs if c is not None and not isinstance(c, (int, float, str, bool))]
+    counts = {what: max((v for c in subs for f in fields if isinstance(v := getattr(c, f, None), int)
+                         and not isinstance(v, bool) and v > 0), default=None)
+              for what, fields in (("layer", _LAYER_FIELDS), ("head", _HEAD_FIELDS))}
+    for what, value in (("layer", layer), ("head", head)):
+        count = counts[what]
+        if value is not None and count is not None and value >= count:
+            raise InputError(f"--{what} {value} is out of range: {model} has {count} {what}s (0-{count - 1})")
+    for name, chosen in (indices or {}).items():
+        what = "layer" if name == "include_layers" else "head"
+        if counts[what] is not None:
+            chosen.within(counts[what], what, model)
+
+
+def _check_output(path: Path) -> None:
+    """Refuse, before anything is captured, an output path that cannot be written: the folder must exist and
+    take files."""
+    if path.is_dir():
+        raise InputError(f"-o {str(path)!r} is a folder; give a file name in it, e.g. {str(path / 'view.html')!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        missing = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(f"cannot write {str(path)!r}: the folder {str(folder)!r} {missing}; create it "
+                         f"(mkdir -p {str(folder)!r}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {str(path)!r}: no permission to write in {str(folder)!r}; choose another "
+                         "path")
 
 
 def _parse_size(text: str | None) -> tuple[float, float] | None:
@@ -224,12 +334,30 @@ def _parse_size(text: str | None) -> tuple[float, float] | None:
 
 
 def _read_text(text: str | None, what: str) -> str | None:
-    """``-`` reads stdin; empty text is refused here, before any model is loaded."""
+    """``-`` reads stdin; empty text and text that is not UTF-8 are refused here, before any model is loaded."""
+    from .capture.inputs import check_encodable
+
     if text == "-":
-        text = sys.stdin.read()
-    if text is not None and not text.strip():
+        text = _stdin_text(what)
+    if text is None:
+        return None
+    if not text.strip():
         raise InputError(f"the {what} is empty; give at least one word (or - to read it from stdin)")
+    check_encodable(text, f"the {what}")  # an argument's bytes that were not UTF-8 arrive as lone surrogates
     return text
+
+
+def _stdin_text(what: str) -> str:
+    """Standard input decoded as UTF-8, or an InputError naming the first byte that is not."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        return sys.stdin.read()
+    data = stream.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the {what} read from stdin is not valid UTF-8: byte 0x{data[exc.start]:02x} at byte "
+                         f"{exc.start}; convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8)") from None
 
 
 # --------------------------------------------------------------------------- progress
@@ -243,24 +371,34 @@ class _Progress:
     def step(self, doing: str) -> Iterator[dict]:
         done: dict[str, str] = {}
         start = time.perf_counter()
-        with self.console.status(escape(doing) + "…"):
+        with self.console.status(escape(for_terminal(doing)) + "…"):
             yield done
         took = time.perf_counter() - start
-        self.console.print(f"[green]✓[/] {escape(done.get('message', doing))} [dim]({took:.1f} s)[/]")
+        message = escape(for_terminal(done.get("message", doing)))
+        self.console.print(f"[green]✓[/] {message} [dim]({took:.1f} s)[/]")
 
 
 def _start(command: str, debug: bool) -> None:
     _run.command, _run.debug = command, debug
 
 
-def _capture(progress: _Progress, model: str, text: str, **kwargs):
-    import attnscope
-    from attnscope.capture.models import load_cached
+def _load(progress: _Progress, model: str, check) -> tuple[Any, Any]:
+    """Model and tokenizer, once ``check(config)`` has passed on the model's config, read first without the
+    weights: a flag the model cannot honour fails in a fraction of the loading time."""
+    from attnscope.capture.models import load_cached, load_config
 
     with progress.step(f"Loading model {model}") as done:
+        check(load_config(model))
         loaded, tokenizer = load_cached(model)
         arch = (getattr(loaded.config, "architectures", None) or [type(loaded).__name__])[0]
         done["message"] = f"Loaded {model} ({arch})"
+    return loaded, tokenizer
+
+
+def _capture(progress: _Progress, model: str, text: str, check, **kwargs):
+    import attnscope
+
+    loaded, tokenizer = _load(progress, model, check)
     with progress.step("Capturing attention") as done:
         trace = attnscope.capture(loaded, tokenizer, text, **kwargs)
         L, H, q, k = trace.shape()
@@ -269,9 +407,9 @@ def _capture(progress: _Progress, model: str, text: str, **kwargs):
 
 
 def _written(path: Path, progress: _Progress, open_it: bool = False) -> None:
-    typer.echo(str(path))
+    typer.echo(for_terminal(path))
     if open_it and not webbrowser.open(path.resolve().as_uri()):
-        progress.console.print(f"could not start a browser; open {escape(str(path))} yourself")
+        progress.console.print(Text(f"could not start a browser; open {for_terminal(path)} yourself"))
 
 
 # --------------------------------------------------------------------------- commands
@@ -295,8 +433,9 @@ def show(
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
                         filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size)
     progress = _Progress(quiet)
-    trace = _capture(progress, model, text, pair=_read_text(pair, "pair"), target=target, generate=generate,
-                     qkv=view == "neuron")
+    pair = _read_text(pair, "pair")
+    trace = _capture(progress, model, text, lambda config: job.fit_model(config, model, generate, target), pair=pair,
+                     target=target, generate=generate, qkv=view == "neuron")
     with progress.step(f"Rendering the {view} view"):
         path = job.write(trace)
     _written(path, progress, open_)
@@ -319,9 +458,12 @@ def capture(
     text = _read_text(text, "text")
     if output.suffix != ".safetensors":
         raise InputError(f"the trace file must end in .safetensors; got {output.name!r}")
+    _check_output(output)
+    pair = _read_text(pair, "pair")
     progress = _Progress(quiet)
-    trace = _capture(progress, model, text, pair=_read_text(pair, "pair"), target=target, generate=generate,
-                     qkv=qkv)
+    trace = _capture(progress, model, text, lambda config: _fit_model(config, model, generate=generate,
+                                                                       target=target),
+                     pair=pair, target=target, generate=generate, qkv=qkv)
     with progress.step(f"Saving {output}"):
         path = trace.save(output, dtype="float16" if float16 else "float32")
     _written(path, progress)
@@ -364,30 +506,36 @@ def info(
     trace = attnscope.load(trace_file)
     facts = describe(trace, trace_file)
     if as_json:
-        typer.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+        typer.echo(json_for_terminal(facts, indent=2))
         return
-    table = Table(title=f"attnscope trace {trace_file}", show_header=False, title_justify="left")
+    table = Table(title=_cell(f"attnscope trace {trace_file}"), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for field in ("model", "architecture", "created", "version"):
-        table.add_row(field, Text(str(facts[field])))
+        table.add_row(field, _cell(facts[field]))
     for field in ("text", "pair", "target"):
         if facts[field]:
-            table.add_row(field, Text(_short(facts[field], 200)))
+            table.add_row(field, _cell(_short(facts[field], 200)))
     for kind, k in facts["kinds"].items():
         shape = f"{k['layers']} layers x {k['heads']} heads x {k['queries']} queries x {k['keys']} keys"
         kept = f", kept mass {k['kept_mass']:.1%}" if k["form"] == "pruned" else ""
         mask = ", causal" if k["causal"] else ""
-        table.add_row(f"attention {kind}", Text(f"{shape}, {k['form']} {k['dtype']}{kept}{mask}"))
+        table.add_row(_cell(f"attention {kind}"), _cell(f"{shape}, {k['form']} {k['dtype']}{kept}{mask}"))
     for stream, tokens in trace.tokens.items():
         shown = " ".join(prettify_tokens(tokens[:24])) + (" …" if len(tokens) > 24 else "")
-        table.add_row(f"tokens {stream}", Text(f"{len(tokens)}: {shown}"))
+        table.add_row(_cell(f"tokens {stream}"), _cell(f"{len(tokens)}: {shown}"))
     segments = ", ".join(f"{n} {s[0]}[{s[1]}:{s[2]}]" for n, s in facts["segments"].items())
-    table.add_row("segments", Text(segments or "none"))
+    table.add_row("segments", _cell(segments or "none"))
     qkv = ", ".join(f"{kind} (head size {d})" for kind, d in facts["qkv"].items())
-    table.add_row("q/k/v", Text(qkv or "none (capture with --qkv for the neuron view)"))
-    table.add_row("file size", Text(_bytes(facts["file_bytes"])))
+    table.add_row("q/k/v", _cell(qkv or "none (capture with --qkv for the neuron view)"))
+    table.add_row("verified", _verified_cell(facts["verified"]))
+    table.add_row("file size", _cell(_bytes(facts["file_bytes"])))
     Console(highlight=False).print(table)
+
+
+def _cell(value: object) -> Text:
+    """Text from a trace, a tokenizer or a file name as a table cell: control characters escaped, no markup."""
+    return Text(for_terminal(value))
 
 
 def describe(trace, path: Path) -> dict[str, Any]:
@@ -410,7 +558,25 @@ def describe(trace, path: Path) -> dict[str, Any]:
         "segments": {n: [s.stream, s.start, s.end] for n, s in trace.segments.items()},
         "qkv": {kind: int(parts["query"].shape[-1]) for kind, parts in trace.qkv.items()},
         "bias": sorted(trace.bias),
+        "verified": meta.get("verified"),
     }
+
+
+def _verified_cell(verified) -> Text:
+    """One line per kind: did weights x values reproduce every attention module's output (capture.verify)?"""
+    if not isinstance(verified, dict) or not verified:
+        return Text("not checked (capture with --qkv to check weights x values against each layer's output)")
+    lines = []
+    for kind, v in verified.items():
+        v = v if isinstance(v, dict) else {}
+        diffs = [d for d in v.get("max_abs_diff") or [] if isinstance(d, (int, float))]
+        if v.get("ok") is True:
+            lines.append(_cell(f"{kind}: yes, every layer (max abs diff {max(diffs, default=0.0):.2g})"))
+            lines[-1].stylize("green")
+        else:
+            lines.append(_cell(f"{kind}: NO, {v.get('problem') or 'not checked'}"))
+            lines[-1].stylize("bold red")
+    return Text("\n").join(lines)
 
 
 @app.command()
@@ -483,9 +649,9 @@ def stats(
     kind = kind or trace.default_kind
     if as_json:
         heads = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in records]
-        typer.echo(json.dumps({"file": str(trace_file), "kind": kind, "heads": heads}, indent=2))
+        typer.echo(json_for_terminal({"file": str(trace_file), "kind": kind, "heads": heads}, indent=2))
         return
-    title = f"attnscope head statistics: {trace_file} ({kind} attention)"
+    title = _cell(f"attnscope head statistics: {trace_file} ({kind} attention)")
     Console(highlight=False).print(stats_table(records, title))
 
 
@@ -506,7 +672,6 @@ def compare_texts(
     Prints the most changed heads and, for causal language models, the next-token predictions after each input.
     """
     import attnscope
-    from attnscope.capture.models import load_cached
 
     from .analysis import compare as compare_traces
 
@@ -515,9 +680,8 @@ def compare_texts(
     job = _DiffJob.check(output, top=top_k, layer=layer, head=head, theme=theme, raw=raw_tokens, dpi=dpi, size=size,
                          open_it=open_)
     progress = _Progress(quiet)
-    with progress.step(f"Loading model {model}") as done:
-        loaded, tokenizer = load_cached(model)
-        done["message"] = f"Loaded {model}"
+    loaded, tokenizer = _load(progress, model, lambda config: _fit_model(config, model, kind=kind, layer=layer,
+                                                                          head=head))
     with progress.step("Capturing both inputs") as done:
         a = attnscope.capture(loaded, tokenizer, text_a)
         b = attnscope.capture(loaded, tokenizer, text_b)
@@ -579,6 +743,7 @@ class _DiffJob:
             raise InputError(f"--theme takes light, dark or auto; got {theme!r}")
         options = {"top": top, "layer": layer, "head": head, "theme": theme, "prettify": False if raw else None}
         figure = {} if suffix in HTML_SUFFIXES else {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)}
+        _check_output(output)
         return cls(output, options, figure, open_it)
 
     def report(self, comparison, progress: _Progress) -> None:
@@ -595,7 +760,7 @@ class _DiffJob:
         console.print(_tables.changed_heads_table(comparison, self.options["top"], *labels))
         if comparison.next_a is not None:
             console.print(_tables.next_token_table(comparison))
-        console.print(Text(_tables.summary(comparison)))
+        console.print(_cell(_tables.summary(comparison)))
         _written(path, progress, self.open_it)
 
 
@@ -636,10 +801,37 @@ def serve(
     _start("serve", debug)
     Settings(host=host, port=port, models=tuple(model or ()), traces_dir=traces, allow_remote=allow_remote,
              token=token).check()  # refuse before anything loads
+    _check_port_free(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    Console(stderr=True, highlight=False).print(f"attnscope serving on [bold]{escape(url)}[/] (Ctrl+C stops it)")
+    Console(stderr=True, highlight=False).print(
+        f"attnscope serving on [bold]{escape(for_terminal(url))}[/] (Ctrl+C stops it)")
     if open_:
         threading.Timer(1.5, webbrowser.open, [url]).start()
     run_server(host, port, model or (), traces, allow_remote, token, mlflow_uri=mlflow, max_tokens=max_tokens,
                queue_size=queue, log_level="debug" if debug else "warning")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, as the server will (same address family and options), and let go: a port in use
+    is refused before the app starts or says it is serving."""
+    import socket
+
+    if port == 0:  # any free port: nothing to check
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(f"port {port} on {host} is already in use (another server?); pick another with "
+                                 f"--port, e.g. --port {port + 1 if port < 65535 else 8000}") from None
+            if exc.errno == errno.EACCES:
+                raise InputError(f"no permission to listen on port {port} (ports below 1024 need root); pick one "
+                                 "above 1023 with --port") from None
+            raise InputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}; check --host and "
+                             "--port") from None
+
+
+from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)

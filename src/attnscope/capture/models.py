@@ -76,15 +76,60 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
     kwargs.update(trust_remote_code=trust_remote_code)
     if dtype is not None:
         kwargs["dtype"] = dtype
-    import transformers as tf
-
     if not Path(source).exists() and not _hub_reachable():
         kwargs["local_files_only"] = True  # only the local Hugging Face cache can help: fail fast, no retries
+    with _load_errors(name, source), _quiet_progress():
+        config = _config(source, kwargs)
+        model = _model_class(config, gguf="gguf_file" in kwargs).from_pretrained(source, **kwargs)
+        tokenizer = _tokenizer(source, kwargs)
+    model.eval()
+    model.attnscope_name = name  # recorded in each Trace's meta
+    return model, tokenizer
+
+
+def load_config(name_or_path: str = DEFAULT_MODEL):
+    """The config of what :func:`load_model` would load (layers, heads, encoder/decoder), read without the
+    weights: fractions of a second, so options can be checked against the model before it loads."""
+    name = str(name_or_path)
+    source, kwargs = _resolve(name, None)
+    if not Path(source).exists() and not _hub_reachable():
+        kwargs["local_files_only"] = True
+    with _load_errors(name, source):  # no weights, no progress bar to hide (and no torch import for hiding it)
+        return _config(source, kwargs)
+
+
+def can_generate(config) -> bool:
+    """Whether :func:`load_model` gives a model that generates text for a config from :func:`load_config`
+    (encoder-decoders and causal language models do; plain encoders such as BERT do not)."""
+    import transformers as tf
+
+    if getattr(config, "is_encoder_decoder", False):
+        return True
+    return _model_class(config, gguf=getattr(config, "attnscope_gguf", False)) is tf.AutoModelForCausalLM
+
+
+def _config(source: str, kwargs: dict):
+    """``AutoConfig.from_pretrained(source, **kwargs)``, read once while the file is unchanged (a GGUF file's config
+    takes seconds to read): checking options first and loading the model then read it once between them."""
+    file = Path(source) / kwargs.get("gguf_file", "config.json")
+    stamp = file.stat().st_mtime_ns if file.is_file() else None
+    return _config_cached(source, tuple(sorted(kwargs.items(), key=lambda kv: kv[0])), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _config_cached(source: str, kwargs: tuple, stamp: int | None):
+    import transformers as tf
+
+    config = tf.AutoConfig.from_pretrained(source, **dict(kwargs))
+    config.attnscope_gguf = "gguf_file" in dict(kwargs)
+    return config
+
+
+@contextlib.contextmanager
+def _load_errors(name: str, source: str):
+    """Turn a loader's OSError/ValueError into a ModelLoadError that says what to pass instead."""
     try:
-        with _quiet_progress():
-            config = tf.AutoConfig.from_pretrained(source, **kwargs)
-            model = _model_class(config, gguf="gguf_file" in kwargs).from_pretrained(source, **kwargs)
-            tokenizer = _tokenizer(source, kwargs)
+        yield
     except (OSError, ValueError) as exc:
         if Path(source).exists():
             raise ModelLoadError(f"could not load the model in {source!r}: {exc}") from exc
@@ -94,9 +139,6 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
             f"(offline, or no such model). Pass a local folder with config.json and weights, a .gguf file, "
             f"or one of the offline models: {offline}. ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from exc
-    model.eval()
-    model.attnscope_name = name  # recorded in each Trace's meta
-    return model, tokenizer
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:

@@ -79,7 +79,8 @@ def log(
 def load_trace(run_id: str, name: str | None = None, tracking_uri: str | None = None, *,
                step: int | None = None) -> Trace:
     """Reopen a trace logged to run ``run_id``: the only name (or ``name``), at ``step`` or its latest step."""
-    require("mlflow", "mlflow")
+    mlflow = require("mlflow", "mlflow")
+    _check_store_exists(tracking_uri or mlflow.get_tracking_uri(), run_id)
     client = _client(tracking_uri)
     _get_run(client, run_id)
     where = f"MLflow run {run_id!r}"
@@ -105,6 +106,29 @@ def _quiet_download():
         yield
     finally:
         os.environ.pop(key, None)
+
+
+def _check_store_exists(uri: str, run_id: str) -> None:
+    """Refuse to look a run up in a local store that does not exist: MLflow would create an empty one (an
+    ``mlflow.db`` in the working directory, by default) just to find nothing in it."""
+    from urllib.parse import unquote, urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = unquote(uri[len("sqlite:///"):].split("?", 1)[0]) if uri.startswith("sqlite:///") else ""
+    elif parsed.scheme == "file":
+        path = url2pathname(unquote(parsed.path))
+    elif parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # a plain folder (C:\ on Windows)
+        path = uri
+    else:  # a tracking server, databricks, ...: MLflow answers for those
+        return
+    if path and not Path(path).exists():
+        raise MissingDataError(
+            f"no MLflow run {run_id!r}: the tracking store {uri!r} does not exist (nothing was logged there); pass "
+            "tracking_uri= (--tracking-uri, or set MLFLOW_TRACKING_URI) to the store the run was logged to, or a "
+            "trace file (.safetensors) or Comet archive (.zip) instead"
+        )
 
 
 def _client(tracking_uri: str | None):
