@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -190,3 +193,18 @@ def _write(path, content):
     else:
         path.write_text(content)
     return path
+
+
+def test_the_corpus_command_writes_an_atlas_and_refuses_bad_files_in_one_line(tmp_path, fortunes):
+    cmd = [str(Path(sys.executable).parent / "attnscope"), "corpus", "minilm"]
+    bad = subprocess.run([*cmd, str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "a")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: no file or folder") and lines[1].startswith("hint:")
+    ok = subprocess.run([*cmd, str(fortunes), "-o", str(tmp_path / "a"), "--engine", "local", "--limit", "3",
+                         "--top-k", "2"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str(tmp_path / "a")
+    assert "3 of 3 texts measured, 6 layers x 12 heads" in ok.stderr
+    assert load(tmp_path / "a").manifest["top_k"] == 2

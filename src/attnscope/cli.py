@@ -835,3 +835,6 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)
+
+
+from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)

@@ -1,0 +1,124 @@
+"""``attnscope corpus``: the command line of the corpus atlas (registered on :data:`attnscope.cli.app`).
+
+    attnscope corpus minilm texts.txt -o atlas/                       # a local Ray on this machine
+    attnscope corpus minilm data/ --column body -o atlas/ --engine local
+    attnscope corpus smollm2 big.parquet -o atlas/ --ray-address 10.0.0.5:6379 --gpus-per-actor 1
+
+Progress (texts done, texts/s, time left) goes to stderr; the atlas folder is printed on stdout when it is done.
+A re-run with the same output resumes; ``--overwrite`` starts again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ..cli import Debug, Quiet, _start, app
+
+
+class _Bar:
+    """Renders :class:`~attnscope.corpus.Status` as a rich progress bar on stderr (nothing with ``--quiet``)."""
+
+    def __init__(self, quiet: bool):
+        self.console = Console(stderr=True, quiet=quiet, highlight=False)
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
+                            console=self.console, transient=True, disable=quiet)
+        self.task = None
+        self.status = None
+
+    def __call__(self, status) -> None:
+        self.status = status
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("Starting", total=status.texts_total, rate="", eta="")
+        done = status.texts_resumed + status.texts_done
+        rate, left = status.rate, status.remaining_s
+        what = {"starting": "Starting (Ray, models)" if status.phase == "starting" else "",
+                "running": "Measuring texts", "summarising": "Summarising", "done": "Done"}[status.phase]
+        self.bar.update(self.task, description=what, completed=done,
+                        rate=f"{rate:.1f} texts/s" if rate else "", eta=f"{_clock(left)} left" if left else "")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+@app.command("corpus")
+def corpus(
+    model: Annotated[str, typer.Argument(help="Offline name (see: attnscope models), folder, .gguf file or hub id.")],
+    data: Annotated[Path, typer.Argument(help="Text file (one text a line), .jsonl/.csv/.parquet with a text column, "
+                                         "or a folder of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Atlas folder to write (a re-run resumes it).")],
+    column: Annotated[str, typer.Option(help="Column holding the text (JSONL, CSV, Parquet).")] = "text",
+    engine: Annotated[str, typer.Option(help="ray (Ray Data; a local Ray unless --ray-address) or local (this "
+                                        "process).")] = "ray",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (e.g. "
+                                                    "HEAD_IP:6379) instead of starting a local Ray.")] = None,
+    actors: Annotated[int | None, typer.Option(help="Model actors (default: as many as the CPUs/GPUs fit).",
+                                               min=1)] = None,
+    cpus_per_actor: Annotated[float, typer.Option("--cpus-per-actor", help="CPUs (and torch threads) per actor.",
+                                                  min=0.01)] = 1.0,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="GPUs per actor (0: CPU).", min=0)] = 0.0,
+    threads: Annotated[int | None, typer.Option(help="Torch threads of --engine local.", min=1)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.", min=1)] = 16,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Texts per shard (the unit of resume).",
+                                            min=1)] = 256,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longer texts are counted as too long.",
+                                            min=1)] = 256,
+    limit: Annotated[int | None, typer.Option(help="Only the first N texts.", min=1)] = None,
+    sample: Annotated[float | None, typer.Option(help="A fraction of the rows, e.g. 0.1 (the same every run).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Exemplar texts per head and metric.", min=1)] = 5,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the atlas again instead of resuming.")]
+    = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Measure what every head of MODEL does across the texts of DATA; write the atlas folder.
+
+    Per text and layer x head: entropy, distance, self/previous/next/local/first/special/sink mass, max, pattern
+    label, and attention to punctuation, the same word and repeated tokens; per head a summary and exemplar texts.
+    View it with: attnscope atlas ATLAS_DIR -o atlas.html
+    """
+    from . import build
+
+    _start("corpus", debug)
+    bar = _Bar(quiet)
+    start = time.perf_counter()
+    try:
+        atlas = build(model, data, output, column=column, engine=engine, ray_address=ray_address, actors=actors,
+                      cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, threads=threads,
+                      batch_size=batch_size, shard_size=shard_size, max_tokens=max_tokens, limit=limit,
+                      sample=sample, seed=seed, top_k=top_k, overwrite=overwrite, progress=bar)
+    finally:
+        bar.close()
+    status, counts = bar.status, atlas.manifest["counts"]
+    took = time.perf_counter() - start
+    L, H = atlas.shape
+    line = (f"[green]✓[/] {counts['measured']} of {counts['texts']} texts measured, {L} layers x {H} heads "
+            f"[dim]({took:.1f} s")
+    if status.texts_done:
+        line += f", {status.texts_done / took:.1f} texts/s"
+    if status.texts_resumed:
+        line += f", {status.texts_resumed} resumed from an earlier run"
+    if status.ray_startup_s is not None:
+        line += f", Ray start-up {status.ray_startup_s:.1f} s"
+    bar.console.print(line + ")[/]")
+    if counts["bad"]:
+        bad = ", ".join(f"{n} {why}" for why, n in sorted(counts["bad"].items()))
+        bar.console.print(f"[yellow]![/] not measured: {escape(bad)} (see the status and error columns of "
+                          f"{escape(str(Path(output) / 'texts'))})")
+    typer.echo(str(output))
