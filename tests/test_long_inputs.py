@@ -1,25 +1,19 @@
-"""Long inputs: automatic pruning during capture, synthetic Llama-7B-shaped traces, bounded memory."""
+"""Long inputs: pruning during capture, synthetic Llama-7B-shaped traces, bounded memory."""
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import pytest
 
 import attnscope
-from attnscope.capture import hf
 from attnscope.synthetic import synthetic_trace
 from tiny_models import build
 
 
-def test_capture_switches_to_pruned_past_the_size_limit_and_says_so(monkeypatch, caplog):
+def test_pruned_capture_keeps_the_top_mass_of_each_row():
     model, tok = build("llama")
-    monkeypatch.setattr(hf, "AUTO_PRUNE_BYTES", 1000)
-    with caplog.at_level(logging.WARNING, logger="attnscope"):
-        trace = attnscope.capture(model, tok, "the cat sat on the mat and it was very happy .")
+    trace = attnscope.capture(model, tok, "the cat sat on the mat and it was very happy .", prune=True)
     assert trace.attention["self"].pruned
-    assert "pruning rows to 0.95" in caplog.text
     dense = attnscope.capture(model, tok, "the cat sat on the mat and it was very happy .", prune=False)
     assert not dense.attention["self"].pruned
     assert trace.kept_mass() >= 0.95 - 1e-6

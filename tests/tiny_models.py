@@ -61,6 +61,26 @@ def build(name: str, attn_implementation: str | None = None):
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                              pad_token_id=0, bos_token_id=5, eos_token_id=6, **kw)
         model, tok = tf.LlamaForCausalLM(cfg), tokenizer("plain")
+    elif name == "mistral":  # a sliding window of 4 tokens
+        cfg = tf.MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                               sliding_window=4, pad_token_id=0, bos_token_id=5, eos_token_id=6, **kw)
+        model, tok = tf.MistralForCausalLM(cfg), tokenizer("plain")
+    elif name == "gemma2":  # logit soft-capping, sliding-window layers alternating with global ones
+        cfg = tf.Gemma2Config(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                              sliding_window=4, attn_logit_softcapping=2.0, query_pre_attn_scalar=8,
+                              pad_token_id=0, bos_token_id=5, eos_token_id=6, **kw)
+        model, tok = tf.Gemma2ForCausalLM(cfg), tokenizer("plain")
+    elif name == "gpt_oss":  # learned attention sinks (rows sum to less than 1)
+        cfg = tf.GptOssConfig(vocab_size=V, hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=2,
+                              num_experts_per_tok=1, max_position_embeddings=64, sliding_window=4,
+                              pad_token_id=0, bos_token_id=5, eos_token_id=6, **kw)
+        model, tok = tf.GptOssForCausalLM(cfg), tokenizer("plain")
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.sinks.normal_(0, 1)
     elif name == "t5":
         cfg = tf.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                           pad_token_id=0, eos_token_id=6, decoder_start_token_id=0, **kw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -26,7 +27,10 @@ DENSE_MAX_WEIGHTS = 2**26
 class DenseAttention:
     """Dense weights ``[layers, heads, q, k]``."""
 
+    form = "dense"
     pruned = False
+    #: Arrays of :meth:`arrays` that ``Trace.save(dtype="float16")`` may store at half precision.
+    halvable = ("",)
 
     def __init__(self, weights: np.ndarray):
         if weights.ndim != 4:
@@ -44,6 +48,10 @@ class DenseAttention:
     def head(self, layer: int, head: int) -> np.ndarray:
         """One head's matrix ``[q, k]`` as float32."""
         return np.asarray(self.weights[layer, head], dtype=np.float32)
+
+    def rows(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
+        """Query rows ``start..stop-1`` of one head ``[stop - start, k]`` as float32."""
+        return np.asarray(self.weights[layer, head, start:stop], dtype=np.float32)
 
     def layer(self, layer: int) -> np.ndarray:
         """One layer ``[heads, q, k]`` as float32."""
@@ -85,6 +93,10 @@ class DenseAttention:
 
     def select(self, layers: list[int], heads: list[int]) -> DenseAttention:
         return DenseAttention(self.weights[np.ix_(layers, heads)])
+
+    def info(self) -> dict:
+        """What a trace file's header says of this form besides its shape (nothing for dense weights)."""
+        return {}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"": np.ascontiguousarray(self.weights)}
@@ -162,7 +174,9 @@ class PrunedAttention:
     ``mass`` ``[layers, heads, q]`` is the kept fraction of each row's attention.
     """
 
+    form = "pruned"
     pruned = True
+    halvable = ("values",)
 
     def __init__(self, shape, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, mass: np.ndarray):
         self._shape = tuple(int(s) for s in shape)
@@ -224,15 +238,22 @@ class PrunedAttention:
         out[self.indices[a:b]] = self.values[a:b]
         return out
 
+    def rows(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
+        """Query rows ``start..stop-1`` of one head ``[stop - start, k]``, dropped weights as 0."""
+        Q, K = self._shape[2], self._shape[3]
+        if not 0 <= start <= stop <= Q:
+            raise IndexError(f"rows {start}..{stop} are outside the {Q} queries")
+        r0 = self._row_index(layer, head, 0) + start
+        ptr = self.indptr[r0 : r0 + stop - start + 1]
+        a, b = int(ptr[0]), int(ptr[-1])
+        out = np.zeros((stop - start, K), dtype=np.float32)
+        out[np.repeat(np.arange(stop - start), np.diff(ptr)), self.indices[a:b]] = self.values[a:b]
+        return out
+
     def head(self, layer: int, head: int) -> np.ndarray:
         Q, K = self._shape[2], self._shape[3]
         self.allow_dense((Q, K), "one head of this pruned trace")
-        r0 = self._row_index(layer, head, 0)
-        a, b = self.indptr[r0], self.indptr[r0 + Q]
-        counts = np.diff(self.indptr[r0 : r0 + Q + 1])
-        out = np.zeros((Q, K), dtype=np.float32)
-        out[np.repeat(np.arange(Q), counts), self.indices[a:b]] = self.values[a:b]
-        return out
+        return self.rows(layer, head, 0, Q)
 
     def layer(self, layer: int) -> np.ndarray:
         self.allow_dense(self._shape[1:], "one layer of this pruned trace")
@@ -293,11 +314,39 @@ class PrunedAttention:
             (self.layer(layer)[heads] for layer in layers), PruneSpec(mass=1.0, top_k=self._shape[3])
         )
 
+    def info(self) -> dict:
+        return {}
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"indptr": self.indptr, "indices": self.indices, "values": self.values, "mass": self.mass}
 
 
-Attention = DenseAttention | PrunedAttention
+class Attention(Protocol):
+    """What every form of attention offers its readers: :class:`DenseAttention`, :class:`PrunedAttention` and
+    :class:`attnscope.qk.QKAttention`. Readers use these and never ask which form is inside."""
+
+    form: str  # "dense", "pruned" or "qk": the name in trace files
+    pruned: bool  # whether rows may have lost weights (kept_mass < 1)
+    halvable: tuple[str, ...]  # arrays that Trace.save(dtype="float16") may halve
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]: ...
+    @property
+    def dtype(self) -> np.dtype: ...
+    def head(self, layer: int, head: int) -> np.ndarray: ...
+    def rows(self, layer: int, head: int, start: int, stop: int) -> np.ndarray: ...
+    def layer(self, layer: int) -> np.ndarray: ...
+    def row(self, layer: int, head: int, query: int) -> np.ndarray: ...
+    def dense(self) -> np.ndarray: ...
+    def kept_mass(self) -> float: ...
+    def min_kept_mass(self) -> float: ...
+    def pooled(self, layer: int, head: int, size: int) -> np.ndarray: ...
+    def allow_dense(self, shape: tuple[int, ...], what: str) -> None: ...
+    def looks_causal(self, layer: int) -> bool: ...
+    def astype(self, dtype) -> Attention: ...
+    def select(self, layers: list[int], heads: list[int]) -> Attention: ...
+    def info(self) -> dict: ...
+    def arrays(self) -> dict[str, np.ndarray]: ...
 
 
 def looks_causal(heads: Iterable[np.ndarray]) -> bool:

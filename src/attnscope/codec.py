@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attention import DenseAttention, PruneSpec, prune_rows
+from .attention import PruneSpec, prune_rows
 
 Z85 = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "\"&'<>\\`")[:85]
 _Z85_BYTES = np.frombuffer(Z85.encode("ascii"), dtype=np.uint8)
@@ -71,12 +71,17 @@ class Rows:
 
 
 def head_rows(att, layer: int, head: int, first: PruneSpec) -> Rows:
-    """One head's rows: a pruned trace's own entries as they are, or a dense head pruned to ``first``."""
-    if isinstance(att, DenseAttention):
-        w = att.head(layer, head)
-        counts, indices, values = prune_rows(w, first)
-        return Rows(counts, indices.astype(np.int32), values, w.sum(1, dtype=np.float64))
-    _, H, q, _ = att.shape
+    """One head's rows: a pruned trace's own entries as they are, or the rows of a dense or q/k head pruned to
+    ``first``, read a block of rows at a time (a long q/k head is never made dense)."""
+    _, H, q, k = att.shape
+    if not att.pruned:
+        parts = []
+        step = max(1, _ROWS_AT_ONCE // max(1, k))
+        for lo in range(0, q, step):
+            w = att.rows(layer, head, lo, min(q, lo + step))
+            parts.append(prune_rows(w, first) + (w.sum(1, dtype=np.float64),))
+        counts, indices, values, totals = (np.concatenate(x) for x in zip(*parts))
+        return Rows(counts, indices.astype(np.int32), values, totals)
     r0 = (layer * H + head) * q
     ptr = att.indptr[r0 : r0 + q + 1]
     a, b = int(ptr[0]), int(ptr[-1])
@@ -84,6 +89,10 @@ def head_rows(att, layer: int, head: int, first: PruneSpec) -> Rows:
     sums, mass = rows.sums(), att.mass[layer, head].astype(np.float64)
     totals = np.where(mass > 0, sums / np.where(mass > 0, mass, 1.0), sums)
     return _descending(Rows(rows.counts, rows.indices, rows.values, totals))
+
+
+#: Weights of a dense or q/k head read at once while pruning it for a payload.
+_ROWS_AT_ONCE = 1 << 22
 
 
 def _descending(rows: Rows) -> Rows:

@@ -14,7 +14,8 @@ import numpy as np
 from ._version import __version__
 from .attention import Attention, DenseAttention, PrunedAttention, PruneSpec, looks_causal
 from .errors import InputError, MissingDataError, TraceFormatError
-from .trace_checks import WEIGHT_RANGE, check_dense, check_extras, check_pruned, read_header
+from .qk import QKAttention
+from .trace_checks import WEIGHT_RANGE, check_dense, check_extras, check_pruned, check_qk, read_header
 
 FORMAT = "attnscope-trace"
 FORMAT_VERSION = 1
@@ -242,9 +243,9 @@ class Trace:
         tensors: dict[str, np.ndarray] = {}
         forms = {}
         for kind, att in self.attention.items():
-            forms[kind] = {"form": "pruned" if att.pruned else "dense", "shape": list(att.shape)}
+            forms[kind] = {"form": att.form, "shape": list(att.shape), **att.info()}
             for name, arr in att.arrays().items():
-                if arr.dtype.kind == "f" and name != "mass":
+                if name in att.halvable:
                     arr = arr.astype(dtype)
                 tensors[f"attention/{kind}" + (f"/{name}" if name else "")] = np.ascontiguousarray(arr)
         for stream, ids in self.token_ids.items():
@@ -304,11 +305,18 @@ def load(path: str | Path) -> Trace:
             else:
                 p = f"attention/{kind}/"
                 arrays = {n[len(p):]: a for n, a in tensors.items() if n.startswith(p)}
-                check_pruned(kind, arrays, info["shape"])
-                attention[kind] = PrunedAttention(
-                    info["shape"], arrays["indptr"].astype(np.int64), arrays["indices"].astype(np.int32),
-                    arrays["values"], arrays["mass"],
-                )
+                if info["form"] == "pruned":
+                    check_pruned(kind, arrays, info["shape"])
+                    attention[kind] = PrunedAttention(
+                        info["shape"], arrays["indptr"].astype(np.int64), arrays["indices"].astype(np.int32),
+                        arrays["values"], arrays["mass"],
+                    )
+                else:
+                    rule = check_qk(kind, arrays, info)
+                    attention[kind] = QKAttention(
+                        arrays["query"], arrays["key"], arrays["lse"], rule, kv_index=info["kv_index"],
+                        maxima=arrays.get("maxima"), sums=arrays.get("sums"), block=info["block"],
+                    )
         qkv: dict[str, dict[str, np.ndarray]] = {}
         bias: dict[str, np.ndarray] = {}
         ids: dict[str, list[int]] = {}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TraceFormatError
+from .qk import MaskRule
 from .text import clean_text
 
 _QKV_PARTS = ("query", "key", "value")
@@ -64,8 +65,8 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
     for kind, info in forms_raw.items():
         if kind not in kind_streams:
             raise TraceFormatError(f"attention kind {kind!r} is unknown; expected one of {sorted(kind_streams)}")
-        if not isinstance(info, dict) or info.get("form") not in ("dense", "pruned"):
-            raise TraceFormatError(f"attention[{kind!r}] must be {{'form': 'dense' | 'pruned', 'shape': [...]}}")
+        if not isinstance(info, dict) or info.get("form") not in ("dense", "pruned", "qk"):
+            raise TraceFormatError(f"attention[{kind!r}] must be {{'form': 'dense' | 'pruned' | 'qk', 'shape': [...]}}")
         shape = info.get("shape")
         if not (isinstance(shape, list) and len(shape) == 4 and all(_is_int(s) and s >= 0 for s in shape)):
             raise TraceFormatError(f"attention[{kind!r}]['shape'] must be 4 non-negative integers; got {shape!r}")
@@ -79,7 +80,7 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
                 f"attention[{kind!r}] declares shape {shape} but the tokens give [layers >= 1, heads >= 1, "
                 f"{want[0]}, {want[1]}]"
             )
-        forms[kind] = {"form": info["form"], "shape": tuple(int(s) for s in shape)}
+        forms[kind] = {**info, "shape": tuple(int(s) for s in shape)}
 
     if not isinstance(segments_raw, dict):
         raise TraceFormatError("header field 'segments' must map names to [stream, start, end]")
@@ -151,6 +152,51 @@ def check_pruned(kind: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, 
     _check_range(p + "indices", indices, 0, k - 1, what=f"key positions in [0, {k - 1}]")
     _check_range(p + "values", values, *WEIGHT_RANGE)
     _check_range(p + "mass", mass, *WEIGHT_RANGE)
+
+
+def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> MaskRule:
+    """The q/k form: its mask rule, key heads and overview block in the header; queries, keys, row log-sum-exps
+    and the overview (cell maxima and sums) consistent with them and finite. Returns the rule."""
+    p = f"attention/{kind}/"
+    L, H, q, k = info["shape"]
+    rule_raw, kv, block = info.get("rule"), info.get("kv_index"), info.get("block")
+    try:
+        rule = MaskRule.from_json(rule_raw)  # type: ignore[arg-type]
+        valid = (rule.scaling > 0 and np.isfinite(rule.scaling) and len(rule.windows) == L
+                 and all(w is None or (_is_int(w) and w > 0) for w in rule.windows)
+                 and (rule.softcap is None or (np.isfinite(rule.softcap) and rule.softcap > 0))
+                 and isinstance(rule_raw["causal"], bool))
+    except (TypeError, KeyError, ValueError):
+        valid = False
+    if not valid:
+        raise TraceFormatError(f"attention[{kind!r}]['rule'] must be {{'scaling': > 0, 'causal': bool, 'windows': "
+                               f"[{L} x null or a positive window], 'softcap': null or > 0}}; got {rule_raw!r}")
+    if not (_is_int(block) and block >= 1):
+        raise TraceFormatError(f"attention[{kind!r}]['block'] must be a positive integer; got {block!r}")
+    missing = [n for n in ("query", "key", "lse", "maxima", "sums") if n not in arrays]
+    if missing:
+        raise TraceFormatError(f"q/k attention {kind!r} lacks {[p + n for n in missing]}")
+    query, key, lse, maxima, sums = (arrays[n] for n in ("query", "key", "lse", "maxima", "sums"))
+    for name, arr in (("query", query), ("key", key), ("lse", lse), ("maxima", maxima), ("sums", sums)):
+        _check_float(p + name, arr)
+    if query.ndim != 4 or tuple(query.shape[:3]) != (L, H, q) or query.shape[3] < 1:
+        raise TraceFormatError(f"{p}query has shape {list(query.shape)}; expected [{L}, {H}, {q}, head size]")
+    if key.ndim != 4 or key.shape[0] != L or key.shape[1] < 1 or key.shape[2] != k or key.shape[3] != query.shape[3]:
+        raise TraceFormatError(f"{p}key has shape {list(key.shape)}; expected [{L}, key heads, {k}, {query.shape[3]}]")
+    if not (isinstance(kv, list) and len(kv) == H and all(_is_int(i) and 0 <= i < key.shape[1] for i in kv)):
+        raise TraceFormatError(f"attention[{kind!r}]['kv_index'] must give each of the {H} query heads a key head "
+                               f"in 0..{key.shape[1] - 1}")
+    if lse.shape != (L, H, q):
+        raise TraceFormatError(f"{p}lse has shape {list(lse.shape)}; expected [{L}, {H}, {q}]")
+    cells = (L, H, -(-q // block), -(-k // block))
+    for name, arr in (("maxima", maxima), ("sums", sums)):
+        if tuple(arr.shape) != cells:
+            raise TraceFormatError(f"{p}{name} has shape {list(arr.shape)}; expected {list(cells)} (cells of {block})")
+    for name, arr in (("query", query), ("key", key), ("lse", lse)):
+        _check_range(p + name, arr, -np.inf, np.inf, what="finite numbers")
+    _check_range(p + "maxima", maxima, *WEIGHT_RANGE)
+    _check_range(p + "sums", sums, WEIGHT_RANGE[0], block * WEIGHT_RANGE[1])
+    return rule
 
 
 def check_extras(tensors: Mapping[str, np.ndarray], head: Header, kind_streams: Mapping[str, tuple[str, str]]) -> None:

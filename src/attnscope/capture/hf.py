@@ -13,6 +13,7 @@ import numpy as np
 from .._version import __version__
 from ..attention import DenseAttention, PrunedAttention, PruneSpec
 from ..errors import CaptureError, InputError
+from ..qk import QKAttention
 from ..trace import Trace
 from .inputs import Inputs, check_model, prepare, prepare_generated
 from .models import load_cached
@@ -22,8 +23,8 @@ if TYPE_CHECKING:  # torch and the recording function are imported where used: `
 
 log = logging.getLogger(__name__)
 
-#: Past this many bytes of dense float32 attention, capture prunes rows as it goes (``prune=None``: automatic).
-AUTO_PRUNE_BYTES = 2 * 2**30
+#: Past this many bytes of dense float32 attention, ``form="auto"`` captures the q/k form instead of the weights.
+DENSE_MAX_BYTES = 2 * 2**30
 _CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn")
 
 
@@ -38,6 +39,7 @@ def capture(
     qkv: bool = False,
     truncate: bool = False,
     prune: PruneSpec | bool | None = None,
+    form: str = "auto",
     features=None,
 ) -> Trace:
     """Run ``text`` through ``model`` once and return its attention as a Trace.
@@ -48,8 +50,12 @@ def capture(
       the trace then covers prompt + generated (segments ``prompt``/``generated``).
     - ``qkv=True``: also keep query/key/value vectors (after rotary embedding, GQA heads repeated).
     - ``truncate=True``: cut inputs longer than the model's positions instead of raising.
-    - ``prune``: ``None`` prunes automatically past 2 GiB of dense attention; ``True`` always (default spec),
-      ``False`` never, or a :class:`~attnscope.attention.PruneSpec`.
+    - ``form``: how attention is held. ``"dense"``: every weight. ``"qk"``: queries, keys and each row's
+      log-sum-exp, every weight recomputed exactly on demand (:mod:`attnscope.qk`; long inputs, O(n) memory).
+      ``"pruned"``: each row's largest weights (models whose q/k cannot be recomputed). ``"auto"`` (default):
+      dense up to 2 GiB of dense attention, past it q/k, or pruned where q/k cannot serve (logged, with why).
+    - ``prune``: the :class:`~attnscope.attention.PruneSpec` of the pruned form (``True``: the default spec, and
+      the pruned form; ``False``: never pruned).
     - ``features``: audio features ``[1, n_mels, frames]`` for speech models such as Whisper (then ``text`` is unused).
     """
     if isinstance(model, str):
@@ -74,8 +80,7 @@ def capture(
             inputs = prepare(model, tokenizer, text, pair=pair, target=target, generate=generate,
                               truncate=truncate, features=features)
         n = max(len(t) if t is not None else inputs.kwargs["input_features"].shape[-1] for t in inputs.tokens.values())
-        spec = _prune_spec(model, prune, n)
-        rec = _run(model, inputs.kwargs, qkv=qkv, prune=spec)
+        rec = _run(model, inputs.kwargs, qkv=qkv, **_choose_form(model, form, prune, n))
     trace = _to_trace(model, rec, inputs, item=0, lengths=None, qkv=qkv)
     return trace.with_meta(text=text if features is None else None, pair=pair, target=target, generate=generate)
 
@@ -170,15 +175,28 @@ def kind_map(model) -> dict[int, str]:
     return kinds
 
 
-def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None) -> interface.Recorder:
+def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = False) -> interface.Recorder:
     import torch
 
-    from . import interface
+    from . import interface, long
 
     kinds = kind_map(model)
     layers = {} if kinds else {"self": getattr(_text_config(model), "num_hidden_layers", 0) or 0}
-    rec = interface.Recorder(kinds, qkv=qkv, prune=prune, layers=layers)
     kwargs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    if qk:
+        why = "it does not use transformers' attention interface"
+        if model._can_set_attn_implementation():
+            rec = interface.Recorder(kinds, qkv=qkv, qk=True)
+            try:
+                with attnscope_attention(model), interface.recording(rec):
+                    model(**kwargs, use_cache=False)
+                return rec
+            except long.NotRecomputable as exc:
+                why = str(exc)
+        log.warning("attention of %s cannot be recomputed from queries and keys (%s): pruning each row to "
+                    "%.0f %% of its mass instead", type(model).__name__, why, 100 * PruneSpec().mass)
+        prune = prune or PruneSpec()
+    rec = interface.Recorder(kinds, qkv=qkv, prune=prune, layers=layers)
     if model._can_set_attn_implementation():
         with attnscope_attention(model), interface.recording(rec):
             model(**kwargs, use_cache=False)
@@ -215,27 +233,41 @@ def _text_config(model):
     return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
 
-def _prune_spec(model, prune, n: int) -> PruneSpec | None:
-    if isinstance(prune, PruneSpec):
-        return prune
-    if prune is True:
-        return PruneSpec()
-    if prune is False:
-        return None
-    c = _text_config(model)
-    layers = getattr(c, "num_hidden_layers", 12) or 12
-    heads = getattr(c, "num_attention_heads", 12) or 12
-    size = 4 * layers * heads * n * n
-    if size > AUTO_PRUNE_BYTES:
-        log.warning("dense attention would take %.1f GB at %d tokens: pruning rows to 0.95 of their mass "
-                    "(pass prune=False to keep it dense)", size / 1e9, n)
-        return PruneSpec()
-    return None
+FORMS = ("auto", "dense", "qk", "pruned")
+
+
+def _choose_form(model, form: str, prune, n: int) -> dict:
+    """``_run``'s ``prune`` and ``qk`` for the asked ``form`` and ``prune`` (see :func:`capture`)."""
+    if form not in FORMS:
+        raise InputError(f"form must be one of {list(FORMS)}; got {form!r}")
+    spec = prune if isinstance(prune, PruneSpec) else PruneSpec() if prune is True else None
+    if prune is not None and not isinstance(prune, (bool, PruneSpec)):
+        raise InputError(f"prune must be True, False, None or an attnscope.PruneSpec; got {prune!r}")
+    if spec is not None and form in ("dense", "qk") or prune is False and form == "pruned":
+        raise InputError(f"prune={prune!r} contradicts form={form!r}; pass one of them")
+    if form == "auto":
+        c = _text_config(model)
+        size = 4 * (getattr(c, "num_hidden_layers", 12) or 12) * (getattr(c, "num_attention_heads", 12) or 12) * n * n
+        form = "pruned" if spec is not None else "dense" if prune is False or size <= DENSE_MAX_BYTES else "qk"
+        if form == "qk":
+            log.warning("dense attention would take %.1f GB at %d tokens: capturing queries, keys and row "
+                        "log-sum-exps instead (every weight is recomputed exactly on demand; form='dense' keeps "
+                        "the weights)", size / 1e9, n)
+    if form == "pruned":
+        return {"prune": spec or PruneSpec(), "qk": False}
+    return {"prune": None, "qk": form == "qk"}
 
 
 # --------------------------------------------------------------------------- recorder -> Trace
 def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, lengths, qkv: bool) -> Trace:
     attention, qkv_out, bias, kinds = {}, {}, {}, {}
+    for kind, qk in rec.qk_kinds.items():
+        att = QKAttention(np.stack(qk.query), np.stack(qk.key), np.stack(qk.lse), qk.rule(),
+                          maxima=np.stack(qk.maxima), sums=np.stack(qk.sums), block=qk.block)
+        attention[kind] = att
+        kinds[kind] = {"scaling": qk.scaling, "causal": qk.causal}
+        if qkv:  # the neuron view's vectors: the same queries, keys repeated per query head
+            qkv_out[kind] = {"query": att.query, "key": att.key[:, att.kv_index]}
     for kind, kr in rec.kinds.items():
         n_q = n_k = lengths[item] if lengths else None
         if kr.pruned:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..attention import PruneSpec, prune_rows
+from . import long
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,21 @@ class Recorder:
 
     ``kind_of`` maps ``id(module)`` to the attention kind; layers are numbered in call order per kind.
     With ``prune`` set (batch of one only), each head is pruned as soon as it is computed, so no dense
-    ``[L, H, q, k]`` block ever exists. ``layers`` gives the expected number of layers of a kind: dense weights of
-    that kind are then written straight into one ``[L, B, H, q, k]`` buffer (no copy to stack them afterwards);
-    a wrong guess only costs that shortcut.
+    ``[L, H, q, k]`` block ever exists. With ``qk=True`` (batch of one) only queries, keys, row log-sum-exps and
+    overviews are recorded (:mod:`attnscope.capture.long`), into ``qk_kinds``; the mask stays a rule.
+    ``layers`` gives the expected number of layers of a kind: dense weights of that kind are then written straight
+    into one ``[L, B, H, q, k]`` buffer (no copy to stack them afterwards); a wrong guess only costs that shortcut.
     """
 
     def __init__(self, kind_of: dict[int, str], *, qkv: bool = False, prune: PruneSpec | None = None,
-                 layers: dict[str, int] | None = None):
+                 layers: dict[str, int] | None = None, qk: bool = False):
         self.kind_of = kind_of
         self.qkv = qkv
         self.prune = prune
         self.layers = layers or {}
+        self.qk = qk
         self.kinds: dict[str, KindRecord] = {}
+        self.qk_kinds: dict[str, long.QKRecord] = {}
 
     def kind(self, module: nn.Module) -> str:
         return self.kind_of.get(id(module), "self")
@@ -119,6 +123,11 @@ def attnscope_attention(
     **kwargs,
 ):
     """Eager attention that records its weights; same signature and result as transformers' eager path."""
+    rec = _active.get()
+    if rec is not None and rec.qk:
+        qk = rec.qk_kinds.setdefault(rec.kind(module), long.QKRecord())
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        return long.record(qk, module, query, key, value, attention_mask, float(scale), kwargs), None
     B, H, Q, D = query.shape
     K = key.shape[-2]
     key = _repeat_heads(key, H)
@@ -129,7 +138,6 @@ def attnscope_attention(
     mask = attention_mask[..., :K] if attention_mask is not None else None
     sinks = getattr(module, "sinks", None)
 
-    rec = _active.get()
     prune = rec.prune if rec is not None and B == 1 else None
     blocks = max(1, min(Q, _BLOCK_BYTES // max(1, B * H * K * 4)))
     out = torch.empty(B, H, Q, value.shape[-1], dtype=query.dtype, device=query.device)
@@ -189,10 +197,19 @@ def _join_blocks(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.concatenate(counts), np.concatenate(indices), np.concatenate(values), np.concatenate(totals)
 
 
+def attnscope_mask(*args, **kwargs):
+    """The mask function registered beside the attention: eager's float mask, or, while the q/k form is recorded,
+    the mask's rule (:class:`~attnscope.capture.long.LazyMask`), so no ``[B, 1, q, k]`` tensor is ever built."""
+    from transformers.masking_utils import eager_mask
+
+    rec = _active.get()
+    return long.LazyMask.bind(*args, **kwargs) if rec is not None and rec.qk else eager_mask(*args, **kwargs)
+
+
 def register() -> None:
     """Register the attention and mask functions with transformers (idempotent)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(NAME, attnscope_attention)
-    AttentionMaskInterface.register(NAME, eager_mask)
+    AttentionMaskInterface.register(NAME, attnscope_mask)
