@@ -26,6 +26,9 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
   metric does not apply: positional metrics of cross-attention), ``name`` in ``metrics["names"]``
   (:data:`HEAD_METRICS`); ``metrics["label"][layer][head]`` indexes ``metrics["labels"]`` (the pattern labels).
 
+``meta`` holds the model's name, type and architecture and, for a capture checked by :mod:`attnscope.capture.verify`,
+``verified``: ``{"ok", "maxAbsDiff", "kind", "layer", "problem"}``, the footer's "verified" mark or warning.
+
 **Budget.** Short inputs travel dense. Past :data:`DENSE_MAX` weights, or past the budget, every row is cut to its
 largest weights until ``mass`` of its attention (at most ``top_k``; already pruned traces are first tried as they
 are); when that still exceeds ``budget_mb``, mass and top-k are lowered step by step (:data:`LOWER`), the payload
@@ -48,6 +51,7 @@ import numpy as np
 from . import codec
 from .analysis.metrics import LABELS, head_metrics
 from .attention import PruneSpec
+from .capture.verify import summary as verify_summary
 from .errors import InputError, MissingDataError
 from .trace import Trace
 
@@ -121,6 +125,9 @@ def encode(
         "meta": {k: str(trace.meta[k]) for k in ("model", "model_type", "architecture") if trace.meta.get(k)},
         "kinds": {},
     }
+    verified = verify_summary(trace.meta)
+    if verified is not None:  # the footer's "verified" mark or warning (see attnscope.capture.verify)
+        payload["meta"]["verified"] = verified
     for kind in kinds:
         L, H, q, k = trace.shape(kind)
         layers = _pick(include_layers, L, "include_layers", "layers")

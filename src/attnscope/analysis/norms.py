@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..capture.blocks import attention_modules, projection_matrix
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 from ._util import resolve_kind
-
-#: Children that project queries: a module owning one of these is an attention module.
-QUERY_NAMES = ("q_proj", "query", "q", "q_lin", "c_attn", "qkv_proj", "Wqkv", "query_key_value", "qkv")
-#: Children that are the output projection, looked up on the attention module itself.
-OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin", "dense", "wo")
 
 
 def norm_attention(trace: Trace, model, kind: str | None = None) -> np.ndarray:
@@ -64,28 +60,4 @@ def norm_attention(trace: Trace, model, kind: str | None = None) -> np.ndarray:
 def output_projections(model, kind: str = "self") -> list[np.ndarray]:
     """Per layer of ``kind``, the output projection as a ``[heads * head_size, hidden]`` float32 matrix
     (``x @ W`` form: ``nn.Linear`` weights are transposed, GPT-2's ``Conv1D`` is already in that form)."""
-    from torch import nn  # imported here so `import attnscope` stays light
-
-    from ..capture.hf import kind_map
-
-    if not isinstance(model, nn.Module):
-        raise InputError(f"model must be a Hugging Face model or an offline model name; got {type(model).__name__}")
-    kinds = kind_map(model)
-    modules = dict(model.named_modules())
-    out = []
-    for name, module in modules.items():
-        children = dict(module.named_children())
-        if not any(c in children for c in QUERY_NAMES) or kinds.get(id(module), "self") != kind:
-            continue
-        proj = next((children[c] for c in OUTPUT_NAMES if c in children), None)
-        if proj is None:  # BERT, ViT: the projection sits in the parent, as attention.output.dense
-            parent = modules.get(name.rpartition(".")[0])
-            proj = getattr(getattr(parent, "output", None), "dense", None)
-        if proj is None or not hasattr(proj, "weight"):
-            raise InputError(
-                f"cannot find the output projection of attention module {name!r} ({type(module).__name__}); "
-                f"norm-based attention knows children named {OUTPUT_NAMES} or a parent's output.dense"
-            )
-        w = proj.weight.detach().float().cpu().numpy()
-        out.append(w.T if isinstance(proj, nn.Linear) else w)
-    return out
+    return [projection_matrix(a.projection) for a in attention_modules(model, kind)]

@@ -43,13 +43,27 @@ function describe(caption, payload, kind, badge) {
   } else if (s.qkv) {
     parts.push("weights recomputed from q and k: nothing pruned");
   }
+  const checked = payload.meta && payload.meta.verified, v = verifiedNote(checked);
+  if (v) parts.push(v.text);
   caption.textContent = parts.join(" \u00b7 ");
-  caption.classList.toggle("as-warn", s.form === "pruned");
+  caption.classList.toggle("as-warn", s.form === "pruned" || (v !== null && !v.ok));
+  if (v) caption.dataset.verified = v.ok ? "ok" : "failed";
+  if (v && !v.ok) short = (short ? short + " \u00b7 " : "") + (checked.ok === false ? `\u26a0 not verified: layer ${checked.layer}` : "\u26a0 not verified");
   if (badge) {
     badge.textContent = short;
     badge.title = caption.textContent;
     badge.hidden = !short;
   }
+}
+
+// The footer's verified-capture note (payload.meta.verified, see attnscope.capture.verify): a "verified" mark when
+// weights x values reproduced every attention module's output, else a warning naming the worst layer.
+function verifiedNote(v) {
+  if (!v) return null;
+  if (v.ok === true) return { ok: true, text: `\u2713 verified: weights \u00d7 values reproduce every layer's output (max diff ${Number(v.maxAbsDiff).toExponential(1)})` };
+  const kind = v.kind && v.kind !== "self" ? ` (${v.kind} attention)` : "";
+  const why = v.problem || `layer ${v.layer}`;
+  return { ok: false, text: (v.ok === false ? "\u26a0 NOT verified" : "\u26a0 could not be verified") + `${kind}: ${why}` };
 }
 
 // A search box for long token lists: find(text, step) runs on typing (step 0), Enter (+1), Shift+Enter and the

@@ -54,7 +54,7 @@ views.neuron = function renderNeuron(root, payload, options) {
     layerSel.fill(layerItems(kind), st.li);
     headSel.fill(kind.heads.map((h, hi) => ({ value: hi, text: String(h) })), st.hi);
     querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })), st.query);
-    describe(ui.caption, payload, kind);
+    describe(ui.caption, payload, kind, ui.badge);
     fill(left, kind.queryTokens, "q");
     fill(right, kind.keyTokens, "k");
     const cw = Math.max(2, Math.min(8, Math.floor(192 / d)));

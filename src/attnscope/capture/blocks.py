@@ -1,0 +1,160 @@
+"""Where things sit inside each model family: attention modules, output projections, norms, the residual stream.
+
+This is the one module that knows model layouts; everything that reaches into a model's modules asks here.
+
+- :func:`attention_modules`: every attention module of one kind (``"self"``, ``"encoder"``, ``"decoder"``,
+  ``"cross"``) in module order, with its output projection ``W_O``. Found by child names, so it covers every family
+  capture handles (BERT, RoBERTa, DistilBERT, GPT-2, Llama and its kin, T5, BART, Marian, Whisper, ViT). The
+  verified capture and norm-based attention use it.
+- :func:`layers`: the transformer layers of one self-attention stack, each with the layer module (whose input is
+  the residual stream ``x``), its attention module, ``W_O`` and, for post-LN models, the LayerNorm applied after
+  the residual add. Whether a family normalises before attention (pre-LN: GPT-2, Llama) or after the residual
+  (post-LN: BERT) decides how the context-mixing measures decompose a layer, so these come from :data:`LAYOUTS`,
+  a table by ``config.model_type``; a family missing from it gets an error that names the supported ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Children that project queries: a module owning one of these is an attention module.
+QUERY_NAMES = ("q_proj", "query", "q", "q_lin", "c_attn", "qkv_proj", "Wqkv", "query_key_value", "qkv")
+#: Children that are the output projection, looked up on the attention module itself.
+OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin", "dense", "wo")
+
+
+@dataclass(frozen=True)
+class AttentionModule:
+    """One attention module and its output projection.
+
+    ``inside`` says whether the projection is the module's own child (then the module's output is already
+    projected: GPT-2, Llama, T5, BART) or sits in the parent as ``output.dense`` (BERT, ViT: the module returns
+    the heads' merged context and the parent projects it).
+    """
+
+    name: str
+    module: object  # nn.Module
+    projection: object  # nn.Linear, or GPT-2's Conv1D
+    inside: bool
+
+
+def attention_modules(model, kind: str = "self") -> list[AttentionModule]:
+    """The attention modules of ``kind`` in module order (the order capture numbers layers in)."""
+    from torch import nn  # imported here so `import attnscope` stays light
+
+    from .hf import kind_map
+
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a Hugging Face model or an offline model name; got {type(model).__name__}")
+    kinds = kind_map(model)
+    modules = dict(model.named_modules())
+    out = []
+    for name, module in modules.items():
+        children = dict(module.named_children())
+        if not any(c in children for c in QUERY_NAMES) or kinds.get(id(module), "self") != kind:
+            continue
+        proj = next((children[c] for c in OUTPUT_NAMES if c in children), None)
+        inside = proj is not None
+        if proj is None:  # BERT, ViT: the projection sits in the parent, as attention.output.dense
+            parent = modules.get(name.rpartition(".")[0])
+            proj = getattr(getattr(parent, "output", None), "dense", None)
+        if proj is None or not hasattr(proj, "weight"):
+            raise InputError(
+                f"cannot find the output projection of attention module {name!r} ({type(module).__name__}); "
+                f"attnscope knows children named {OUTPUT_NAMES} or a parent's output.dense"
+            )
+        out.append(AttentionModule(name, module, proj, inside))
+    return out
+
+
+def projection_matrix(projection) -> np.ndarray:
+    """An output projection as a ``[heads * head_size, hidden]`` float32 matrix in ``x @ W`` form
+    (``nn.Linear`` weights are transposed; GPT-2's ``Conv1D`` is already in that form)."""
+    from torch import nn
+
+    w = projection.weight.detach().float().cpu().numpy()
+    return w.T if isinstance(projection, nn.Linear) else w
+
+
+# --------------------------------------------------------------------------- layer layouts (measures)
+@dataclass(frozen=True)
+class Layout:
+    """Dotted paths of one family's parts: ``stack`` ends the name of the layers' ``ModuleList``; the others are
+    relative to one layer. ``post_norm`` is the LayerNorm after the attention residual add (post-LN models), or
+    None when the family normalises before attention (pre-LN). ``kind`` is the attention kind of the stack."""
+
+    stack: str
+    attention: str
+    output: str
+    post_norm: str | None
+    kind: str = "self"
+
+
+_BERT = Layout("encoder.layer", "attention.self", "attention.output.dense", "attention.output.LayerNorm")
+_LLAMA = Layout("layers", "self_attn", "self_attn.o_proj", None)
+#: Families the context-mixing measures can decompose, by ``config.model_type``.
+LAYOUTS: dict[str, Layout] = {
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "electra": _BERT,
+    "distilbert": Layout("transformer.layer", "attention", "attention.out_lin", "sa_layer_norm"),
+    "gpt2": Layout("h", "attn", "attn.c_proj", None),
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "bart": Layout("encoder.layers", "self_attn", "self_attn.out_proj", "self_attn_layer_norm", "encoder"),
+    "t5": Layout("encoder.block", "layer.0.SelfAttention", "layer.0.SelfAttention.o", None, "encoder"),
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One transformer layer as the measures see it: ``x`` (the layer's input) -> attention sub-block -> rest.
+
+    ``post_norm`` is the LayerNorm that follows the residual add in post-LN models (None: pre-LN, where the
+    attention sub-block's output is ``x + attention(norm(x))`` itself).
+    """
+
+    index: int
+    kind: str
+    module: object  # nn.Module: the whole layer
+    attention: object  # nn.Module that calls the attention function
+    projection: object  # W_O
+    post_norm: object | None
+
+
+def layout(model) -> Layout:
+    """The :class:`Layout` of ``model``'s family, or InputError naming the families that have one."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in LAYOUTS:
+        raise InputError(
+            f"context-mixing measures need to know where the norms and residuals of a {model_type!r} model are, "
+            f"and attnscope knows them for {', '.join(sorted(LAYOUTS))}; add the family to "
+            "attnscope.capture.blocks.LAYOUTS"
+        )
+    return LAYOUTS[model_type]
+
+
+def layers(model) -> list[Layer]:
+    """The layers of ``model``'s (first) self-attention stack, in order."""
+    lay = layout(model)
+    stack = next((m for name, m in model.named_modules() if name == lay.stack or name.endswith("." + lay.stack)),
+                 None)
+    if stack is None:
+        raise InputError(f"found no layer list named {lay.stack!r} in {type(model).__name__}")
+    out = []
+    for i, module in enumerate(stack):
+        out.append(Layer(i, lay.kind, module, _get(module, lay.attention), _get(module, lay.output),
+                         _get(module, lay.post_norm) if lay.post_norm else None))
+    return out
+
+
+def _get(module, path: str):
+    for part in path.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)
+    return module
