@@ -178,7 +178,7 @@ def kind_map(model) -> dict[int, str]:
 def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = False) -> interface.Recorder:
     import torch
 
-    from . import interface, long
+    from . import interface, long, verify
 
     kinds = kind_map(model)
     layers = {} if kinds else {"self": getattr(_text_config(model), "num_hidden_layers", 0) or 0}
@@ -198,8 +198,11 @@ def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = 
         prune = prune or PruneSpec()
     rec = interface.Recorder(kinds, qkv=qkv, prune=prune, layers=layers)
     if model._can_set_attn_implementation():
-        with attnscope_attention(model), interface.recording(rec):
+        checked = verify.watching(model, rec) if qkv and prune is None else contextlib.nullcontext()
+        with attnscope_attention(model), interface.recording(rec), checked as watch:
             model(**kwargs, use_cache=False)
+        if watch is not None and rec.kinds:
+            rec.verified = watch.result(str(model.dtype).removeprefix("torch."))
     if not rec.kinds:
         if qkv:
             raise CaptureError(
@@ -303,6 +306,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
         "dtype": str(model.dtype).removeprefix("torch."),
         "attn_implementation": config._attn_implementation,
         "kinds": kinds,
+        **({"verified": rec.verified} if rec.verified else {}),
         "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

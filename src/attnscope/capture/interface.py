@@ -71,6 +71,7 @@ class Recorder:
         self.qk = qk
         self.kinds: dict[str, KindRecord] = {}
         self.qk_kinds: dict[str, long.QKRecord] = {}
+        self.verified: dict | None = None  # per kind, what capture.verify found (q/k/v captures only)
 
     def kind(self, module: nn.Module) -> str:
         return self.kind_of.get(id(module), "self")
