@@ -133,3 +133,13 @@ def test_16k_tokens_capture_in_memory_linear_in_n_and_rows_are_exact():
         assert abs(row.sum(dtype=np.float64) - 1.0) < 1e-4
         assert np.abs(row[: i + 1] - want).max() < 1e-5 and row[i + 1 :].max(initial=0.0) == 0.0
     assert att.maxima.shape == (2, 4, 512, 512)
+
+
+def test_head_metrics_of_a_q_k_trace_equal_those_of_its_dense_weights():
+    model, tok = build("mistral")
+    qk = attnscope.capture(model, tok, TEXT, form="qk")
+    dense = attnscope.capture(model, tok, TEXT, form="dense")
+    for a, b in zip(attnscope.analysis.head_metrics(qk), attnscope.analysis.head_metrics(dense)):
+        assert a["label"] == b["label"]
+        for name in ("entropy", "distance", "self", "previous", "first", "sink", "max"):
+            assert abs(a[name] - b[name]) < 1e-5, name

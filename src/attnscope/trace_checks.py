@@ -106,6 +106,11 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
                 raise TraceFormatError(f"meta['kinds'][{kind!r}] must be an object; got {info!r}")
             if "causal" in info and not isinstance(info["causal"], bool):
                 raise TraceFormatError(f"meta['kinds'][{kind!r}]['causal'] must be true or false")
+            windows = info.get("windows")
+            if windows is not None and not (isinstance(windows, list)
+                                            and all(w is None or (_is_int(w) and w > 0) for w in windows)):
+                raise TraceFormatError(f"meta['kinds'][{kind!r}]['windows'] must list null or a positive window "
+                                       "per layer")
             scaling = info.get("scaling")
             if scaling is not None and not (isinstance(scaling, (int, float)) and not isinstance(scaling, bool)
                                             and np.isfinite(scaling) and scaling > 0):

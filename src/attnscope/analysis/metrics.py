@@ -4,10 +4,10 @@ Attention maps invite reading patterns into them; these numbers say how strong a
 a mean over query rows of one head's ``[q, k]`` matrix ``a`` (rows sum to 1):
 
 - ``entropy``: ``-sum_j a_ij log a_ij / log m_i`` where ``m_i`` is the number of keys row ``i`` may attend to
-  (``i + 1`` under a causal mask, else ``k``). 0 = all weight on one key, 1 = uniform over the allowed keys.
-  Rows with a single allowed key (the first row under a causal mask) have no choice to make and are left out of
-  the mean (0 if no row has a choice). On pruned traces the dropped weights are missing from the sum, so the value
-  is a lower bound.
+  (``i + 1`` under a causal mask, at most the layer's sliding window where it has one, else ``k``). 0 = all weight on
+  one key, 1 = uniform over the allowed keys. Rows with a single allowed key (the first row under a causal mask)
+  have no choice to make and are left out of the mean (0 if no row has a choice). On pruned traces the dropped
+  weights are missing from the sum, so the value is a lower bound.
 - ``distance``: mean attention distance ``sum_j a_ij |i - j|`` in tokens.
 - ``self``, ``previous``, ``next``: weight on key ``i``, ``i - 1``, ``i + 1`` (``previous`` averages the rows that
   have a previous token, ``next`` those that have a next one).
@@ -87,8 +87,9 @@ def head_metrics(trace: Trace, kind: str | None = None, *, layers: Sequence[int]
     """One record per (layer, head) with the metrics and label described in this module's docstring.
 
     Keys: ``layer, head, entropy, distance, self, previous, next, local, first, special, sink, max, label``.
-    Reads one head at a time: dense heads as ``[q, k]`` matrices, pruned heads straight from their kept weights
-    (never made dense), so it works on traces of any length. ``layers`` / ``heads`` restrict it to those indices
+    Reads one head at a time, a block of query rows at a time: dense heads as they are, q/k heads recomputed
+    exactly block by block, pruned heads straight from their kept weights (never made dense), so it works on traces
+    of any length in memory that does not grow with ``q x k``. ``layers`` / ``heads`` restrict it to those indices
     (records in their order, layer-major).
     """
     kind = resolve_kind(trace, kind)
@@ -97,12 +98,13 @@ def head_metrics(trace: Trace, kind: str | None = None, *, layers: Sequence[int]
     att = trace.attention[kind]
     records = []
     for layer in range(L) if layers is None else layers:
+        ctx.layer(layer)
         for head in range(H) if heads is None else heads:
             if att.pruned:
                 rows = slice((layer * H + head) * q, (layer * H + head + 1) * q + 1)
                 values = ctx.sparse_metrics(att.indptr[rows], att.indices, att.values)
             else:
-                values = ctx.metrics(trace.head(layer, head, kind))
+                values = ctx.metrics(lambda start, stop, l=layer, h=head: att.rows(l, h, start, stop))
             rec = {"layer": layer, "head": head, **values}
             rec["label"] = label(rec)
             records.append(rec)
@@ -140,10 +142,9 @@ class _Context:
 
     def __init__(self, trace: Trace, kind: str, q: int, k: int):
         self.positional = same_stream(trace, kind)
-        causal = self.positional and is_causal(trace, kind)
-        allowed = np.arange(1, q + 1) if causal else np.full(q, k)
-        self.choice = allowed > 1  # rows with more than one allowed key
-        self.inv_log = (1.0 / np.log(np.maximum(allowed, 2))).astype(np.float32)
+        self.causal = self.positional and is_causal(trace, kind)
+        self.windows = ((trace.meta.get("kinds") or {}).get(kind) or {}).get("windows") or []
+        self.k = k
         key_tokens = trace.tokens[trace.streams(kind)[1]]
         self.special = special_positions(key_tokens)
         self.sink = np.union1d([0], self.special).astype(np.int64)
@@ -152,22 +153,45 @@ class _Context:
         self.is_sink[self.sink] = True
         self.is_special = np.zeros(k, dtype=bool)
         self.is_special[self.special] = True
+        self.layer(0)
 
-    def metrics(self, a: np.ndarray) -> dict[str, float]:
-        """Metrics of one head ``a`` ``[q, k]``."""
-        q = a.shape[0]
-        logs = np.log(np.maximum(a, _TINY))  # 0 * log(tiny) = 0: no mask needed (masked logs are slow)
-        entropy = np.clip(-(a * logs).sum(1) * self.inv_log, 0.0, 1.0)[self.choice]
+    def layer(self, layer: int) -> None:
+        """Set the entropy normalisers for ``layer``: the keys each row may attend to (``i + 1`` under a causal
+        mask, capped at the layer's sliding window, else ``k``)."""
+        window = self.windows[layer] if layer < len(self.windows) else None
+        allowed = np.arange(1, len(self.rows) + 1) if self.causal else np.full(len(self.rows), self.k)
+        if window:
+            allowed = np.minimum(allowed, window)
+        self.choice = allowed > 1  # rows with more than one allowed key
+        self.inv_log = (1.0 / np.log(np.maximum(allowed, 2))).astype(np.float32)
+
+    def metrics(self, read) -> dict[str, float]:
+        """Metrics of one head whose rows ``read(start, stop)`` gives as ``[stop - start, k]`` weights, read
+        :data:`_BLOCK` weights at a time."""
+        q, k = len(self.rows), len(self.is_sink)
+        entropy = first = special = sink = largest = 0.0
+        diagonals = np.zeros(2 * q - 1, dtype=np.float64)
+        step = max(1, _BLOCK // max(1, k))
+        for lo in range(0, q, step):
+            hi = min(q, lo + step)
+            a = read(lo, hi)
+            logs = np.log(np.maximum(a, _TINY))  # 0 * log(tiny) = 0: no mask needed (masked logs are slow)
+            ent = np.clip(-(a * logs).sum(1) * self.inv_log[lo:hi], 0.0, 1.0)
+            entropy += float(ent[self.choice[lo:hi]].sum(dtype=np.float64))
+            first += float(a[:, 0].sum(dtype=np.float64))
+            special += float(a[:, self.special].sum(dtype=np.float64)) if self.special.size else 0.0
+            sink += float(a[:, self.sink].sum(dtype=np.float64))
+            largest += float(a.max(1).sum(dtype=np.float64))
+            if self.positional:
+                diagonals += _diagonal_sums(a, lo, q)
+        choices = int(self.choice.sum())
         out = {
-            "entropy": float(entropy.mean()) if entropy.size else 0.0,
+            "entropy": entropy / choices if choices else 0.0,
             "distance": np.nan, "self": np.nan, "previous": np.nan, "next": np.nan, "local": np.nan,
-            "first": float(a[:, 0].mean()),
-            "special": float(a[:, self.special].sum(1).mean()) if self.special.size else 0.0,
-            "sink": float(a[:, self.sink].sum(1).mean()),
-            "max": float(a.max(1).mean()),
+            "first": first / q, "special": special / q, "sink": sink / q, "max": largest / q,
         }
         if self.positional:
-            out.update(_positional(_diagonal_sums(a), q))
+            out.update(_positional(diagonals, q))
         return out
 
     def sparse_metrics(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -198,18 +222,11 @@ class _Context:
         return out
 
 
-def _diagonal_sums(a: np.ndarray) -> np.ndarray:
-    """Sum of each diagonal of a square ``[q, q]`` head, ``out[d + q - 1]`` for key offset ``d = j - i``; read a
-    block of rows at a time, so the temporaries stay small whatever ``q`` is."""
-    q = a.shape[0]
-    out = np.zeros(2 * q - 1, dtype=np.float64)
-    step = max(1, _BLOCK // q)
-    cols = np.arange(q)
-    for lo in range(0, q, step):
-        block = a[lo : lo + step]
-        offset = cols[None, :] - np.arange(lo, lo + len(block))[:, None] + (q - 1)
-        out += np.bincount(offset.ravel(), weights=block.ravel(), minlength=2 * q - 1)
-    return out
+def _diagonal_sums(a: np.ndarray, start: int, q: int) -> np.ndarray:
+    """Sum of each diagonal of rows ``start..`` of a square ``[q, q]`` head, ``out[d + q - 1]`` for key offset
+    ``d = j - i``."""
+    offset = np.arange(q)[None, :] - np.arange(start, start + len(a))[:, None] + (q - 1)
+    return np.bincount(offset.ravel(), weights=a.ravel(), minlength=2 * q - 1)
 
 
 def _positional(diagonals: np.ndarray, q: int) -> dict[str, float]:

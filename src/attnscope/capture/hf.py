@@ -268,7 +268,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
         att = QKAttention(np.stack(qk.query), np.stack(qk.key), np.stack(qk.lse), qk.rule(),
                           maxima=np.stack(qk.maxima), sums=np.stack(qk.sums), block=qk.block)
         attention[kind] = att
-        kinds[kind] = {"scaling": qk.scaling, "causal": qk.causal}
+        kinds[kind] = _mask_facts(qk.scaling, qk.causal, qk.windows)
         if qkv:  # the neuron view's vectors: the same queries, keys repeated per query head
             qkv_out[kind] = {"query": att.query, "key": att.key[:, att.kv_index]}
     for kind, kr in rec.kinds.items():
@@ -295,7 +295,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
         if kr.bias and any(np.any(b) for b in kr.bias):
             bias[kind] = np.stack([b[min(item, b.shape[0] - 1), :, :n_q, :n_k] for b in kr.bias])
         allowed = kr.allowed[item, :n_q, :n_k] if kr.allowed is not None else None
-        kinds[kind] = {"scaling": kr.scaling, "causal": _is_causal(allowed)}
+        kinds[kind] = _mask_facts(kr.scaling, _is_causal(allowed), kr.windows)
     if "encoder" in inputs.tokens and inputs.tokens["encoder"] is None:  # speech: one token per encoder frame
         inputs.tokens["encoder"] = [str(i) for i in range(attention["encoder"].shape[2])]
     config = model.config
@@ -315,9 +315,16 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
 
 
 def _is_causal(allowed: np.ndarray | None) -> bool:
-    if allowed is None or allowed.shape[0] != allowed.shape[1]:
+    """Whether no query may attend to a later key (causal, with or without a sliding window)."""
+    if allowed is None or allowed.shape[0] != allowed.shape[1] or allowed.shape[0] < 2:
         return False
-    return bool(np.array_equal(allowed, np.tril(np.ones_like(allowed))))
+    return not np.triu(allowed, 1).any()
+
+
+def _mask_facts(scaling: float, causal: bool, windows: list[int | None]) -> dict:
+    """``meta["kinds"][kind]``: the scaling, whether the mask is causal, and each layer's sliding window (only
+    when some layer has one)."""
+    return {"scaling": scaling, "causal": causal, **({"windows": list(windows)} if any(windows) else {})}
 
 
 def _check_rows(kind: str, w: np.ndarray, allowed: np.ndarray | None) -> None:

@@ -41,6 +41,7 @@ class KindRecord:
     scaling: float = 1.0
     allowed: np.ndarray | None = None  # [B, q, k] bool, from the first layer's mask
     sinks: bool = False  # learned sink logits take some mass: rows sum to less than 1
+    windows: list[int | None] = field(default_factory=list)  # per layer: its sliding window, or None
     buffer: np.ndarray | None = None  # [layers, B, H, q, k]: the softmax writes each layer straight into it
     buffered: int = 0  # how many leading entries of ``weights`` are slots of ``buffer``
 
@@ -178,6 +179,7 @@ def attnscope_attention(
         if kr.allowed is None:
             kr.allowed = _allowed(mask, B, Q, K)
         kr.sinks = kr.sinks or sinks is not None
+        kr.windows.append(int(kwargs["sliding_window"]) if kwargs.get("sliding_window") else None)
         if dense is not None:
             kr.buffered += slot is not None
             kr.weights.append(dense.cpu().numpy())
