@@ -132,17 +132,23 @@ def test_saved_traces_views_and_figures_get_the_umask_mode(make_trace, tmp_path,
     assert [oct(mode(p)) for p in written] == [oct(0o644)] * 3  # safetensors alone writes 0o600
 
 
-def test_mlflow_trace_artifact_is_readable_like_the_others(make_trace, tmp_path, umask_022):
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """A local MLflow store (SQLite + artifact folder) and its experiment id; creating its tables takes seconds."""
     from mlflow.tracking import MlflowClient
 
+    root = tmp_path_factory.mktemp("mlflow")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return client, client.create_experiment("files", artifact_location=(root / "art").as_uri()), root / "art"
+
+
+def test_mlflow_trace_artifact_is_readable_like_the_others(make_trace, mlflow_store, umask_022):
     from attnscope.track import mlflow as track
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("modes", artifact_location=(tmp_path / "art").as_uri())
+    client, experiment, art = mlflow_store
     run_id = client.create_run(experiment).info.run_id
-    track.log(make_trace(), run_id, views=("head",), figures=True, tracking_uri=uri)
-    files = {p.name: mode(p) for p in (tmp_path / "art").rglob("*") if p.is_file()}
+    track.log(make_trace(), run_id, views=("head",), figures=True, tracking_uri=client.tracking_uri)
+    files = {p.name: mode(p) for p in art.rglob("*") if p.is_file() and run_id in p.parts}
     assert set(files) == {"trace.safetensors", "head.html", "head.png", "heads.csv"}
     assert set(files.values()) == {0o644}, {n: oct(m) for n, m in files.items()}
 
@@ -172,3 +178,15 @@ def test_views_and_figures_of_a_trace_with_lone_surrogates_save(make_trace, tmp_
     svg = io.BytesIO()
     figure("head", trace).savefig(svg, format="svg")  # the Figure itself, saved by hand, holds no surrogate
     assert b"m\xef\xbf\xbd" in svg.getvalue()
+
+
+def test_tracking_a_trace_with_lone_surrogates_logs_replacement_characters(make_trace, mlflow_store):
+    from attnscope.track import mlflow as track
+
+    client, experiment, _ = mlflow_store
+    run_id = client.create_run(experiment).info.run_id
+    trace = make_trace(n=3, tokens=["a\ud800", "b", "c"]).with_meta(model="m\udcff", text="x\ud800y")
+    track.log(trace, run_id, views=("head",), figures=True, tracking_uri=client.tracking_uri)
+    params = client.get_run(run_id).data.params
+    assert params["attnscope/model"] == "m\ufffd" and params["attnscope/text"] == "x\ufffdy"
+    assert track.load_trace(run_id, tracking_uri=client.tracking_uri).tokens["input"][0] in ("a\ud800", "a\ufffd")

@@ -28,6 +28,7 @@ from typing import Any
 
 from .._files import atomic_write
 from ..errors import InputError, MissingDataError
+from ..text import clean_text
 from ..trace import Trace
 
 ROOT = "attnscope"
@@ -263,7 +264,9 @@ def _prefix(name: str | None) -> str:
 
 
 def _param(value: Any) -> str:
-    text = str(value)
+    """A parameter value as trackers store it: a string of at most MAX_PARAM_CHARS, lone surrogates (which their
+    UTF-8 stores cannot hold) replaced by U+FFFD."""
+    text = clean_text(str(value))
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 1] + "…"
 
 
