@@ -219,6 +219,24 @@ class Trace:
                   "kinds": {k: {"causal": looks_causal(a[0])} for k, a in arrays.items()}, **(meta or {})},
         )
 
+    @classmethod
+    def from_transformer_lens(cls, cache, model_or_tokens, input=None, *, batch: int = 0,
+                              qkv: bool | None = None) -> Trace:
+        """A Trace of a TransformerLens ``ActivationCache``: ``Trace.from_transformer_lens(cache, model, input)``
+        (``input`` as given to ``model.run_with_cache``) or ``(cache, token_strings)``. The query/key/value vectors
+        are kept for the neuron view when they reproduce the patterns (see :mod:`attnscope.adapters.transformer_lens`)."""
+        from .adapters.transformer_lens import from_cache
+
+        return from_cache(cache, model_or_tokens, input, batch=batch, qkv=qkv)
+
+    @classmethod
+    def from_nnsight(cls, model, text: str, *, cache=None, batch: int = 0) -> Trace:
+        """A Trace of ``text`` through an nnsight-wrapped Hugging Face model: attnscope runs ``model.trace(text)``, or
+        reads the ``tracer.cache(...)`` of your own trace (see :mod:`attnscope.adapters.nnsight`)."""
+        from .adapters.nnsight import from_nnsight
+
+        return from_nnsight(model, text, cache=cache, batch=batch)
+
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path, *, dtype: str = "float32") -> Path:
         """Write one ``.safetensors`` file: arrays plus JSON metadata in its header; ``dtype="float16"`` halves it.
