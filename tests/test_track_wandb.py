@@ -18,6 +18,13 @@ from attnscope.errors import InputError, MissingDataError, MissingExtraError
 from attnscope.track import wandb as track
 
 
+@pytest.fixture(scope="module", autouse=True)
+def service():
+    """Stop the wandb-core process W&B starts on the first run once this module is done, not at interpreter exit."""
+    yield
+    wandb.teardown()
+
+
 @pytest.fixture
 def start(tmp_path, monkeypatch):
     """``start()`` begins an offline run whose folders all lie in tmp_path; every run is finished afterwards."""
