@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..attention import looks_causal
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 
@@ -72,7 +73,7 @@ def from_cache(cache, model_or_tokens, input=None, *, batch: int = 0, qkv: bool 
     vectors, why = ({}, "qkv=False") if qkv is False else _vectors(acts, cfg, batch, batched, H, n)
     if vectors:
         scaling = scaling if scaling is not None else vectors["query"].shape[-1] ** -0.5
-        causal = _looks_causal(patterns) if causal is None else causal
+        causal = looks_causal(patterns[0]) if causal is None else causal
         diff = _reproduction_error(patterns, vectors, scaling, causal)
         tol = TOLERANCE.get(str(getattr(cfg, "dtype", "float32")).removeprefix("torch."), 1e-4)
         if not diff <= tol:
@@ -138,7 +139,7 @@ def _vectors(acts, cfg, batch: int, batched: bool, H: int, n: int) -> tuple[dict
             return {}, "the cache has no hook_q/hook_k (keep them in run_with_cache's names_filter)"
         if rotary and p + "hook_rot_q" not in acts:
             return {}, ("hook_q/hook_k are taken before the rotary embedding and the cache has no "
-                              "hook_rot_q/hook_rot_k to read the rotated vectors from")
+                        "hook_rot_q/hook_rot_k to read the rotated vectors from")
         # [pos, heads, d_head] per row, or [pos, heads * d_head] where a bridge merges the heads
         query = _heads(_row(q, batch, batched, p + "q", ndims=(2, 3)), H, n, None)
         parts["query"].append(query)
@@ -188,10 +189,6 @@ def _reproduction_error(patterns: list[np.ndarray], vectors: dict[str, np.ndarra
         weights = torch.softmax(q @ k.transpose(-1, -2) * scaling + mask.double(), dim=-1)
         worst = max(worst, float((weights - torch.from_numpy(pattern).double()).abs().max()))
     return worst
-
-
-def _looks_causal(patterns: list[np.ndarray]) -> bool:
-    return all(not np.triu(h, 1).any() for h in patterns[0]) and patterns[0].shape[-1] > 1
 
 
 # --------------------------------------------------------------------------- tokens and meta
