@@ -29,7 +29,7 @@ class _Bar:
         self.console = Console(stderr=True, quiet=quiet, highlight=False)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
-                            console=self.console, transient=True, disable=quiet)
+                            console=self.console, transient=True, disable=quiet or not self.console.is_terminal)
         self.task = None
         self.status = None
 

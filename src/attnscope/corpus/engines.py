@@ -136,13 +136,14 @@ def ray_session(address: str | None):
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES)
-    try:
-        ray.init(address=address, **kwargs)
+    try:  # "local": always a new Ray of our own, even where a `ray start` cluster runs on this machine
+        ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         if address is None:
             raise
         raise InputError(f"could not join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
-                         "`ray start --head` or pass the address `ray status` shows") from None
+                         "`ray start --head` or pass the address `ray status` shows (a cluster with token "
+                         "authentication also needs RAY_AUTH_MODE=token and its token)") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
