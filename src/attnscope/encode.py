@@ -16,9 +16,15 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
   rows (as :meth:`Trace.kept_mass`; 1.0 for dense), ``minKeptMass`` the worst row's; ``pruning`` says who cut
   the rows: ``{"source": "trace"}`` (kept as the trace holds them) or ``{"source": "view", "mass", "topK"}``
   (cut here), with ``"lowered": true`` when the size budget forced a smaller mass than asked. Views state them.
+- ``form == "qk"`` (a trace in the q/k form, past the dense limit): no weights travel. ``thumb`` (below) is
+  pooled exactly from the trace's overview (at ``thumbSize``, else :data:`~attnscope.encode_qk.MINIMAP_SIZE`: the
+  head and matrix views' minimap), and ``qk`` holds the mask rule and, for the layers that fit the budget (or
+  ``exact_layers``), float16 queries and keys and float32 row log-sum-exps, from which the browser recomputes any
+  row exactly (``web/recompute.js``); layout and float16 error in :mod:`attnscope.encode_qk`. ``keptMass`` is 1.
 - ``thumbSize`` (model view): thumbnails are block-max pooled to at most this many pixels a side. The browser
-  pools dense payloads itself; pruned payloads ship them as ``thumb``: ``thumb["data"][layer][head]`` deflate85
-  (see :mod:`attnscope.codec`) sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]`` tokens.
+  pools dense payloads itself; pruned and q/k payloads ship them as ``thumb``: ``thumb["data"][layer][head]``
+  deflate85 (see :mod:`attnscope.codec`) sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]``
+  tokens.
 - ``qkv`` (neuron view): ``qkv["query"][layer][head]`` float16 ``[q, d]``, ``qkv["key"][layer][head]`` ``[k, d]``,
   ``qkv["bias"]`` ``[q, k]`` or null (T5's position bias), with ``scaling`` and ``causal`` beside them.
 - ``metrics`` (model view): per-head statistics of :func:`attnscope.analysis.head_metrics`, a few numbers per head
@@ -29,7 +35,8 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
 ``meta`` holds the model's name, type and architecture and, for a capture checked by :mod:`attnscope.capture.verify`,
 ``verified``: ``{"ok", "maxAbsDiff", "kind", "layer", "problem"}``, the footer's "verified" mark or warning.
 
-**Budget.** Short inputs travel dense. Past :data:`DENSE_MAX` weights, or past the budget, every row is cut to its
+**Budget.** Short inputs travel dense. Past :data:`DENSE_MAX` weights, or past the budget, q/k traces travel in the
+``"qk"`` form (the queries and keys of as many layers as the budget leaves room for), and every other row is cut to its
 largest weights until ``mass`` of its attention (at most ``top_k``; already pruned traces are first tried as they
 are); when that still exceeds ``budget_mb``, mass and top-k are lowered step by step (:data:`LOWER`), the payload
 says so and a warning is logged. JSON never holds an array of floats; :func:`script_json` serialises a payload
@@ -52,6 +59,7 @@ from . import codec
 from .analysis.metrics import LABELS, head_metrics
 from .attention import PruneSpec
 from .capture.verify import summary as verify_summary
+from .encode_qk import MINIMAP_SIZE, qk_spec
 from .errors import InputError, MissingDataError
 from .trace import Trace
 
@@ -90,6 +98,7 @@ def encode(
     budget_mb: float = BUDGET_MB,
     mass: float = 0.95,
     top_k: int = 256,
+    exact_layers: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Build the payload of ``trace`` for the views (see the module docstring for its layout and budget).
 
@@ -99,7 +108,9 @@ def encode(
     q and k); ``qkv=True`` adds query/key vectors (float16); ``metrics=True`` adds each head's metrics
     (``None``: only when cheap, see :data:`METRICS_AUTO_MAX`). ``budget_mb`` caps the payload's size; ``mass`` and
     ``top_k`` say how rows are cut when they must be (per row: the largest weights up to that fraction of its
-    attention, at most ``top_k`` of them, never fewer than one).
+    attention, at most ``top_k`` of them, never fewer than one). ``exact_layers`` (q/k traces past the dense limit)
+    names the layers whose queries and keys travel so the browser recomputes their rows (default: as many as fit
+    the budget, in order; ``[]``: the overview only).
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
@@ -112,6 +123,9 @@ def encode(
     for kind in kinds:
         if kind not in trace.attention:
             raise MissingDataError(f"this trace has no {kind!r} attention; it has {trace.kinds}")
+    if exact_layers is not None and all(trace.attention[kind].form != "qk" for kind in kinds):
+        raise InputError("exact_layers applies to traces in the q/k form (capture(..., form='qk')); this one holds "
+                         "its weights, so every layer is exact already")
     streams = sorted({s for kind in kinds for s in trace.streams(kind)})
     payload: dict[str, Any] = {
         "format": PAYLOAD_FORMAT,
@@ -148,7 +162,7 @@ def encode(
         for kind, entry in payload["kinds"].items():
             entry["metrics"] = encode_metrics(trace, kind, entry["layers"], entry["heads"])
     if attention:
-        _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec)
+        _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec, exact_layers)
     return payload
 
 
@@ -227,7 +241,7 @@ def decode_head(payload: dict[str, Any], kind: str, layer: int, head: int) -> np
 
 
 def _add_attention(trace: Trace, payload: dict, code: str, thumb_size: int | None, budget: float,
-                   spec: PruneSpec) -> None:
+                   spec: PruneSpec, exact_layers: Sequence[int] | None) -> None:
     kinds = payload["kinds"]
     picked = {kind: (trace.attention[kind], s["layers"], s["heads"]) for kind, s in kinds.items()}
     room = budget - len(script_json(payload))
@@ -240,13 +254,19 @@ def _add_attention(trace: Trace, payload: dict, code: str, thumb_size: int | Non
             if thumb_size is not None:
                 kinds[kind]["thumbSize"] = thumb_size
         return
-    if thumb_size is not None:
-        for kind, (att, layers, heads) in picked.items():
-            kinds[kind]["thumbSize"] = thumb_size
-            if max(att.shape[2:]) > thumb_size:
-                kinds[kind]["thumb"] = _encode_thumbs(att, layers, heads, thumb_size)
+    qk = {kind: picked.pop(kind) for kind in list(picked) if picked[kind][0].form == "qk"}
+    for kind, (att, layers, heads) in {**picked, **qk}.items():
+        size = thumb_size or (MINIMAP_SIZE if kind in qk else None)
+        if size is not None:
+            kinds[kind]["thumbSize"] = size
+            if max(att.shape[2:]) > size or kind in qk:
+                kinds[kind]["thumb"] = _encode_thumbs(att, layers, heads, size)
                 room -= sum(len(s) + 3 for row in kinds[kind]["thumb"]["data"] for s in row)
-    _add_pruned(picked, kinds, code, room, spec, budget)
+    if picked:
+        _add_pruned(picked, kinds, code, room, spec, budget)
+    for kind, (att, layers, heads) in qk.items():  # the queries and keys of as many layers as the rest leaves room for
+        kinds[kind].update(form="qk", dtype=code, keptMass=1.0, minKeptMass=1.0, pruning=None)
+        kinds[kind]["qk"] = qk_spec(att, layers, heads, budget - len(script_json(payload)), exact_layers)
 
 
 def _add_pruned(picked: dict, kinds: dict, code: str, room: float, spec: PruneSpec, budget: float) -> None:
@@ -339,6 +359,8 @@ def _encode_thumbs(att, layers: list[int], heads: list[int], size: int) -> dict[
     """Block-max thumbnails of the chosen heads (``thumb`` in the module docstring)."""
     _, _, q, k = att.shape
     block = max(1, -(-max(q, k) // size))
+    if att.form == "qk" and att.maxima is not None:  # pooled from the overview: a whole number of its cells
+        block = -(-block // att.block) * att.block
     data = [[codec.deflate85(codec.pooled(att, layer, h, size).tobytes()) for h in heads] for layer in layers]
     return {"block": block, "shape": [-(-q // block), -(-k // block)], "dtype": "sqrt8", "coding": "deflate85",
             "data": data}

@@ -168,22 +168,31 @@ class QKAttention:
     # ----------------------------------------------------------------- reading
     def rows(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
         """Exact weights of query rows ``start..stop-1`` of one head, ``[stop - start, k]`` float32."""
-        import torch
-
         L, H, q, k = self.shape
         if not (0 <= layer < L and 0 <= head < H and 0 <= start <= stop <= q):
             raise IndexError(f"rows {start}..{stop} of head ({layer}, {head}) are outside shape {self.shape}")
-        keys = torch.from_numpy(np.ascontiguousarray(self.key[layer, self.kv_index[head]]))
         out = np.empty((stop - start, k), dtype=np.float32)
         step = max(1, BLOCK_WEIGHTS // max(1, k))
-        cols = torch.arange(k)
         for lo in range(start, stop, step):
             hi = min(stop, lo + step)
-            qs = torch.from_numpy(np.ascontiguousarray(self.query[layer, head, lo:hi]))
-            s = scores(qs, keys, self.rule, layer, torch.arange(lo, hi), cols)
-            lse = torch.from_numpy(np.ascontiguousarray(self.lse[layer, head, lo:hi], dtype=np.float32))
-            out[lo - start : hi - start] = torch.exp(s - lse[:, None]).numpy()
+            out[lo - start : hi - start] = self.weights(layer, head, lo, hi, 0, k)
         return out
+
+    def weights(self, layer: int, head: int, start: int, stop: int, key_start: int, key_stop: int) -> np.ndarray:
+        """Exact weights of query rows ``start..stop-1`` at keys ``key_start..key_stop-1`` of one head,
+        ``[stop - start, key_stop - key_start]`` float32, in ``O(rows x keys x d)``: a window of a long input
+        costs only its cells (each row's log-sum-exp is known)."""
+        import torch
+
+        L, H, q, k = self.shape
+        if not (0 <= layer < L and 0 <= head < H and 0 <= start <= stop <= q and 0 <= key_start <= key_stop <= k):
+            raise IndexError(f"rows {start}..{stop} x keys {key_start}..{key_stop} of head ({layer}, {head}) are "
+                             f"outside shape {self.shape}")
+        qs = torch.from_numpy(np.ascontiguousarray(self.query[layer, head, start:stop]))
+        keys = torch.from_numpy(np.ascontiguousarray(self.key[layer, self.kv_index[head], key_start:key_stop]))
+        s = scores(qs, keys, self.rule, layer, torch.arange(start, stop), torch.arange(key_start, key_stop))
+        lse = torch.from_numpy(np.ascontiguousarray(self.lse[layer, head, start:stop], dtype=np.float32))
+        return torch.exp(s - lse[:, None]).numpy()
 
     def row(self, layer: int, head: int, query: int) -> np.ndarray:
         L, H, q, _ = self.shape

@@ -25,11 +25,11 @@ from ..encode import script_json
 
 #: The JavaScript files each view needs, in load order (core first, boot last).
 VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "head": ("core.js", "decode.js", "controls.js", "head.js"),
-    "model": ("core.js", "decode.js", "controls.js", "head.js", "model.js"),
-    "neuron": ("core.js", "decode.js", "controls.js", "neuron.js"),
-    "matrix": ("core.js", "decode.js", "controls.js", "matrix.js"),
-    "diff": ("core.js", "decode.js", "controls.js", "diff.js"),
+    "head": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "head.js"),
+    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "head.js", "model.js"),
+    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "neuron.js"),
+    "matrix": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "matrix.js"),
+    "diff": ("core.js", "decode.js", "recompute.js", "controls.js", "diff.js"),
 }
 #: Style sheets a view needs besides style.css.
 VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}

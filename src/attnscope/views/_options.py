@@ -12,15 +12,15 @@ _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
 
 #: Options each view accepts (snake_case, as in Python).
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
-    "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb"),
-    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb", "metric", "sort"),
+    "head": _COMMON + ("layer", "heads", "filter", "dtype", "budget_mb", "exact_layers"),
+    "model": _COMMON + ("filter", "dtype", "thumb_size", "budget_mb", "metric", "sort", "exact_layers"),
     "neuron": _COMMON + ("layer", "head", "query"),
-    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb"),
+    "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb", "exact_layers"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),  # attnscope.views.diff checks these itself
 }
 
 #: Options that shape the payload in Python and never reach the JavaScript.
-ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size", "budget_mb"})
+ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size", "budget_mb", "exact_layers"})
 
 THEMES = ("auto", "light", "dark")
 
@@ -51,6 +51,11 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
     L, H, q, _ = trace.shape(kind)
     layers = _indices(opts.get("include_layers"), L, "include_layers", "layer")
     heads = _indices(opts.get("include_heads"), H, "include_heads", "head")
+    if "exact_layers" in opts:
+        if trace.attention[kind].form != "qk":
+            raise InputError("exact_layers applies to traces in the q/k form (capture(..., form='qk')); this one holds "
+                             "its weights, so every layer is exact already")
+        opts["exact_layers"] = _indices(opts["exact_layers"], L, "exact_layers", "layer", empty=True)
     if "layer" in opts and opts["layer"] not in layers:
         raise InputError(f"layer {opts['layer']!r} is not shown; choose one of {layers}")
     if "heads" in opts:
@@ -77,11 +82,11 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _indices(chosen, n: int, name: str, what: str) -> list[int]:
+def _indices(chosen, n: int, name: str, what: str, empty: bool = False) -> list[int]:
     if chosen is None:
         return list(range(n))
     picked = [int(i) for i in chosen]
-    if not picked or any(not 0 <= i < n for i in picked):
+    if (not picked and not empty) or any(not 0 <= i < n for i in picked):
         raise InputError(f"{name} must list {what} indices in 0..{n - 1}; got {list(chosen)}")
     return picked
 

@@ -96,4 +96,4 @@ def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, A
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None
     return encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics_wanted(name, opts), budget_mb=opts.get("budget_mb", BUDGET_MB),
-                  **common)
+                  exact_layers=opts.get("exact_layers"), **common)

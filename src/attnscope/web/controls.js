@@ -40,6 +40,9 @@ function describe(caption, payload, kind, badge) {
     short = `pruned \u00b7 ${pct(s.keptMass)} kept \u00b7 worst row ${pct(s.minKeptMass)}`;
   } else if (s.form === "dense") {
     parts.push("nothing pruned: all attention kept");
+  } else if (s.form === "qk") {
+    parts.push(qkNote(kind));
+    short = qkBadge(kind);
   } else if (s.qkv) {
     parts.push("weights recomputed from q and k: nothing pruned");
   }

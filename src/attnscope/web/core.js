@@ -32,24 +32,39 @@ class Kind {
     }
     return v;
   }
+  // The reader of one head (Head, or for "qk" payloads recompute.js's heads); null for a layer of a "qk" payload
+  // whose rows are neither in it nor on a server (its overview is all there is).
   head(li, hi) {
     return this.cached("a" + li + "," + hi, () => {
-      const s = this.spec, item = s.data[li][hi];
+      const s = this.spec;
       this.decoded++;
+      if (s.form === "qk") return qkHead(this, li, hi);
+      const item = s.data[li][hi];
       if (typeof item === "string") return new Head(this.q, this.k, valuesOf(item, s.dtype));
       return prunedHead(this.q, this.k, item, s.dtype);
     });
   }
-  // Block-max thumbnail {rows, cols, block, bytes (sqrt8)} at most spec.thumbSize a side: shipped pooled for
-  // pruned payloads, else pooled here from the head's weights.
-  thumb(li, hi) {
-    return this.cached("t" + li + "," + hi, () => {
-      const s = this.spec, t = s.thumb, { q, k } = this;
+  // Whether layer li has rows to read (every layer, except those of a "qk" payload with neither q/k nor a server).
+  hasRows(li) {
+    return this.spec.form !== "qk" || rowsOf(this, li) !== null;
+  }
+  // Ask for the rows the last draw missed (heads streamed from a server; see recompute.js); onArrive redraws.
+  flush(onArrive) {
+    if (!this.stream) return;
+    this.stream.redraw = onArrive;
+    this.stream.flush();
+  }
+  // Block-max thumbnail {rows, cols, block, bytes (sqrt8)} at most `size` (default spec.thumbSize) a side: shipped
+  // pooled for pruned and q/k payloads (at their own size), else pooled here from the head's weights.
+  thumb(li, hi, size) {
+    const s = this.spec, want = size || s.thumbSize || Math.max(this.q, this.k);
+    return this.cached("t" + li + "," + hi + (s.thumb ? "" : "," + want), () => {
+      const t = s.thumb, { q, k } = this;
       if (t) {
         const size = t.shape[0] * t.shape[1];
         return { rows: t.shape[0], cols: t.shape[1], block: t.block, bytes: inflate85(t.data[li][hi], size).subarray(0, size) };
       }
-      const b = Math.max(1, Math.ceil(Math.max(q, k) / (s.thumbSize || Math.max(q, k))));
+      const b = Math.max(1, Math.ceil(Math.max(q, k) / want));
       const rows = Math.ceil(q / b), cols = Math.ceil(k / b), out = new Uint8Array(rows * cols);
       if (s.form === "dense" && s.dtype === "sqrt8" && b === 1) return { rows, cols, block: 1, bytes: bytesOf(s.data[li][hi]) };
       const h = this.head(li, hi);

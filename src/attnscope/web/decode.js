@@ -226,16 +226,32 @@ function inflate85(text, sizeHint) {
 }
 
 // One head's weights [q, k]: dense (Float32Array, row-major) or pruned (CSR, keys increasing within a row) behind
-// the same reading methods.
+// the same reading methods (recompute.js's heads of q/k payloads read alike).
 class Head {
   constructor(q, k, dense, indptr, indices, values) {
     Object.assign(this, { q, k, dense, indptr, indices, values });
   }
-  // [indices or null (= 0..k-1), weights] of query row i
-  row(i) {
-    if (this.dense) return [null, this.dense.subarray(i * this.k, (i + 1) * this.k)];
-    const a = this.indptr[i], b = this.indptr[i + 1];
-    return [this.indices.subarray(a, b), this.values.subarray(a, b)];
+  // [indices or null (= base, base+1, ...), weights, base] of query row i at keys c0..c1-1 (default: all)
+  row(i, c0 = 0, c1 = this.k) {
+    if (this.dense) return [null, this.dense.subarray(i * this.k + c0, i * this.k + c1), c0];
+    let a = this.indptr[i], b = this.indptr[i + 1];
+    if (c0 > 0) a = this.seek(a, b, c0);
+    if (c1 < this.k) b = this.seek(a, b, c1);
+    return [this.indices.subarray(a, b), this.values.subarray(a, b), 0];
+  }
+  // The first entry in a..b-1 whose key is >= j (pruned rows keep their keys in increasing order).
+  seek(a, b, j) {
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (this.indices[mid] < j) a = mid + 1; else b = mid;
+    }
+    return a;
+  }
+  // Weights of key j for queries r0..r1-1 (a column).
+  col(j, r0, r1) {
+    const out = new Float32Array(r1 - r0);
+    for (let i = r0; i < r1; i++) out[i - r0] = this.get(i, j);
+    return out;
   }
   get(i, j) {
     if (this.dense) return this.dense[i * this.k + j];

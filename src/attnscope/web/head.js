@@ -1,7 +1,9 @@
 // Head view: query tokens (left) joined to key tokens (right) by lines, one colour per head, opacity = weight.
 // Tokens sit in a scrolling window of at most WINDOW rows: only the labels on screen exist in the DOM, and only
 // lines between tokens on screen are drawn (a focused token's lines to tokens off screen end at the window's
-// edge). Lines are bucketed by opacity into a few paths per head and stroked on one canvas.
+// edge); beside it the minimap shows the whole sequence with the window marked (click it to go there). Only the
+// weights drawn are read: for q/k payloads they are recomputed (or fetched from the server) as they come into view.
+// Lines are bucketed by opacity into a few paths per head and stroked on one canvas.
 // A trace made with generate=N gets a step slider: at step s the view holds the prompt and the first s generated
 // tokens, and draws the row of the last of them (what it attended to when the model chose the next token).
 
@@ -42,14 +44,19 @@ views.head = function renderHead(root, payload, options) {
   const pane = el("div", "as-head");
   const left = el("div", "as-col as-left"), right = el("div", "as-col as-right");
   const leftIn = el("div", "as-colin"), rightIn = el("div", "as-colin");
-  const canvas = el("canvas", "as-lines");
+  const canvas = el("canvas", "as-lines"), note = el("div", "as-note");
+  note.hidden = true;
   left.append(leftIn);
   right.append(rightIn);
-  pane.append(left, canvas, right);
+  pane.append(left, canvas, right, note);
   track.append(pane);
   scroller.append(track);
-  ui.body.append(scroller);
+  const mini = minimap("Whole sequence (block max of the heads shown): click to go there", (i) => reveal(i - geo.rows[0]));
+  const layout = el("div", "as-hlayout");
+  layout.append(scroller, mini.node);
+  ui.body.append(layout);
   let geo = null;  // {rows: [r0, r1], cols: [c0, c1], n (virtual rows), width, height, top (px), v0, v1}
+  let painted = "";  // what the minimap shows (layer, heads, filter, theme): repainted when that changes
 
   function columnWidth(tokens) {
     let w = 24;
@@ -93,6 +100,8 @@ views.head = function renderHead(root, payload, options) {
     const height = Math.min(n, WINDOW) * ROW, width = 2 * BOX + 200;
     geo = { rows: f.rows, cols: f.cols, n, width, height, top: 0, v0: 0, v1: 0 };
     search.node.hidden = n <= WINDOW;
+    mini.node.hidden = n <= WINDOW;
+    painted = "";
     search.reset();
     scroller.style.height = height + "px";
     track.style.height = n * ROW + "px";
@@ -153,6 +162,7 @@ views.head = function renderHead(root, payload, options) {
     const off = { above: 0, below: 0 };
     sel.forEach((hi, s) => {
       const head = kind.head(st.li, hi), color = headColor(kind.heads[hi], nHeads);
+      if (!head) return;  // a layer of a q/k file whose rows it does not carry: the minimap is all there is
       const paths = [];
       const add = (i, j, w) => {
         const lvl = Math.round(w * LEVELS);
@@ -168,19 +178,15 @@ views.head = function renderHead(root, payload, options) {
         drawn++;
       };
       ctx.fillStyle = color;
-      if (!focus) {
+      if (!focus) {  // the window's rows, at the keys on screen
         for (let i = r0 + v0; i < Math.min(r1, r0 + v1); i++) {
-          const [idx, val] = head.row(i);
-          for (let t = 0; t < val.length; t++) {
-            const j = idx ? idx[t] : t;
-            if (j >= c0 && j < c1 && onK(j)) add(i, j, val[t]);
-          }
+          const [idx, val, base] = head.row(i, c0 + v0, Math.min(c1, c0 + v1));
+          for (let t = 0; t < val.length; t++) add(i, idx ? idx[t] : base + t, val[t]);
         }
       } else if (focus.side === "q") {
-        const [idx, val] = head.row(focus.i);
+        const [idx, val, base] = head.row(focus.i, c0, c1);
         for (let t = 0; t < val.length; t++) {
-          const j = idx ? idx[t] : t;
-          if (j < c0 || j >= c1) continue;
+          const j = idx ? idx[t] : base + t;
           add(focus.i, j, val[t]);
           if (val[t] > 0 && onK(j)) {
             ctx.globalAlpha = Math.min(1, val[t]);
@@ -188,8 +194,9 @@ views.head = function renderHead(root, payload, options) {
           }
         }
       } else {
+        const col = head.col(focus.i, r0, r1);
         for (let i = r0; i < r1; i++) {
-          const w = head.get(i, focus.i);
+          const w = col[i - r0];
           add(i, focus.i, w);
           if (w > 0 && onQ(i)) {
             ctx.globalAlpha = Math.min(1, w);
@@ -208,6 +215,10 @@ views.head = function renderHead(root, payload, options) {
     ctx.globalAlpha = 1;
     edgeNotes(ctx, off, focus, x0, x1, height);
     root.dataset.lines = String(drawn);
+    note.textContent = rowsProblem(kind, st.li);
+    note.hidden = !note.textContent;
+    if (!mini.node.hidden) paintMinimap(sel);
+    kind.flush(draw);
     const stepRow = st.step === null ? -1 : geo.rows[1] - 1;
     for (const [col, side] of [[leftIn, "q"], [rightIn, "k"]]) {
       for (const s of col.children) {
@@ -217,6 +228,16 @@ views.head = function renderHead(root, payload, options) {
         s.classList.toggle("as-step", side === "q" && i === stepRow);
       }
     }
+  }
+
+  // The whole sequence: the block-max overview of the heads shown, the window marked.
+  function paintMinimap(sel) {
+    const kind = st.kind, g = geo, what = [kind.name, st.li, sel.join(" "), g.rows, g.cols, ui.theme].join(",");
+    if (what !== painted && sel.length) {
+      mini.paint(sel.map((hi) => kind.thumb(st.li, hi, MINIMAP)), g, ui.theme);
+      painted = what;
+    }
+    if (painted) mini.mark([g.rows[0] + g.v0, Math.min(g.rows[1], g.rows[0] + g.v1)], [g.cols[0] + g.v0, Math.min(g.cols[1], g.cols[0] + g.v1)]);
   }
 
   // How many of the focused token's lines leave the window, at the edge they leave by.

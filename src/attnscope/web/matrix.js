@@ -1,11 +1,11 @@
 // Matrix view: one head as a heatmap (queries are rows, keys are columns, square-root colour scale) with token
 // labels, painted as one ImageData; hovering a cell shows its exact weight. Past FULL tokens it shows a window of
-// SPAN x SPAN cells with labels beside a block-max overview of the whole head; click or drag on the overview, or
-// scroll over the window, to move it.
+// SPAN x SPAN cells with labels beside the minimap, a block-max overview of the whole head; click or drag on the
+// minimap, or scroll over the window, to move it. Only the window's cells are read (for q/k payloads: recomputed or
+// fetched as they come into view).
 
 const FULL = 80;       // up to this many rows and columns the whole matrix is drawn with labels
 const SPAN = 64;       // rows and columns of the window past that
-const OVERVIEW = 240;  // px: the overview's longer side
 
 views.matrix = function renderMatrix(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto", filter: "All" }, options);
@@ -33,18 +33,20 @@ views.matrix = function renderMatrix(root, payload, options) {
   const rowLabels = el("div", "as-mrows");
   const plot = el("div", "as-plot");
   const canvas = el("canvas", "as-heat");
-  const cursor = el("div", "as-cursor"), rowMark = el("div", "as-rowmark");
+  const cursor = el("div", "as-cursor"), rowMark = el("div", "as-rowmark"), note = el("div", "as-note");
   cursor.hidden = true;
-  plot.append(canvas, rowMark, cursor);
+  note.hidden = true;
+  plot.append(canvas, rowMark, cursor, note);
   grid.append(corner, colLabels, rowLabels, plot);
-  const side = el("div", "as-mside");
-  const overview = el("canvas", "as-overview"), frameBox = el("div", "as-viewport");
-  const ovWrap = el("div", "as-ovwrap");
-  ovWrap.append(overview, frameBox);
-  side.append(el("div", "as-label", "Whole head (block max): click or drag to move the window"), ovWrap);
-  layout.append(grid, side);
+  // the minimap centres the window on the token clicked
+  const side = minimap("Whole head (block max): click or drag to move the window", (i, j) => {
+    st.r = Math.round(i - geo.f.rows[0] - geo.sr / 2);
+    st.c = Math.round(j - geo.f.cols[0] - geo.sc / 2);
+    place();
+  });
+  layout.append(grid, side.node);
   ui.body.append(layout);
-  let geo = null;  // {f: filter, nr, nc, windowed, rows: [a, b], cols: [a, b], cell, ov: {b, w, h, scale}}
+  let geo = null;  // {f: filter, nr, nc, windowed, rows: [a, b], cols: [a, b], cell, sr, sc}
 
   function labels(box, tokens, [a, b], cell, vertical) {
     box.textContent = "";
@@ -78,10 +80,8 @@ views.matrix = function renderMatrix(root, payload, options) {
     describe(ui.caption, payload, kind, ui.badge);
     const nr = f.rows[1] - f.rows[0], nc = f.cols[1] - f.cols[0];
     const windowed = Math.max(nr, nc) > FULL;
-    const b = Math.max(1, Math.ceil(Math.max(nr, nc) / OVERVIEW));
-    const ow = Math.max(1, Math.ceil(nc / b)), oh = Math.max(1, Math.ceil(nr / b));
-    geo = { f, nr, nc, windowed, ov: { b, w: ow, h: oh, scale: Math.max(1, Math.floor(OVERVIEW / Math.max(ow, oh))) } };
-    side.hidden = !windowed;
+    geo = { f, nr, nc, windowed };
+    side.node.hidden = !windowed;
     const qm = o.query;
     const hasQuery = qm !== undefined && qm >= f.rows[0] && qm < f.rows[1];
     st.r = hasQuery ? qm - f.rows[0] - (SPAN >> 1) : 0;
@@ -113,48 +113,30 @@ views.matrix = function renderMatrix(root, payload, options) {
     paint();
   }
 
+  // The window's cells (only those are read), then the minimap with the window outlined.
   function paint() {
     const kind = st.kind, { rows: [r0, r1], cols: [c0, c1], sc, sr } = geo;
     const head = kind.head(st.li, st.hi), lut = heatLut(ui.theme);
     const ctx = canvas.getContext("2d"), img = ctx.createImageData(Math.max(1, sc), Math.max(1, sr)), px = img.data;
     for (let p = 0; p < px.length; p += 4) { px[p] = lut[0]; px[p + 1] = lut[1]; px[p + 2] = lut[2]; px[p + 3] = 255; }
-    for (let i = r0; i < r1; i++) {
-      const [idx, val] = head.row(i);
+    for (let i = r0; head && i < r1; i++) {
+      const [idx, val, base] = head.row(i, c0, c1);
       for (let t = 0; t < val.length; t++) {
-        const j = idx ? idx[t] : t;
-        if (j < c0 || j >= c1) continue;
+        const j = idx ? idx[t] : base + t;
         const v = toSqrt8(val[t]) * 4, d = ((i - r0) * sc + (j - c0)) * 4;
         px[d] = lut[v]; px[d + 1] = lut[v + 1]; px[d + 2] = lut[v + 2];
       }
     }
     ctx.putImageData(img, 0, 0);
+    note.textContent = rowsProblem(kind, st.li);
+    note.hidden = !note.textContent;
     layerSel.set(st.li);
     headSel.set(st.hi);
-    if (geo.windowed) paintOverview(head);
-  }
-
-  // The whole head (this filter's block of it), block-max pooled, with the window outlined.
-  function paintOverview(head) {
-    const { f, ov: { b, w, h, scale } } = geo, lut = heatLut(ui.theme), pooled = new Uint8Array(w * h);
-    for (let i = f.rows[0]; i < f.rows[1]; i++) {
-      const [idx, val] = head.row(i), base = (((i - f.rows[0]) / b) | 0) * w;
-      for (let t = 0; t < val.length; t++) {
-        const j = idx ? idx[t] : t;
-        if (j < f.cols[0] || j >= f.cols[1]) continue;
-        const o2 = base + (((j - f.cols[0]) / b) | 0), v = toSqrt8(val[t]);
-        if (v > pooled[o2]) pooled[o2] = v;
-      }
+    if (geo.windowed) {
+      side.paint([kind.thumb(st.li, st.hi, MINIMAP)], geo.f, ui.theme);
+      side.mark(geo.rows, geo.cols);
     }
-    overview.width = w;
-    overview.height = h;
-    overview.style.width = w * scale + "px";
-    overview.style.height = h * scale + "px";
-    const ctx = overview.getContext("2d"), img = ctx.createImageData(w, h);
-    for (let p = 0; p < pooled.length; p++) img.data.set(lut.subarray(pooled[p] * 4, pooled[p] * 4 + 4), p * 4);
-    ctx.putImageData(img, 0, 0);
-    const k = scale / b;
-    Object.assign(frameBox.style, { left: st.c * k + "px", top: st.r * k + "px",
-      width: Math.max(3, geo.sc * k) + "px", height: Math.max(3, geo.sr * k) + "px" });
+    kind.flush(paint);
   }
 
   function mark(box, i) {
@@ -166,7 +148,7 @@ views.matrix = function renderMatrix(root, payload, options) {
     const rect = canvas.getBoundingClientRect();
     const c = Math.floor((e.clientX - rect.left) / cell), r = Math.floor((e.clientY - rect.top) / cell);
     if (c < 0 || r < 0 || c >= sc || r >= sr) return;
-    const i = r0 + r, j = c0 + c, w = kind.head(st.li, st.hi).get(i, j);
+    const i = r0 + r, j = c0 + c, head = kind.head(st.li, st.hi), w = head ? head.get(i, j) : NaN;
     Object.assign(cursor.style, { left: c * cell + "px", top: r * cell + "px", width: cell + "px", height: cell + "px" });
     cursor.hidden = false;
     mark(rowLabels, i);
@@ -191,20 +173,6 @@ views.matrix = function renderMatrix(root, payload, options) {
     st.c += Math.round(dx * unit);
     place();
   }, { passive: false });
-  // click or drag on the overview centres the window there
-  const jump = (e) => {
-    const rect = overview.getBoundingClientRect(), k = geo.ov.scale / geo.ov.b;
-    st.r = Math.round((e.clientY - rect.top) / k - geo.sr / 2);
-    st.c = Math.round((e.clientX - rect.left) / k - geo.sc / 2);
-    place();
-  };
-  overview.addEventListener("mousedown", (e) => {
-    e.preventDefault();
-    jump(e);
-    const move = (ev) => jump(ev), up = () => { window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up); };
-    window.addEventListener("mousemove", move);
-    window.addEventListener("mouseup", up);
-  });
 
   rebuild();
   return {
