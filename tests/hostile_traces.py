@@ -134,6 +134,7 @@ MALFORMED: dict[str, tuple[Callable[[], tuple[dict, dict]], str]] = {
     "meta-list": (lambda: _dense(lambda t, h: _set(h, "meta", [1, 2])), "meta"),
     "meta-string": (lambda: _dense(lambda t, h: _set(h, "meta", "hello")), "meta"),
     "meta-kinds-not-dict": (lambda: _dense(lambda t, h: _set(h["meta"], "kinds", [])), "kinds"),
+    "meta-kinds-null": (lambda: _dense(lambda t, h: _set(h["meta"], "kinds", None)), "kinds"),
     "meta-kind-not-dict": (lambda: _dense(lambda t, h: _set(h["meta"], "kinds", {"self": 3})), "kinds"),
     "meta-causal-string": (lambda: _dense(lambda t, h: _set(h["meta"], "kinds", {"self": {"causal": "yes"}})), "causal"),
     "meta-scaling-negative": (lambda: _dense(lambda t, h: _set(h["meta"], "kinds", {"self": {"scaling": -1}})),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from attnscope.errors import AttnscopeError, TraceFormatError
 from hostile_traces import HOSTILE, MALFORMED, valid_dense, valid_pruned, write_corpus, write_raw
 
 HERE = Path(__file__).parent
+#: Examples per fuzz test; raise it for a thorough local run (ATTNSCOPE_FUZZ_EXAMPLES=3000 pytest ...).
+EXAMPLES = int(os.environ.get("ATTNSCOPE_FUZZ_EXAMPLES", "150"))
 
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -72,7 +75,7 @@ def read_with_every_cheap_reader(trace: attnscope.Trace) -> None:
             step()
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(mutated_files())
 def test_mutated_files_are_refused_or_read_cleanly(tmp_path_factory, file):
     path = write_raw(tmp_path_factory.mktemp("fuzz") / "t.safetensors", *file)
@@ -83,7 +86,7 @@ def test_mutated_files_are_refused_or_read_cleanly(tmp_path_factory, file):
     read_with_every_cheap_reader(trace)
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_flipped_bytes_are_refused_or_read_cleanly(tmp_path_factory, data):
     path = write_raw(tmp_path_factory.mktemp("flip") / "t.safetensors", *valid_dense())

@@ -376,7 +376,7 @@ def _encode_qkv(trace: Trace, kind: str, layers: list[int], heads: list[int], in
     d = int(parts["query"].shape[-1])
 
     def per_head(arr: np.ndarray) -> list[list[str]]:
-        return [[_b64(np.asarray(arr[layer, h], dtype="<f2").tobytes()) for h in heads] for layer in layers]
+        return [[_b64(_float16(arr[layer, h])) for h in heads] for layer in layers]
 
     bias = trace.bias.get(kind)
     return {
@@ -402,6 +402,11 @@ def _pick(chosen: Sequence[int] | None, n: int, name: str, what: str) -> list[in
 
 def _mb(n: float) -> float:
     return float(f"{n / 1e6:.3g}")
+
+
+def _float16(arr: np.ndarray) -> bytes:
+    """Little-endian float16 bytes, values past float16's range clipped to it (never infinite)."""
+    return np.clip(np.asarray(arr, dtype=np.float32), -65504.0, 65504.0).astype("<f2").tobytes()
 
 
 def _b64(data: bytes) -> str:

@@ -30,8 +30,9 @@ from .errors import InputError
 
 #: Weights computed at once when recomputing blocks of rows (keeps temporaries at a few tens of MB).
 BLOCK_WEIGHTS = 1 << 22
-#: The overview grid: at most this many cells a side.
-OVERVIEW_SIZE = 512
+#: The overview grid: at most this many cells a side (256: 32k tokens in cells of 128; the model view's
+#: thumbnails and the long views' minimaps are smaller). Each cell costs 8 bytes per head (maximum and sum).
+OVERVIEW_SIZE = 256
 
 
 @dataclass(frozen=True)

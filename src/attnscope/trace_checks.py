@@ -97,8 +97,8 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
     if not isinstance(meta, dict):
         raise TraceFormatError(f"header field 'meta' must be a JSON object; got {type(meta).__name__}")
     meta = clean_text(meta)
-    kinds = meta.get("kinds")
-    if kinds is not None:
+    if "kinds" in meta:
+        kinds = meta["kinds"]
         if not isinstance(kinds, dict):
             raise TraceFormatError(f"meta['kinds'] must map attention kinds to their mask rule; got {kinds!r}")
         for kind, info in kinds.items():
