@@ -4,10 +4,13 @@
 - :func:`rollout` / :func:`flow`: how much of each input token reaches each position through all layers.
 - :func:`norm_attention`: ``||a_ij f(x_j)||``, attention weighted by what the value vectors carry.
 - :func:`compare`: two inputs side by side: aligned tokens, per-head Jensen-Shannon divergence, next tokens.
+- :func:`contributions`: context mixing beyond the weights (norm with residual and LayerNorm, ALTI, value
+  zeroing, attention x gradient), each as a Trace the views draw (:mod:`attnscope.analysis.measures`).
 """
 
 from .align import Alignment, Slot, align_tokens
 from .compare import Comparison, NextToken, compare, js_divergence, next_tokens
+from .measures import contributions
 from .metrics import head_metrics, head_table, is_special_token, label
 from .norms import norm_attention, output_projections
 from .rollout import flow, rollout
@@ -19,6 +22,7 @@ __all__ = [
     "Slot",
     "align_tokens",
     "compare",
+    "contributions",
     "flow",
     "head_metrics",
     "head_table",

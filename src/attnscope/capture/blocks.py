@@ -85,13 +85,12 @@ def projection_matrix(projection) -> np.ndarray:
 class Layout:
     """Dotted paths of one family's parts: ``stack`` ends the name of the layers' ``ModuleList``; the others are
     relative to one layer. ``post_norm`` is the LayerNorm after the attention residual add (post-LN models), or
-    None when the family normalises before attention (pre-LN). ``kind`` is the attention kind of the stack."""
+    None when the family normalises before attention (pre-LN)."""
 
     stack: str
     attention: str
     output: str
     post_norm: str | None
-    kind: str = "self"
 
 
 _BERT = Layout("encoder.layer", "attention.self", "attention.output.dense", "attention.output.LayerNorm")
@@ -107,8 +106,6 @@ LAYOUTS: dict[str, Layout] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
-    "bart": Layout("encoder.layers", "self_attn", "self_attn.out_proj", "self_attn_layer_norm", "encoder"),
-    "t5": Layout("encoder.block", "layer.0.SelfAttention", "layer.0.SelfAttention.o", None, "encoder"),
 }
 
 
@@ -121,7 +118,6 @@ class Layer:
     """
 
     index: int
-    kind: str
     module: object  # nn.Module: the whole layer
     attention: object  # nn.Module that calls the attention function
     projection: object  # W_O
@@ -141,7 +137,7 @@ def layout(model) -> Layout:
 
 
 def layers(model) -> list[Layer]:
-    """The layers of ``model``'s (first) self-attention stack, in order."""
+    """The layers of ``model``'s self-attention stack, in order (their attention kind is ``"self"``)."""
     lay = layout(model)
     stack = next((m for name, m in model.named_modules() if name == lay.stack or name.endswith("." + lay.stack)),
                  None)
@@ -149,7 +145,7 @@ def layers(model) -> list[Layer]:
         raise InputError(f"found no layer list named {lay.stack!r} in {type(model).__name__}")
     out = []
     for i, module in enumerate(stack):
-        out.append(Layer(i, lay.kind, module, _get(module, lay.attention), _get(module, lay.output),
+        out.append(Layer(i, module, _get(module, lay.attention), _get(module, lay.output),
                          _get(module, lay.post_norm) if lay.post_norm else None))
     return out
 

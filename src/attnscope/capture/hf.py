@@ -131,14 +131,15 @@ def _eval_no_grad(model):
 
 
 @contextlib.contextmanager
-def attnscope_attention(model):
-    """Switch ``model`` (and its sub-models) to the recording attention; restore every config afterwards."""
+def attnscope_attention(model, name: str | None = None):
+    """Switch ``model`` (and its sub-models) to the recording attention, or to the attention function registered
+    with transformers as ``name``; restore every config afterwards."""
     from . import interface
 
     interface.register()
     saved = [(c, c.__dict__.get("_attn_implementation_internal")) for c in _configs(model)]
     try:
-        model.set_attn_implementation(interface.NAME)
+        model.set_attn_implementation(name or interface.NAME)
         yield
     finally:
         for config, impl in saved:
