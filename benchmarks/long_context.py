@@ -114,10 +114,14 @@ def views(path: Path, out: Path) -> dict:
 
     import attnscope
     from _browser import ATTNSCOPE_DRAWN, Chromium
+    from attnscope.cli import describe
 
     t = time.perf_counter()
+    describe(attnscope.load(path, check_values=False), path)  # what `attnscope info` does
+    res = {"info_s": time.perf_counter() - t}
+    t = time.perf_counter()
     trace = attnscope.load(path)
-    res = {"load_s": time.perf_counter() - t}
+    res["load_s"] = time.perf_counter() - t
     t = time.perf_counter()
     html = attnscope.model_view(trace).html()
     res["build_s"] = time.perf_counter() - t
@@ -197,15 +201,16 @@ def print_table(rows: list[dict]) -> None:
         kept = f"{q.get('kept', float('nan')):.3f} / " + (f"{p['kept']:.3f}" if "kept" in p else "-")
         print(f"| {row['model']} | {row['n']} | {cap(s)} | {cap(q)} | {ratio(q, s, 'seconds')} | "
               f"{ratio(q, s, 'grow_gb')} | {cap(p)} | {ratio(p, s, 'seconds')} | {ratio(p, s, 'grow_gb')} | {kept} |")
-    print("\n| model | n | q/k held | trace file (float16 q/k) | load | model view HTML | build | drawn | first row | "
-          "any row (median of 20) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("\n| model | n | q/k held | trace file (float16 q/k) | info | load (checked) | model view HTML | build | drawn "
+          "| first row | any row (median of 20) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for row in rows:
         q, v = row.get("qk", {}), row.get("views", {})
         if "error" in q or "error" in v or not v:
-            print(f"| {row['model']} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | |")
+            print(f"| {row['model']} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | |")
             continue
-        print(f"| {row['model']} | {row['n']} | {q['held_mb']:.0f} MB | {q['file_mb']:.0f} MB | {v['load_s']:.2f} s | "
+        print(f"| {row['model']} | {row['n']} | {q['held_mb']:.0f} MB | {q['file_mb']:.0f} MB | {v['info_s']:.2f} s | "
+              f"{v['load_s']:.2f} s | "
               f"{v['html_mb']:.1f} MB | {v['build_s']:.2f} s | {v['drawn']} | {v['first_row_ms']:.1f} ms | "
               f"{v['row_ms']:.1f} ms |")
 

@@ -55,3 +55,16 @@ def test_from_arrays_traces_with_tiny_negative_weights_still_round_trip(tmp_path
     w[0, 0, 0, 1] = -5e-7
     trace = attnscope.Trace.from_arrays(w, ["a", "b"])
     assert attnscope.load(trace.save(tmp_path / "t.safetensors")).head(0, 0)[0, 1] == np.float32(-5e-7)
+
+
+def test_unchecked_loading_maps_the_file_and_reads_no_values(tmp_path):
+    tensors, header = valid_dense()
+    tensors["attention/self"][0, 0, 0, 0] = np.nan
+    path = write_raw(tmp_path / "nan.safetensors", tensors, header)
+    with pytest.raises(TraceFormatError, match="NaN"):
+        attnscope.load(path)
+    trace = attnscope.load(path, check_values=False)  # header, dtypes and shapes only: for inspection
+    assert isinstance(trace.attention["self"].weights, np.memmap) and trace.shape() == (2, 2, 4, 4)
+    with pytest.raises(TraceFormatError, match="shape"):
+        attnscope.load(write_raw(tmp_path / "bad.safetensors", *MALFORMED["dense-wrong-shape"][0]()),
+                       check_values=False)

@@ -497,13 +497,14 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (all tokens) instead of a table.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Show what a saved TRACE holds: model, attention kinds and shapes, tokens, segments, q/k/v."""
+    """Show what a saved TRACE holds: model, attention kinds and shapes, tokens, segments, q/k/v (its header,
+    dtypes and shapes are checked; its values are read by the commands that use them)."""
     import attnscope
 
     from .tokens import prettify_tokens
 
     _start("info", debug)
-    trace = attnscope.load(trace_file)
+    trace = attnscope.load(trace_file, check_values=False)  # a 1 GB trace answers at once
     facts = describe(trace, trace_file)
     if as_json:
         typer.echo(json_for_terminal(facts, indent=2))
@@ -546,7 +547,7 @@ def describe(trace, path: Path) -> dict[str, Any]:
         att = trace.attention[kind]
         L, H, q, k = att.shape
         rule = meta.get("kinds", {}).get(kind, {})
-        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": "pruned" if att.pruned else "dense",
+        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": att.form,
                        "dtype": str(att.dtype), "kept_mass": trace.kept_mass(kind),
                        "causal": bool(rule.get("causal", False)), "scaling": rule.get("scaling")}
     return {

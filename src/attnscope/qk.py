@@ -124,6 +124,13 @@ def overview(query, key, lse, rule: MaskRule, layer: int, block: int):
     return maxima, sums
 
 
+def _tensor(arr: np.ndarray):
+    """A float32 torch tensor of its own (trace arrays may be read-only maps of a file)."""
+    import torch
+
+    return torch.from_numpy(np.array(arr, dtype=np.float32))
+
+
 def overview_block(q: int, k: int, size: int = OVERVIEW_SIZE) -> int:
     """The overview's cell size for ``q`` x ``k`` weights: the smallest block with at most ``size`` cells a side."""
     return max(1, -(-max(q, k) // size))
@@ -189,10 +196,10 @@ class QKAttention:
         if not (0 <= layer < L and 0 <= head < H and 0 <= start <= stop <= q and 0 <= key_start <= key_stop <= k):
             raise IndexError(f"rows {start}..{stop} x keys {key_start}..{key_stop} of head ({layer}, {head}) are "
                              f"outside shape {self.shape}")
-        qs = torch.from_numpy(np.ascontiguousarray(self.query[layer, head, start:stop]))
-        keys = torch.from_numpy(np.ascontiguousarray(self.key[layer, self.kv_index[head], key_start:key_stop]))
+        qs = _tensor(self.query[layer, head, start:stop])
+        keys = _tensor(self.key[layer, self.kv_index[head], key_start:key_stop])
         s = scores(qs, keys, self.rule, layer, torch.arange(start, stop), torch.arange(key_start, key_stop))
-        lse = torch.from_numpy(np.ascontiguousarray(self.lse[layer, head, start:stop], dtype=np.float32))
+        lse = _tensor(self.lse[layer, head, start:stop])
         return torch.exp(s - lse[:, None]).numpy()
 
     def row(self, layer: int, head: int, query: int) -> np.ndarray:
@@ -252,11 +259,10 @@ class QKAttention:
         return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
 
     def _computed_overview(self, layer: int, head: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
 
-        q = torch.from_numpy(np.ascontiguousarray(self.query[layer, head : head + 1]))
-        k = torch.from_numpy(np.ascontiguousarray(self.key[layer, self.kv_index[head : head + 1]]))
-        lse = torch.from_numpy(np.ascontiguousarray(self.lse[layer, head : head + 1], dtype=np.float32))
+        q = _tensor(self.query[layer, head : head + 1])
+        k = _tensor(self.key[layer, self.kv_index[head : head + 1]])
+        lse = _tensor(self.lse[layer, head : head + 1])
         maxima, sums = overview(q, k, lse, self.rule, layer, block)
         return maxima[0].numpy(), sums[0].numpy()
 

@@ -286,8 +286,14 @@ class Trace:
         return path
 
 
-def load(path: str | Path) -> Trace:
-    """Read a trace written by :meth:`Trace.save`. Never unpickles; a bad file raises TraceFormatError."""
+def load(path: str | Path, *, check_values: bool = True) -> Trace:
+    """Read a trace written by :meth:`Trace.save`. Never unpickles; a bad file raises TraceFormatError.
+
+    Arrays are memory-mapped from the file, so loading reads only what is then used. Everything the file holds is
+    checked first (:mod:`attnscope.trace_checks`); ``check_values=False`` checks only the header, dtypes and
+    shapes, not the values, so a large file opens at once for inspection (``attnscope info``): load it fully
+    before reading weights from a file you did not write.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -310,27 +316,27 @@ def load(path: str | Path) -> Trace:
                     f"{str(path)!r} has trace format {version}; this attnscope reads up to {FORMAT_VERSION}. "
                     "Upgrade attnscope: pip install -U attnscope"
                 )
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        tensors = _mapped(path)  # safe_open has checked the container: offsets, sizes, dtypes
         head = read_header(header, KIND_STREAMS)
-        check_extras(tensors, head, KIND_STREAMS)
+        check_extras(tensors, head, KIND_STREAMS, check_values)
         attention: dict[str, Attention] = {}
         for kind, info in head.forms.items():
             if info["form"] == "dense":
                 if f"attention/{kind}" not in tensors:
                     raise TraceFormatError(f"the header declares dense {kind!r} attention but attention/{kind} is missing")
-                check_dense(kind, tensors[f"attention/{kind}"], info["shape"])
+                check_dense(kind, tensors[f"attention/{kind}"], info["shape"], check_values)
                 attention[kind] = DenseAttention(tensors[f"attention/{kind}"])
             else:
                 p = f"attention/{kind}/"
                 arrays = {n[len(p):]: a for n, a in tensors.items() if n.startswith(p)}
                 if info["form"] == "pruned":
-                    check_pruned(kind, arrays, info["shape"])
+                    check_pruned(kind, arrays, info["shape"], check_values)
                     attention[kind] = PrunedAttention(
-                        info["shape"], arrays["indptr"].astype(np.int64), arrays["indices"].astype(np.int32),
+                        info["shape"], np.asarray(arrays["indptr"], np.int64), np.asarray(arrays["indices"], np.int32),
                         arrays["values"], arrays["mass"],
                     )
                 else:
-                    rule = check_qk(kind, arrays, info)
+                    rule = check_qk(kind, arrays, info, check_values)
                     attention[kind] = QKAttention(
                         arrays["query"], arrays["key"], arrays["lse"], rule, kv_index=info["kv_index"],
                         maxima=arrays.get("maxima"), sums=arrays.get("sums"), block=info["block"],
@@ -359,6 +365,27 @@ def load(path: str | Path) -> Trace:
             f"{str(path)!r} is not a readable attnscope trace ({type(exc).__name__}: {exc}); "
             "it may be truncated or corrupted: capture and save it again"
         ) from exc
+
+
+_NUMPY_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8",
+                 "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+
+
+def _mapped(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only memory map (nothing is read until used)."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        entries = json.loads(f.read(size))
+    out: dict[str, np.ndarray] = {}
+    for name, e in entries.items():
+        if name == "__metadata__":
+            continue
+        if e["dtype"] not in _NUMPY_DTYPES:
+            raise TraceFormatError(f"{name} holds {e['dtype']} numbers, which attnscope traces never hold")
+        dtype, shape = np.dtype(_NUMPY_DTYPES[e["dtype"]]), tuple(e["shape"])
+        begin = 8 + size + e["data_offsets"][0]
+        out[name] = np.memmap(path, dtype, "r", begin, shape) if np.prod(shape, dtype=object) else np.empty(shape, dtype)
+    return out
 
 
 def _stack_layers(attention, kind: str) -> np.ndarray:

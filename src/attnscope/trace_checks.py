@@ -2,7 +2,8 @@
 
 :func:`attnscope.load` opens the safetensors container; this module checks the content: the JSON header fields
 (types, and that the declared shapes are consistent with the tokens), then every array (dtype, shape, finite
-values in range, CSR structure of pruned attention). A file that fails any check raises
+values in range, CSR structure of pruned attention). ``check_values=False`` checks only what costs nothing: the
+header, dtypes and shapes, not the values (for inspecting a large file without reading it). A file that fails any check raises
 :class:`~attnscope.errors.TraceFormatError` naming the field, so no reader (metrics, views, figures, CLI, web
 app) ever sees a malformed trace. Shapes are only ever compared with arrays that exist in the file, so a tiny
 file cannot declare a huge shape that a reader would then allocate.
@@ -118,48 +119,53 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
     return Header(forms, tokens, segments, meta)
 
 
-def check_dense(kind: str, weights: np.ndarray, shape: tuple[int, ...]) -> None:
+def check_dense(kind: str, weights: np.ndarray, shape: tuple[int, ...], check_values: bool = True) -> None:
     """A dense ``[L, H, q, k]`` weight array: float, the declared shape, finite, in [0, 1]."""
     name = f"attention/{kind}"
     _check_float(name, weights)
     if tuple(weights.shape) != tuple(shape):
         raise TraceFormatError(f"{name} has shape {list(weights.shape)}; the header declares {list(shape)}")
-    _check_range(name, weights, *WEIGHT_RANGE)
+    if check_values:
+        _check_range(name, weights, *WEIGHT_RANGE)
 
 
-def check_pruned(kind: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> None:
+def check_pruned(kind: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, ...], check_values: bool = True
+                 ) -> None:
     """CSR arrays of pruned attention: ``indptr`` monotone from 0 to nnz, ``indices`` in ``[0, k)``, values and
     kept masses finite in [0, 1], and every length consistent with the declared shape."""
     p = f"attention/{kind}/"
     missing = [n for n in ("indptr", "indices", "values", "mass") if n not in arrays]
     if missing:
         raise TraceFormatError(f"pruned attention {kind!r} lacks {[p + n for n in missing]}")
-    indptr, indices, values, mass = (arrays[n] for n in ("indptr", "indices", "values", "mass"))
+    indptr, indices, weights, mass = (arrays[n] for n in ("indptr", "indices", "values", "mass"))
     L, H, q, k = shape
     for name, arr in (("indptr", indptr), ("indices", indices)):
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
             raise TraceFormatError(f"{p}{name} must be a 1-D integer array; got {arr.dtype} {list(arr.shape)}")
-    _check_float(p + "values", values)
+    _check_float(p + "values", weights)
     _check_float(p + "mass", mass)
     if tuple(mass.shape) != (L, H, q):
         raise TraceFormatError(f"{p}mass has shape {list(mass.shape)}; expected [{L}, {H}, {q}] from the header")
     if indptr.shape != (L * H * q + 1,):
         raise TraceFormatError(f"{p}indptr has {indptr.size} entries; expected layers x heads x queries + 1 = "
                                f"{L * H * q + 1}")
-    if values.shape != indices.shape:
-        raise TraceFormatError(f"{p}values ({values.size}) and {p}indices ({indices.size}) differ in length")
+    if weights.shape != indices.shape:
+        raise TraceFormatError(f"{p}values ({weights.size}) and {p}indices ({indices.size}) differ in length")
     if indptr[0] != 0 or indptr[-1] != indices.size:
         raise TraceFormatError(f"{p}indptr must start at 0 and end at the number of kept weights ({indices.size}); "
                                f"it goes from {int(indptr[0])} to {int(indptr[-1])}")
+    if not check_values:
+        return
     for lo in range(0, indptr.size - 1, _CHUNK):
         if (np.diff(indptr[lo : lo + _CHUNK + 1]) < 0).any():
             raise TraceFormatError(f"{p}indptr decreases somewhere: row offsets must never go down")
     _check_range(p + "indices", indices, 0, k - 1, what=f"key positions in [0, {k - 1}]")
-    _check_range(p + "values", values, *WEIGHT_RANGE)
+    _check_range(p + "values", weights, *WEIGHT_RANGE)
     _check_range(p + "mass", mass, *WEIGHT_RANGE)
 
 
-def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> MaskRule:
+def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any], check_values: bool = True
+             ) -> MaskRule:
     """The q/k form: its mask rule, key heads and overview block in the header; queries, keys, row log-sum-exps
     and the overview (cell maxima and sums) consistent with them and finite. Returns the rule."""
     p = f"attention/{kind}/"
@@ -197,6 +203,8 @@ def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
     for name, arr in (("maxima", maxima), ("sums", sums)):
         if tuple(arr.shape) != cells:
             raise TraceFormatError(f"{p}{name} has shape {list(arr.shape)}; expected {list(cells)} (cells of {block})")
+    if not check_values:
+        return rule
     for name, arr in (("query", query), ("key", key), ("lse", lse)):
         _check_range(p + name, arr, -np.inf, np.inf, what="finite numbers")
     _check_range(p + "maxima", maxima, *WEIGHT_RANGE)
@@ -204,7 +212,8 @@ def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
     return rule
 
 
-def check_extras(tensors: Mapping[str, np.ndarray], head: Header, kind_streams: Mapping[str, tuple[str, str]]) -> None:
+def check_extras(tensors: Mapping[str, np.ndarray], head: Header, kind_streams: Mapping[str, tuple[str, str]],
+                 check_values: bool = True) -> None:
     """Token ids, q/k/v vectors and bias: names known, shapes consistent with the attention, values finite."""
     d_of: dict[str, int] = {}
     for name, arr in tensors.items():
@@ -233,7 +242,8 @@ def check_extras(tensors: Mapping[str, np.ndarray], head: Header, kind_streams: 
                 d = d_of.setdefault(kind, int(arr.shape[3]))
                 if d != arr.shape[3]:
                     raise TraceFormatError(f"qkv/{kind}/query and qkv/{kind}/key differ in head size")
-            _check_range(name, arr, -np.inf, np.inf, what="finite numbers")
+            if check_values:
+                _check_range(name, arr, -np.inf, np.inf, what="finite numbers")
         elif parts[0] == "bias" and len(parts) == 2:
             kind = parts[1]
             if kind not in head.forms:
@@ -241,7 +251,8 @@ def check_extras(tensors: Mapping[str, np.ndarray], head: Header, kind_streams: 
             _check_float(name, arr)
             if tuple(arr.shape) != head.forms[kind]["shape"]:
                 raise TraceFormatError(f"{name} has shape {list(arr.shape)}; expected {list(head.forms[kind]['shape'])}")
-            _check_range(name, arr, -np.inf, np.inf, what="finite numbers")
+            if check_values:
+                _check_range(name, arr, -np.inf, np.inf, what="finite numbers")
         else:
             raise TraceFormatError(f"{name!r} is not an array an attnscope trace holds")
     for kind in head.forms:
