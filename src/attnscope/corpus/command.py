@@ -1,8 +1,12 @@
-"""``attnscope corpus``: the command line of the corpus atlas (registered on :data:`attnscope.cli.app`).
+"""``attnscope corpus`` and ``attnscope atlas``: the corpus atlas from the command line (commands of
+:data:`attnscope.cli.app`).
 
     attnscope corpus minilm texts.txt -o atlas/                       # a local Ray on this machine
     attnscope corpus minilm data/ --column body -o atlas/ --engine local
     attnscope corpus smollm2 big.parquet -o atlas/ --ray-address 10.0.0.5:6379 --gpus-per-actor 1
+
+    attnscope atlas atlas/ -o atlas.html                                 # the atlas view (or .png/.svg/.pdf)
+    attnscope atlas atlas/ --compare atlas-finetuned/ --metric previous  # B - A, the heads that moved most
 
 Progress (texts done, texts/s, time left) goes to stderr; the atlas folder is printed on stdout when it is done.
 A re-run with the same output resumes; ``--overwrite`` starts again.
@@ -18,8 +22,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
-from ..cli import Debug, Quiet, _start, app
+from ..cli import Debug, Dpi, Open, Quiet, Size, ThemeOpt, _start, app
 
 
 class _Bar:
@@ -122,3 +127,52 @@ def corpus(
         bar.console.print(f"[yellow]![/] not measured: {escape(bad)} (see the status and error columns of "
                           f"{escape(str(Path(output) / 'texts'))})")
     typer.echo(str(output))
+
+
+@app.command("atlas")
+def atlas_command(
+    atlas_dir: Annotated[Path, typer.Argument(metavar="ATLAS_DIR", help="An atlas folder written by attnscope corpus.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write: .html (interactive) or "
+                                                ".png/.svg/.pdf (figure). Default: attnscope-atlas.html here.")]
+    = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="A second atlas (same layout): show B - A and the "
+                                                 "heads that moved most.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric the grid shows (default previous).")] = None,
+    stat: Annotated[str | None, typer.Option(help="mean, p10, p50 or p90 (default mean).")] = None,
+    show: Annotated[str | None, typer.Option(help="With --compare: a, b or delta (default delta).")] = None,
+    embed: Annotated[int | None, typer.Option(help="Exemplar texts whose head view the HTML carries (default 6; "
+                                              "captured with the atlas's model).", min=0)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to capture the embedded exemplars with "
+                                              "(default: the atlas's).")] = None,
+    theme: ThemeOpt = None, dpi: Dpi = None, size: Size = None, open_: Open = False, quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Write the atlas view of ATLAS_DIR: every layer x head coloured by a corpus metric, exemplar texts per head."""
+    from ..cli import _parse_size, _Progress, _written
+    from ..errors import InputError
+    from ..views import atlas_view
+
+    _start("atlas", debug)
+    output = Path(output) if output is not None else Path("attnscope-atlas.html")
+    figure = output.suffix.lower() in (".png", ".svg", ".pdf")
+    if not figure and (dpi is not None or size is not None):
+        raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+    progress = _Progress(quiet)
+    with progress.step("Writing the atlas view") as done:
+        view = atlas_view(atlas_dir, compare, metric=metric, stat=stat, show=show, theme=theme,
+                          embed=0 if figure else embed, model=model)
+        extra = {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)} if figure else {}
+        path = view.save(output, **extra)
+        done["message"] = f"Wrote the atlas view of {view.atlas.model}"
+    if view.other is not None:
+        moved = view.atlas.compare(view.other, metric=view.options["metric"], top=10)
+        table = Table(title=f"heads that moved most on {view.options['metric']} (B - A)", title_justify="left")
+        for name in ("layer", "head", "A", "B", "B - A", "label A", "label B"):
+            table.add_column(name, justify="right" if name in ("layer", "head", "A", "B", "B - A") else "left")
+        m = view.options["metric"]
+        for r in moved.itertuples(index=False):
+            row = r._asdict()
+            table.add_row(str(row["layer"]), str(row["head"]), f"{row[f'a_{m}']:.3f}", f"{row[f'b_{m}']:.3f}",
+                          f"{row[f'delta_{m}']:+.3f}", str(row["label_a"]), str(row["label_b"]))
+        Console(highlight=False).print(table)
+    _written(path, progress, open_)

@@ -3,6 +3,7 @@
     /                      explore: pick a model, type text, see every view, download trace/HTML/PNG
     /compare               two inputs: heads ranked by how much their attention changed
     /traces                saved traces in --traces DIR, traces logged to MLflow, traces in memory
+    /atlas                 corpus atlases in --traces DIR (attnscope corpus): every head across a corpus
     /assets/views.{js,css} the package's view code (attnscope/web), exposed as window.attnscope.views
     /static/...            the pages' own HTML, CSS and JavaScript (attnscope/server/static)
     /api/...               JSON; every error is {"error": message}
@@ -21,6 +22,7 @@ The API (``{id}`` is a held trace):
     POST /api/files/trace  {path}                      open a trace file of it (422 if malformed, kept nowhere)
     GET  /api/mlflow/runs                              traces logged to MLflow: list
     POST /api/mlflow/trace {run, name?, step?}         open one
+    GET  /api/atlases, /api/atlas?path=..&other=..     corpus atlases in the --traces folder: list, view data
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .._version import __version__
 from ..views import _html
 from . import errors
 from .guard import Guard
+from .routes_atlas import router as atlas_router
 from .routes_browse import router as browse_router
 from .routes_compare import router as compare_router
 from .routes_run import router as run_router
@@ -43,7 +46,7 @@ from .routes_traces import router as traces_router
 from .settings import Settings
 from .state import AppState
 
-PAGES = {"/": "index.html", "/compare": "compare.html", "/traces": "traces.html"}
+PAGES = {"/": "index.html", "/compare": "compare.html", "/traces": "traces.html", "/atlas": "atlas.html"}
 #: What the pages load besides /api/: the package's own files, served without the token (see guard.py).
 CODE_PREFIXES = ("/static/", "/assets/")
 
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compare_router)
     app.include_router(traces_router)
     app.include_router(browse_router)
+    app.include_router(atlas_router)
 
     @app.get("/assets/views.js", include_in_schema=False)
     def _views_js() -> Response:

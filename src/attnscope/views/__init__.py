@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..trace import Trace
 from ._options import VIEW_OPTIONS
 from ._view import View
+from .atlas import AtlasView, atlas_view
 from .diff import DiffView, diff_view, render_diff
 from .head import head_view
 from .matrix import matrix_view
@@ -27,11 +28,14 @@ def render(view: str, trace: Trace, **options: Any) -> View:
     two traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``."""
     if view == "diff":
         return render_diff(trace, options)
+    if view == "atlas":  # a corpus atlas, not a trace: render("atlas", atlas, other=..., metric=...)
+        return atlas_view(trace, **options)
     if view not in _VIEWS:
         raise InputError(f"unknown view {view!r}; expected one of {sorted([*_VIEWS, 'diff'])}")
     return View(view, trace, options)
 
 
 __all__ = [
-    "VIEW_OPTIONS", "DiffView", "View", "diff_view", "head_view", "matrix_view", "model_view", "neuron_view", "render",
+    "VIEW_OPTIONS", "AtlasView", "DiffView", "View", "atlas_view", "diff_view", "head_view", "matrix_view", "model_view",
+    "neuron_view", "render",
 ]

@@ -33,6 +33,9 @@ VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
 }
 #: Style sheets a view needs besides style.css.
 VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
+#: The atlas view colours its grid with the model view's ramp and opens exemplar texts in the head view.
+VIEW_SCRIPTS["atlas"] = (*VIEW_SCRIPTS["model"], "atlas.js")
+VIEW_STYLES["atlas"] = ("atlas.css",)
 
 _counter = itertools.count(1)
 

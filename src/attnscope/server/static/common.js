@@ -264,7 +264,7 @@ export async function drawView(host, data, traceId) {
 }
 
 function nav(active) {
-  const links = [["/", "Explore"], ["/compare", "Compare"], ["/traces", "Traces"]];
+  const links = [["/", "Explore"], ["/compare", "Compare"], ["/traces", "Traces"], ["/atlas", "Atlas"]];
   const bar = document.querySelector("header nav");
   for (const [href, label] of links) {
     bar.append(el("a", { href, class: href === active ? "on" : null, "aria-current": href === active ? "page" : null }, label));
