@@ -20,7 +20,8 @@ Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` qu
   pooled exactly from the trace's overview (at ``thumbSize``, else :data:`~attnscope.encode_qk.MINIMAP_SIZE`: the
   head and matrix views' minimap), and ``qk`` holds the mask rule and, for the layers that fit the budget (or
   ``exact_layers``), float16 queries and keys and float32 row log-sum-exps, from which the browser recomputes any
-  row exactly (``web/recompute.js``); layout and float16 error in :mod:`attnscope.encode_qk`. ``keptMass`` is 1.
+  row exactly (``web/recompute.js``; the neuron view reads their vectors too, ``recompute=True``); layout and
+  float16 error in :mod:`attnscope.encode_qk`. ``keptMass`` is 1.
 - ``thumbSize`` (model view): thumbnails are block-max pooled to at most this many pixels a side. The browser
   pools dense payloads itself; pruned and q/k payloads ship them as ``thumb``: ``thumb["data"][layer][head]``
   deflate85 (see :mod:`attnscope.codec`) sqrt8 bytes of ``thumb["shape"]``, square blocks of ``thumb["block"]``
@@ -99,6 +100,7 @@ def encode(
     mass: float = 0.95,
     top_k: int = 256,
     exact_layers: Sequence[int] | None = None,
+    recompute: bool = False,
 ) -> dict[str, Any]:
     """Build the payload of ``trace`` for the views (see the module docstring for its layout and budget).
 
@@ -110,7 +112,8 @@ def encode(
     ``top_k`` say how rows are cut when they must be (per row: the largest weights up to that fraction of its
     attention, at most ``top_k`` of them, never fewer than one). ``exact_layers`` (q/k traces past the dense limit)
     names the layers whose queries and keys travel so the browser recomputes their rows (default: as many as fit
-    the budget, in order; ``[]``: the overview only).
+    the budget, in order; ``[]``: the overview only); ``recompute=True`` sends q/k traces in that form at any length
+    (the neuron view reads their queries and keys, and their ``qkv`` is not needed).
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
@@ -156,13 +159,13 @@ def encode(
             "heads": heads,
             "causal": bool(info.get("causal", False)),
         }
-        if qkv:
+        if qkv and not (recompute and trace.attention[kind].form == "qk"):
             payload["kinds"][kind]["qkv"] = _encode_qkv(trace, kind, layers, heads, info)
     if metrics or (metrics is None and _weights(trace, payload["kinds"]) <= METRICS_AUTO_MAX):
         for kind, entry in payload["kinds"].items():
             entry["metrics"] = encode_metrics(trace, kind, entry["layers"], entry["heads"])
     if attention:
-        _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec, exact_layers)
+        _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec, exact_layers, recompute)
     return payload
 
 
@@ -241,13 +244,14 @@ def decode_head(payload: dict[str, Any], kind: str, layer: int, head: int) -> np
 
 
 def _add_attention(trace: Trace, payload: dict, code: str, thumb_size: int | None, budget: float,
-                   spec: PruneSpec, exact_layers: Sequence[int] | None) -> None:
+                   spec: PruneSpec, exact_layers: Sequence[int] | None, recompute: bool = False) -> None:
     kinds = payload["kinds"]
     picked = {kind: (trace.attention[kind], s["layers"], s["heads"]) for kind, s in kinds.items()}
     room = budget - len(script_json(payload))
     weights = sum(len(ls) * len(hs) * att.shape[2] * att.shape[3] for att, ls, hs in picked.values())
     dense_bytes = weights * VALUE_BYTES[code] * 4 / 3
-    if all(not att.pruned for att, _, _ in picked.values()) and weights <= DENSE_MAX and dense_bytes <= room:
+    short = all(not att.pruned and not (recompute and att.form == "qk") for att, _, _ in picked.values())
+    if short and weights <= DENSE_MAX and dense_bytes <= room:
         for kind, (att, layers, heads) in picked.items():
             kinds[kind].update(form="dense", dtype=code, keptMass=1.0, minKeptMass=1.0, pruning=None,
                                data=[[_b64(quantize(att.head(l, h), code)) for h in heads] for l in layers])

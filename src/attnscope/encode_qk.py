@@ -61,7 +61,7 @@ def qk_spec(att, layers: list[int], heads: list[int], room: float,
         if exact_layers is None and used + _least_bytes(att, heads, kv_heads) > room:
             break  # cannot fit, however well it compresses: do not encode it to find out
         part = ([_planes(att.query[layer, h]) for h in heads], [_planes(att.key[layer, g]) for g in kv_heads],
-                [_b64(np.asarray(att.lse[layer, h], dtype="<f4").tobytes()) for h in heads])
+                [_lse(att, layer, h) for h in heads])
         size = sum(len(s) + 3 for strings in part for s in strings)
         if used + size > room:
             if exact_layers is not None:
@@ -89,6 +89,17 @@ def qk_spec(att, layers: list[int], heads: list[int], room: float,
         "lse": [vectors[layer][2] if layer in vectors else None for layer in layers],
         "error": _error(att, list(vectors), heads),
     }
+
+
+def head_vectors(att, layer: int, head: int) -> dict[str, Any]:
+    """One head's entries of a ``qk`` entry: ``{"query", "key" (its key/value head's), "lse"}`` coded as there (the
+    web app sends them to a neuron view of a layer the page does not hold)."""
+    query, key = att.query[layer, head], att.key[layer, att.kv_index[head]]
+    big = max(float(np.abs(query).max(initial=0.0)), float(np.abs(key).max(initial=0.0)))
+    if not big < _F16_MAX:
+        raise InputError(f"head {head} of layer {layer} has queries or keys of {big:.3g}, past float16's range: its "
+                         "vectors cannot be sent to the page")
+    return {"query": _planes(query), "key": _planes(key), "lse": _lse(att, layer, head)}
 
 
 def decode_rows(spec: dict[str, Any], layer_pos: int, head_pos: int, start: int, stop: int) -> np.ndarray:
@@ -140,6 +151,10 @@ def _error(att, carried: list[int], heads: list[int]) -> float | None:
                            rule.softcap)
             worst = max(worst, float(np.abs(got - att.rows(layer, h, i, i + 1)).max()))
     return float(f"{worst:.3g}")
+
+
+def _lse(att, layer: int, head: int) -> str:
+    return _b64(np.asarray(att.lse[layer, head], dtype="<f4").tobytes())
 
 
 def _planes(values: np.ndarray) -> str:

@@ -17,6 +17,9 @@ The API (``{id}`` is a held trace):
     GET  /api/traces, /api/traces/{id}                 held traces (an LRU bounded by count and bytes)
     GET  /api/traces/{id}/view?view=head&layer=..      the view's payload, or a skeleton for long inputs
     GET  /api/traces/{id}/head?layer=3&head=5          one head's payload (heads=0,1,2 for several; qkv=1)
+    GET  /api/traces/{id}/rows?layer=3&heads=0-7&start=100&stop=140&key_start=100&key_stop=140
+                                                       a block of rows of some heads (long inputs stream these)
+    GET  /api/traces/{id}/vectors?layer=3&head=5       one head's queries and keys (q/k traces: the neuron view)
     GET  /api/traces/{id}/download/{trace,html,png}    .safetensors, standalone HTML, PNG figure
     GET  /api/files?dir=                               the --traces folder: list
     POST /api/files/trace  {path}                      open a trace file of it (422 if malformed, kept nowhere)

@@ -1,9 +1,10 @@
-"""Routes on held traces: summary, view payloads, lazily fetched heads, downloads (trace, HTML, PNG).
+"""Routes on held traces: summary, view payloads, lazily fetched heads, rows, downloads (trace, HTML, PNG).
 
 Everything built from a trace goes through a gate: payloads, heads and HTML or trace downloads through ``render``
 (at most ``Settings.view_queue`` waiting), PNG figures through ``figures`` (slow to draw, so they do not hold up
-the heads a page is waiting for); one job at a time each, 429 past the wait list. Several heavy requests for a
-long trace therefore never build at once (each can take memory in proportion to the trace).
+the heads a page is waiting for), the blocks of rows a view of a long input streams through ``rows`` (small and
+frequent: they never wait behind a payload being built); one job at a time each, 429 past the wait list. Several
+heavy requests for a long trace therefore never build at once (each can take memory in proportion to the trace).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..trace import Trace
 from ..views import View
 from .errors import ApiError, JsonResponse, utf8
 from .guard import VIEW_CSP_MARK
-from .payloads import head_payload, view_data
+from .payloads import head_payload, rows_payload, vectors_payload, view_data
 from .state import App, AppState
 from .store import Entry
 
@@ -41,7 +42,7 @@ def describe(trace: Trace) -> dict[str, Any]:
     for kind in t.kinds:
         L, H, q, k = t.shape(kind)
         att = t.attention[kind]
-        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": "pruned" if att.pruned else "dense",
+        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": att.form,
                        "kept_mass": round(t.kept_mass(kind), 6),
                        "causal": bool(meta.get("kinds", {}).get(kind, {}).get("causal", False))}
     return {
@@ -51,7 +52,8 @@ def describe(trace: Trace) -> dict[str, Any]:
         "default_kind": t.default_kind, "tokens": {s: len(v) for s, v in t.tokens.items()},
         "segments": {n: {"stream": s.stream, "start": s.start, "end": s.end} for n, s in t.segments.items()},
         "qkv": [k for k in t.kinds if t.has_qkv(k)],
-        "views": [v for v in VIEW_NAMES if v != "neuron" or any(t.has_qkv(k) for k in t.kinds)],
+        "views": [v for v in VIEW_NAMES if v != "neuron" or any(t.has_qkv(k) or t.attention[k].form == "qk"
+                                                                 for k in t.kinds)],
     }
 
 
@@ -152,6 +154,26 @@ async def get_head(app: App, entry: Held, kind: str | None = None, layer: int = 
     chosen = [head] if head is not None else indices(heads, "heads")
     data = await app.gates["render"].run(
         lambda: head_payload(entry.trace, kind, layer, chosen, dtype=dtype, qkv=qkv))
+    return JsonResponse(data)
+
+
+@router.get("/{trace_id}/rows")
+async def get_rows(app: App, entry: Held, kind: str | None = None, layer: int = 0, heads: str | None = None,
+                   start: int = 0, stop: int = 1, key_start: int = 0, key_stop: int | None = None) -> JsonResponse:
+    """Weights of query rows ``start..stop-1`` at keys ``key_start..key_stop-1`` of some heads (``heads=0,1,2``,
+    default all) of one layer: the block a view of a long input draws (float16, at most ``ROWS_MAX`` weights)."""
+    chosen = indices(heads, "heads")
+    keys = None if key_stop is None else (key_start, key_stop)
+    data = await app.gates["rows"].run(
+        lambda: rows_payload(entry.trace, kind, layer, chosen, (start, stop), keys))
+    return JsonResponse(data)
+
+
+@router.get("/{trace_id}/vectors")
+async def get_vectors(app: App, entry: Held, kind: str | None = None, layer: int = 0, head: int = 0) -> JsonResponse:
+    """One head's queries, keys and row log-sum-exps of a trace in the q/k form (what a neuron view recomputes
+    from), coded as in a payload's ``qk`` entry."""
+    data = await app.gates["render"].run(lambda: vectors_payload(entry.trace, kind, layer, head))
     return JsonResponse(data)
 
 

@@ -27,7 +27,7 @@ class AppState:
         s = self.settings
         self.models = ModelRegistry(s)
         self.store = TraceStore(s.cache_traces, s.cache_bytes)
-        self.gates = Gates(s.queue_size, {"render": s.view_queue})
+        self.gates = Gates(s.queue_size, {"render": s.view_queue, "rows": s.view_queue})
         self.comparisons = ComparisonCache()
 
 

@@ -25,9 +25,9 @@ from ..encode import script_json
 
 #: The JavaScript files each view needs, in load order (core first, boot last).
 VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "head": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "head.js"),
-    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "head.js", "model.js"),
-    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "neuron.js"),
+    "head": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js"),
+    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js", "model.js"),
+    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "neuron.js"),
     "matrix": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "matrix.js"),
     "diff": ("core.js", "decode.js", "recompute.js", "controls.js", "diff.js"),
 }

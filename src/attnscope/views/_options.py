@@ -42,8 +42,8 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
     kind = opts.get("kind", trace.default_kind)
     if kind not in trace.attention:
         raise MissingDataError(f"this trace has no {kind!r} attention; pass kind= one of {trace.kinds}")
-    if view == "neuron" and not trace.has_qkv(kind):
-        with_qkv = [k for k in trace.kinds if trace.has_qkv(k)]
+    if view == "neuron" and not trace.has_qkv(kind) and trace.attention[kind].form != "qk":
+        with_qkv = [k for k in trace.kinds if trace.has_qkv(k) or trace.attention[k].form == "qk"]
         raise MissingDataError(
             f"the neuron view needs query/key vectors, and this trace has none for {kind!r} attention; "
             "capture with attnscope.capture(..., qkv=True)" + (f" or pick kind= one of {with_qkv}" if with_qkv else "")

@@ -91,7 +91,9 @@ class View:
 def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, Any]:
     common = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
     if name == "neuron":  # q/k only: the view recomputes the weights (options.check made sure they exist)
-        kinds = [k for k in trace.kinds if trace.has_qkv(k)]
+        kinds = [k for k in trace.kinds if trace.has_qkv(k) or trace.attention[k].form == "qk"]
+        if any(trace.attention[k].form == "qk" for k in kinds):  # the "qk" form holds the vectors (and each LSE)
+            return encode(trace, kinds=kinds, qkv=any(trace.has_qkv(k) for k in kinds), recompute=True, **common)
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None

@@ -9,7 +9,6 @@
 
 const BOX = 36;          // px of weight boxes beside each token column (shown while a token is in focus)
 const LEVELS = 64;       // opacity buckets; weights below 1/(2*LEVELS) are not drawn (they would be invisible)
-const WINDOW = 40;       // token rows on screen at most; longer inputs scroll
 const BOLD_FONT = "italic 600 " + TOKEN_FONT;  // the widest a token label gets (focused, generated)
 
 views.head = function renderHead(root, payload, options) {
@@ -38,9 +37,7 @@ views.head = function renderHead(root, payload, options) {
   const sw = swatches(st.kind, st.sel, () => draw());
   ui.bar.append(sw.node);
 
-  // ---- body: a scroller whose sticky pane holds left tokens | canvas | right tokens
-  const scroller = el("div", "as-scroll");
-  const track = el("div", "as-track");
+  // ---- body: the token window (window.js), whose pane holds left tokens | canvas | right tokens, and the minimap
   const pane = el("div", "as-head");
   const left = el("div", "as-col as-left"), right = el("div", "as-col as-right");
   const leftIn = el("div", "as-colin"), rightIn = el("div", "as-colin");
@@ -49,13 +46,12 @@ views.head = function renderHead(root, payload, options) {
   left.append(leftIn);
   right.append(rightIn);
   pane.append(left, canvas, right, note);
-  track.append(pane);
-  scroller.append(track);
-  const mini = minimap("Whole sequence (block max of the heads shown): click to go there", (i) => reveal(i - geo.rows[0]));
+  const win = tokenWindow(pane, scrolled);
+  const mini = minimap("Whole sequence (block max of the heads shown): click to go there", (i) => win.reveal(i - geo.rows[0]));
   const layout = el("div", "as-hlayout");
-  layout.append(scroller, mini.node);
+  layout.append(win.node, mini.node);
   ui.body.append(layout);
-  let geo = null;  // {rows: [r0, r1], cols: [c0, c1], n (virtual rows), width, height, top (px), v0, v1}
+  let geo = null;  // {rows: [r0, r1], cols: [c0, c1], width} (the window's own geometry: win.g)
   let painted = "";  // what the minimap shows (layer, heads, filter, theme): repainted when that changes
 
   function columnWidth(tokens) {
@@ -97,21 +93,17 @@ views.head = function renderHead(root, payload, options) {
     left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
     right.style.width = columnWidth(kind.keyTokens.slice(f.cols[0], f.cols[1])) + "px";
     const n = Math.max(f.rows[1] - f.rows[0], f.cols[1] - f.cols[0], 1);
-    const height = Math.min(n, WINDOW) * ROW, width = 2 * BOX + 200;
-    geo = { rows: f.rows, cols: f.cols, n, width, height, top: 0, v0: 0, v1: 0 };
+    geo = { rows: f.rows, cols: f.cols, width: 2 * BOX + 200 };
+    win.size(n);
     search.node.hidden = n <= WINDOW;
     mini.node.hidden = n <= WINDOW;
     painted = "";
     search.reset();
-    scroller.style.height = height + "px";
-    track.style.height = n * ROW + "px";
-    pane.style.height = height + "px";
-    scroller.scrollTop = 0;
-    fitCanvas(canvas, width, height);
-    if (last === null) { scrolled(); return; }
+    fitCanvas(canvas, geo.width, win.g.height);
+    if (last === null) { win.moved(); return; }
     st.focus = { side: "q", i: last };
     st.pinned = true;
-    reveal(last);
+    win.reveal(last);
   }
 
   // The stepper's status, e.g. 2/3 . "sat" -> "on": the step, the query token drawn and the token chosen after it.
@@ -123,39 +115,30 @@ views.head = function renderHead(root, payload, options) {
   }
 
   // The window moved (or was rebuilt): labels for the rows on screen, then the lines.
-  function scrolled() {
-    const g = geo;
-    g.top = Math.max(0, Math.min(scroller.scrollTop, g.n * ROW - g.height));
-    g.v0 = Math.floor(g.top / ROW);
-    g.v1 = Math.min(g.n, Math.ceil((g.top + g.height) / ROW));
-    fill(leftIn, st.kind.queryTokens, g.rows, "q");
-    fill(rightIn, st.kind.keyTokens, g.cols, "k");
+  function scrolled(g) {
+    fill(leftIn, st.kind.queryTokens, geo.rows, "q");
+    fill(rightIn, st.kind.keyTokens, geo.cols, "k");
     root.dataset.window = `${g.v0},${g.v1}`;
     draw();
   }
 
   function fill(col, tokens, [a, b], side) {
-    const g = geo, frag = document.createDocumentFragment(), kind = st.kind, gen = generatedOf(kind);
+    const kind = st.kind, gen = generatedOf(kind);
     const genFrom = gen && (side === "q" || kind.spec.key === kind.spec.query) ? gen.start : Infinity;
-    for (let i = a + g.v0; i < Math.min(b, a + g.v1); i++) {
+    fillWindow(col, win.g, a, b, (i) => {
       const s = el("span", i >= genFrom ? "as-tok as-gen" : "as-tok", tokenText(tokens[i], o.prettify));
       s.title = i >= genFrom ? `${tokens[i]} (generated)` : tokens[i];
       s.dataset.i = String(i);
       s.dataset.side = side;
-      frag.append(s);
-    }
-    col.textContent = "";
-    col.append(frag);
-    col.style.transform = `translateY(${g.v0 * ROW - g.top}px)`;
+      return s;
+    });
   }
 
   function draw() {
     const ctx = canvas.getContext("2d");
-    const { rows: [r0, r1], cols: [c0, c1], width, height, top, v0, v1 } = geo;
+    const { rows: [r0, r1], cols: [c0, c1], width } = geo, { height, v0, v1 } = win.g, y = win.y;
     ctx.clearRect(0, 0, width, height);
     const kind = st.kind, x0 = BOX + 2, x1 = width - BOX - 2, nHeads = Math.max(...kind.heads) + 1;
-    // y of a row on screen; rows off screen sit just beyond the window's edge
-    const y = (v) => Math.max(-1, Math.min(height + 1, v * ROW + ROW / 2 - top));
     const onQ = (i) => i - r0 >= v0 && i - r0 < v1, onK = (j) => j - c0 >= v0 && j - c0 < v1;
     const focus = st.focus, sel = [...st.sel].sort((a, b) => a - b), bw = Math.max(2, Math.floor(BOX / Math.max(1, sel.length)));
     let drawn = 0;
@@ -232,12 +215,12 @@ views.head = function renderHead(root, payload, options) {
 
   // The whole sequence: the block-max overview of the heads shown, the window marked.
   function paintMinimap(sel) {
-    const kind = st.kind, g = geo, what = [kind.name, st.li, sel.join(" "), g.rows, g.cols, ui.theme].join(",");
+    const kind = st.kind, f = geo, g = win.g, what = [kind.name, st.li, sel.join(" "), f.rows, f.cols, ui.theme].join(",");
     if (what !== painted && sel.length) {
-      mini.paint(sel.map((hi) => kind.thumb(st.li, hi, MINIMAP)), g, ui.theme);
+      mini.paint(sel.map((hi) => kind.thumb(st.li, hi, MINIMAP)), f, ui.theme);
       painted = what;
     }
-    if (painted) mini.mark([g.rows[0] + g.v0, Math.min(g.rows[1], g.rows[0] + g.v1)], [g.cols[0] + g.v0, Math.min(g.cols[1], g.cols[0] + g.v1)]);
+    if (painted) mini.mark([f.rows[0] + g.v0, Math.min(f.rows[1], f.rows[0] + g.v1)], [f.cols[0] + g.v0, Math.min(f.cols[1], f.cols[0] + g.v1)]);
   }
 
   // How many of the focused token's lines leave the window, at the edge they leave by.
@@ -251,40 +234,18 @@ views.head = function renderHead(root, payload, options) {
     if (off.below) { ctx.textBaseline = "bottom"; ctx.fillText(`\u25bc ${off.below} off screen`, x, height - 2); }
   }
 
-  // Scroll so virtual row v is in the middle of the window, and redraw at once.
-  function reveal(v) {
-    scroller.scrollTop = Math.max(0, v * ROW + ROW / 2 - geo.height / 2);
-    scrolled();
-  }
-
-  // Search the query tokens of the current filter (shown text or raw token, any case); step 0 = first match at or
-  // after the window's top, +1/-1 = next/previous. The match is pinned, so its lines show.
+  // Search the query tokens of the current filter (window.js's findToken); the match is pinned, so its lines show.
   function find(text, step) {
-    const needle = text.trim().toLowerCase(), [r0, r1] = geo.rows, toks = st.kind.queryTokens;
-    if (!needle) { st.match = null; search.status(""); draw(); return; }
-    const hits = [];
-    for (let i = r0; i < r1; i++) {
-      if (tokenText(toks[i], o.prettify).toLowerCase().includes(needle) || toks[i].toLowerCase().includes(needle)) hits.push(i);
-    }
-    if (!hits.length) { st.match = null; search.status("no match"); draw(); return; }
-    let k;
-    if (step === 0 || st.match === null) k = Math.max(0, hits.findIndex((i) => i - r0 >= geo.v0));
-    else k = (hits.indexOf(st.match) + step + hits.length) % hits.length;
-    if (k < 0 || hits[k] === undefined) k = 0;
-    st.match = hits[k];
+    const hit = findToken(st.kind.queryTokens, geo.rows, text, o.prettify, step, st.match, geo.rows[0] + win.g.v0);
+    if (!hit || !hit.n) { st.match = null; search.status(hit ? "no match" : ""); draw(); return; }
+    st.match = hit.i;
     st.focus = { side: "q", i: st.match };
     st.pinned = true;
-    search.status(`${k + 1} / ${hits.length}`);
-    reveal(st.match - r0);
+    search.status(`${hit.k} / ${hit.n}`);
+    win.reveal(st.match - geo.rows[0]);
   }
 
-  // ---- interactions: scroll the window, hover a token for only its lines, click to pin it
-  let frameAsked = false;
-  scroller.addEventListener("scroll", () => {
-    if (frameAsked) return;
-    frameAsked = true;
-    requestAnimationFrame(() => { frameAsked = false; if (Math.round(geo.top) !== Math.round(scroller.scrollTop)) scrolled(); });
-  });
+  // ---- interactions: hover a token for only its lines, click to pin it (the window scrolls by itself)
   const tokenOf = (e) => {
     const t = e.target.closest && e.target.closest(".as-tok");
     return t && pane.contains(t) ? { side: t.dataset.side, i: Number(t.dataset.i) } : null;

@@ -1,15 +1,19 @@
 // Neuron view: for one layer, head and query token, how attention is computed: the query vector, every key
 // vector, their element-wise product, the scaled dot product and the softmax, as colour bars
 // (blue positive, orange negative, intensity = magnitude), with lines to the keys weighted by attention.
+// Keys sit in the token window (window.js): only those on screen are drawn, so it works at any length; the query is
+// picked by clicking a token, from the toolbar, or by search. q/k payloads give the exact softmax of the model's own
+// rule (window, soft-capping, sinks: recompute.js); a layer whose vectors are on the server is fetched on first use.
 
 const N_GAP = 12, N_NUM = 54, N_LINES = 150;
 const N_FONT = "10.5px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
+const QUERY_LIST = 1024;  // up to this many queries the toolbar lists them all; past it, a number field
 
 views.neuron = function renderNeuron(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto" }, options);
   const kinds = kindsOf(payload);
   const ui = frame(root, payload, o, "neuron");
-  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, hi: 0, query: 0 };
+  const st = { kind: kinds.get(o.kind) || kinds.values().next().value, li: 0, hi: 0, query: 0, last: null, match: null };
   const startKind = (kind) => {
     st.kind = kind;
     st.li = Math.max(0, kind.layers.indexOf(o.layer));
@@ -21,59 +25,105 @@ views.neuron = function renderNeuron(root, payload, options) {
   const kindSel = kindControl(kinds, st.kind, (name) => { startKind(kinds.get(name)); rebuild(); });
   const layerSel = selectControl("Layer", [], 0, (li) => { st.li = li; draw(); });
   const headSel = selectControl("Head", [], 0, (hi) => { st.hi = hi; draw(); });
-  const querySel = selectControl("Query", [], 0, (i) => { st.query = i; draw(); });
+  const querySel = selectControl("Query", [], 0, (i) => pick(i));
+  const queryNum = el("input", "as-select as-query-num");
+  queryNum.type = "number";
+  queryNum.min = "0";
+  queryNum.setAttribute("aria-label", "Query token index");
+  queryNum.addEventListener("change", () => pick(Math.round(Number(queryNum.value)) || 0));
+  const queryField = field("Query", queryNum);
+  const search = searchControl((text, step) => find(text, step));
   if (kindSel) ui.bar.append(kindSel.node);
-  ui.bar.append(layerSel.node, headSel.node, querySel.node);
+  ui.bar.append(layerSel.node, headSel.node, querySel.node, queryField, search.node);
 
   const header = el("div", "as-nheader");
-  const wrap = el("div", "as-neuron");
-  const left = el("div", "as-col as-left");
-  const right = el("div", "as-col as-right");
-  const cq = el("canvas", "as-qvec"), ck = el("canvas", "as-kvec");
-  wrap.append(left, cq, right, ck);
-  ui.body.append(header, wrap);
+  const pane = el("div", "as-neuron");
+  const left = el("div", "as-col as-left"), right = el("div", "as-col as-right");
+  const leftIn = el("div", "as-colin"), rightIn = el("div", "as-colin");
+  const cq = el("canvas", "as-qvec"), ck = el("canvas", "as-kvec"), note = el("div", "as-note");
+  note.hidden = true;
+  left.append(leftIn);
+  right.append(rightIn);
+  pane.append(left, cq, right, ck, note);
+  const win = tokenWindow(pane, moved);
+  ui.body.append(header, win.node);
   let geo = null;
 
-  function fill(col, tokens, side) {
-    col.textContent = "";
-    tokens.forEach((t, i) => {
-      const s = el("span", "as-tok", tokenText(t, o.prettify));
-      s.title = t;
-      s.dataset.i = String(i);
-      s.dataset.side = side;
-      col.append(s);
-    });
+  function width(tokens) {
     let w = 24;
     for (const t of tokens) w = Math.max(w, textWidth(tokenText(t, o.prettify), TOKEN_FONT));
-    col.style.width = Math.min(Math.ceil(w) + 12, 160) + "px";
+    return Math.min(Math.ceil(w) + 12, 160);
+  }
+
+  function label(tokens, side) {
+    return (i) => {
+      const s = el("span", "as-tok", tokenText(tokens[i], o.prettify));
+      s.title = tokens[i];
+      s.dataset.i = String(i);
+      s.dataset.side = side;
+      return s;
+    };
   }
 
   function rebuild() {
-    const kind = st.kind, d = kind.spec.qkv.d;
+    const kind = st.kind, d = kind.spec.qkv ? kind.spec.qkv.d : kind.spec.qk.d, long = kind.q > QUERY_LIST;
     if (kindSel) kindSel.set(kind.name);
     layerSel.fill(layerItems(kind), st.li);
     headSel.fill(kind.heads.map((h, hi) => ({ value: hi, text: String(h) })), st.hi);
-    querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })), st.query);
+    querySel.node.hidden = long;
+    queryField.hidden = !long;
+    search.node.hidden = Math.max(kind.q, kind.k) <= WINDOW;
+    search.reset();
+    if (long) queryNum.max = String(kind.q - 1);
+    else querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })), st.query);
     describe(ui.caption, payload, kind, ui.badge);
-    fill(left, kind.queryTokens, "q");
-    fill(right, kind.keyTokens, "k");
-    const cw = Math.max(2, Math.min(8, Math.floor(192 / d)));
-    const vec = d * cw, height = Math.max(kind.q, kind.k) * ROW;
-    geo = { d, cw, vec, height, wq: vec + 10 + N_LINES, wk: 2 * vec + 2 * N_GAP + 2 * N_NUM + 6 };
-    fitCanvas(cq, geo.wq, height);
-    fitCanvas(ck, geo.wk, height);
+    left.style.width = width(kind.queryTokens) + "px";
+    right.style.width = width(kind.keyTokens) + "px";
+    const cw = Math.max(2, Math.min(8, Math.floor(192 / d))), vec = d * cw;
+    win.size(Math.max(kind.q, kind.k));
+    geo = { d, cw, vec, wq: vec + 10 + N_LINES, wk: 2 * vec + 2 * N_GAP + 2 * N_NUM + 6 };
+    fitCanvas(cq, geo.wq, win.g.height);
+    fitCanvas(ck, geo.wk, win.g.height);
     header.textContent = "";
     const spacer = (w) => { const s = el("span", "as-nh"); s.style.width = w + "px"; return s; };
     const titled = (w, text) => { const s = spacer(w); s.textContent = text; return s; };
     header.append(spacer(parseFloat(left.style.width)), titled(geo.wq, "query q"),
       spacer(parseFloat(right.style.width)), titled(vec + N_GAP, "key k"), titled(vec + N_GAP, "q \u00d7 k"),
       titled(N_NUM + 6, "score"), titled(N_NUM, "softmax"));
+    win.reveal(st.query);
+  }
+
+  // The window moved: labels of the tokens on screen, then the bars.
+  function moved(g) {
+    fillWindow(leftIn, g, 0, st.kind.q, label(st.kind.queryTokens, "q"));
+    fillWindow(rightIn, g, 0, st.kind.k, label(st.kind.keyTokens, "k"));
+    root.dataset.window = `${g.v0},${g.v1}`;
     draw();
   }
 
-  // Scores and weights of the current query: q.k * scaling + bias, causal mask, softmax.
+  // Query i becomes the one explained (kept on screen).
+  function pick(i) {
+    st.query = Math.max(0, Math.min(st.kind.q - 1, i));
+    if (st.query < win.g.v0 || st.query >= win.g.v1) win.reveal(st.query); else draw();
+  }
+
+  // Search the query tokens (window.js's findToken); the match becomes the query.
+  function find(text, step) {
+    const hit = findToken(st.kind.queryTokens, [0, st.kind.q], text, o.prettify, step, st.match, win.g.v0);
+    if (!hit || !hit.n) { st.match = null; search.status(hit ? "no match" : ""); return; }
+    st.match = hit.i;
+    search.status(`${hit.k} / ${hit.n}`);
+    st.query = hit.i;
+    win.reveal(hit.i);
+  }
+
+  // The query vector, key vectors, scores and weights of the current query, or null with the reason in st.why.
+  // q/k payloads: the model's own rule and each row's log-sum-exp (recompute.js); qkv payloads: q.k * scaling +
+  // bias under the causal mask, softmax.
   function compute() {
-    const kind = st.kind, v = kind.vectors(st.li, st.hi), { d } = v, i = st.query;
+    const kind = st.kind, i = st.query;
+    if (kind.spec.form === "qk") return computeQK(kind, i);
+    const v = kind.vectors(st.li, st.hi), { d } = v;
     const q = v.q.subarray(i * d, (i + 1) * d);
     const masked = (j) => kind.spec.causal && kind.spec.query === kind.spec.key && j > i;
     const scores = new Float32Array(kind.k), weights = new Float32Array(kind.k);
@@ -88,74 +138,102 @@ views.neuron = function renderNeuron(root, payload, options) {
     let sum = 0;
     for (let j = 0; j < kind.k; j++) { weights[j] = Number.isFinite(scores[j]) ? Math.exp(scores[j] - top) : 0; sum += weights[j]; }
     for (let j = 0; j < kind.k; j++) weights[j] /= sum || 1;
-    return { v, q, scores, weights, masked };
+    return { scaling: v.scaling, q, keys: v.k, scores, weights, masked };
   }
 
-  function maxAbs(arr) { let m = 0; for (const x of arr) if (Number.isFinite(x)) m = Math.max(m, Math.abs(x)); return m; }
+  function computeQK(kind, i) {
+    const head = kind.head(st.li, st.hi);
+    if (!(head instanceof QKHead)) {  // not in the payload: fetched from the server, or overview only
+      st.why = loadVectors(kind, st.li, st.hi, draw) || rowsProblem(kind, st.li);
+      return null;
+    }
+    const [lo, hi] = head.keyRange(i), scores = new Float32Array(kind.k).fill(-Infinity);
+    for (let j = lo; j < hi; j++) scores[j] = head.score(i, j);
+    return { scaling: head.scaling, q: head.query.subarray(i * head.d, (i + 1) * head.d), keys: head.keys, scores,
+      weights: head.row(i)[1], masked: (j) => j < lo || j >= hi };
+  }
+
+  function maxAbs(arr, a = 0, b = arr.length) {
+    let m = 0;
+    for (let t = a; t < b; t++) if (Number.isFinite(arr[t])) m = Math.max(m, Math.abs(arr[t]));
+    return m;
+  }
 
   function draw() {
-    const kind = st.kind, { d, cw, vec, height, wq, wk } = geo, r = compute(), i = st.query;
+    const kind = st.kind, { d, cw, vec, wq, wk } = geo, { height, v0, v1 } = win.g, y = win.y, i = st.query;
     const th = THEMES[ui.theme];
     const a = cq.getContext("2d"), b = ck.getContext("2d");
     a.clearRect(0, 0, wq, height);
     b.clearRect(0, 0, wk, height);
-    // query vector at the query's row, then lines to every key
-    const yi = i * ROW, qmax = maxAbs(r.q);
+    for (const s of leftIn.children) s.classList.toggle("as-on", s.dataset.i === String(i));
+    if (kind.q <= QUERY_LIST) querySel.set(i); else queryNum.value = String(i);
+    const r = compute();
+    st.last = r;
+    note.textContent = r ? "" : st.why || "";
+    note.hidden = !note.textContent;
+    if (!r) return;
+    // the query vector at the query's row (at the window's edge when it is off screen), lines to the keys on screen
+    const yi = Math.max(ROW / 2, Math.min(height - ROW / 2, y(i))) - ROW / 2, qmax = maxAbs(r.q);
     for (let c = 0; c < d; c++) { a.fillStyle = signColor(r.q[c], qmax); a.fillRect(c * cw, yi + 3, cw, ROW - 6); }
     a.strokeStyle = th.muted;
     a.strokeRect(0.5, yi + 2.5, vec - 1, ROW - 5);
-    const wmax = maxAbs(r.weights);
+    const ka = Math.min(kind.k, v0), kb = Math.min(kind.k, v1), wmax = maxAbs(r.weights);
     a.strokeStyle = "rgb(47,122,214)";
     a.lineWidth = 2;
-    for (let j = 0; j < kind.k; j++) {
+    for (let j = ka; j < kb; j++) {
       if (r.weights[j] <= 0) continue;
       a.globalAlpha = Math.min(1, r.weights[j] / (wmax || 1));
-      a.beginPath(); a.moveTo(vec + 6, yi + ROW / 2); a.lineTo(wq - 2, j * ROW + ROW / 2); a.stroke();
+      a.beginPath(); a.moveTo(vec + 6, yi + ROW / 2); a.lineTo(wq - 2, y(j)); a.stroke();
     }
     a.globalAlpha = 1;
-    // per key: key vector, q x k, scaled q.k, softmax weight
-    const kmax = maxAbs(r.v.k), prod = new Float32Array(kind.k * d);
-    for (let j = 0; j < kind.k; j++) for (let c = 0; c < d; c++) prod[j * d + c] = r.masked(j) ? 0 : r.q[c] * r.v.k[j * d + c];
-    const pmax = maxAbs(prod), smax = maxAbs(r.scores);
+    // per key on screen: key vector, q x k, scaled q.k, softmax weight (colours scaled over every key)
+    const kmax = maxAbs(r.keys), smax = maxAbs(r.scores), prod = new Float32Array((kb - ka) * d);
+    let pmax = 0;
+    for (let j = 0; j < kind.k; j++) {
+      if (r.masked(j)) continue;
+      for (let c = 0; c < d; c++) {
+        const p = r.q[c] * r.keys[j * d + c];
+        pmax = Math.max(pmax, Math.abs(p));
+        if (j >= ka && j < kb) prod[(j - ka) * d + c] = p;
+      }
+    }
     b.font = N_FONT;
     b.textBaseline = "middle";
     b.textAlign = "right";
-    for (let j = 0; j < kind.k; j++) {
-      const y = j * ROW;
+    for (let j = ka; j < kb; j++) {
+      const top = y(j) - ROW / 2;
       for (let c = 0; c < d; c++) {
-        b.fillStyle = signColor(r.v.k[j * d + c], kmax); b.fillRect(c * cw, y + 3, cw, ROW - 6);
-        b.fillStyle = signColor(prod[j * d + c], pmax); b.fillRect(vec + N_GAP + c * cw, y + 3, cw, ROW - 6);
+        b.fillStyle = signColor(r.keys[j * d + c], kmax); b.fillRect(c * cw, top + 3, cw, ROW - 6);
+        b.fillStyle = signColor(prod[(j - ka) * d + c], pmax); b.fillRect(vec + N_GAP + c * cw, top + 3, cw, ROW - 6);
       }
       const xs = 2 * vec + 2 * N_GAP, xw = xs + N_NUM + 6;
       if (r.masked(j)) {
         b.fillStyle = th.muted;
-        b.fillText("masked", xs + N_NUM - 4, y + ROW / 2);
+        b.fillText("masked", xs + N_NUM - 4, top + ROW / 2);
         continue;
       }
-      b.fillStyle = signColor(r.scores[j], smax); b.fillRect(xs, y + 2, N_NUM, ROW - 4);
-      b.fillStyle = signColor(r.weights[j], wmax); b.fillRect(xw, y + 2, N_NUM, ROW - 4);
+      b.fillStyle = signColor(r.scores[j], smax); b.fillRect(xs, top + 2, N_NUM, ROW - 4);
+      b.fillStyle = signColor(r.weights[j], wmax); b.fillRect(xw, top + 2, N_NUM, ROW - 4);
       b.fillStyle = th.fg;
-      b.fillText(fmt(r.scores[j], 2), xs + N_NUM - 4, y + ROW / 2);
-      b.fillText(fmt(r.weights[j], 3), xw + N_NUM - 4, y + ROW / 2);
+      b.fillText(fmt(r.scores[j], 2), xs + N_NUM - 4, top + ROW / 2);
+      b.fillText(fmt(r.weights[j], 3), xw + N_NUM - 4, top + ROW / 2);
     }
-    querySel.set(i);
-    for (const s of left.children) s.classList.toggle("as-on", s.dataset.i === String(i));
-    st.last = r;
   }
 
-  left.addEventListener("click", (e) => {
+  leftIn.addEventListener("click", (e) => {
     const t = e.target.closest && e.target.closest(".as-tok");
-    if (t) { st.query = Number(t.dataset.i); draw(); }
+    if (t) pick(Number(t.dataset.i));
   });
   ck.addEventListener("mousemove", (e) => {
     const { d, cw, vec } = geo, r = st.last, kind = st.kind;
-    const rect = ck.getBoundingClientRect(), x = e.clientX - rect.left, j = Math.floor((e.clientY - rect.top) / ROW);
+    const rect = ck.getBoundingClientRect(), x = e.clientX - rect.left;
+    const j = Math.floor((e.clientY - rect.top + win.g.top) / ROW);
     if (!r || j < 0 || j >= kind.k) { ui.tip.hide(); return; }
     const tok = kind.keyTokens[j], lines = [`key ${j}: ${tok}`];
     const c = Math.floor((x < vec + N_GAP ? x : x - vec - N_GAP) / cw);
-    if (x < vec) lines.push(`k[${c}] = ${fmt(r.v.k[j * d + c])}`);
-    else if (x >= vec + N_GAP && x < 2 * vec + N_GAP) lines.push(`q[${c}] \u00d7 k[${c}] = ${fmt(r.q[c] * r.v.k[j * d + c])}`);
-    else if (x >= 2 * vec + 2 * N_GAP) lines.push(`q\u00b7k \u00d7 ${fmt(r.v.scaling, 4)} = ${fmt(r.scores[j])}`, `softmax = ${fmt(r.weights[j])}`);
+    if (x < vec) lines.push(`k[${c}] = ${fmt(r.keys[j * d + c])}`);
+    else if (x >= vec + N_GAP && x < 2 * vec + N_GAP) lines.push(`q[${c}] \u00d7 k[${c}] = ${fmt(r.q[c] * r.keys[j * d + c])}`);
+    else if (x >= 2 * vec + 2 * N_GAP) lines.push(`q\u00b7k \u00d7 ${fmt(r.scaling, 4)} = ${fmt(r.scores[j])}`, `softmax = ${fmt(r.weights[j])}`);
     else { ui.tip.hide(); return; }
     ui.tip.show(lines, e.clientX, e.clientY);
   });
@@ -172,7 +250,8 @@ views.neuron = function renderNeuron(root, payload, options) {
     // What is drawn now (for tests and scripts): original layer/head, query index and the softmax weights.
     current() {
       const k = st.kind;
-      return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: st.query, weights: Array.from(st.last.weights) };
+      return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: st.query,
+        weights: st.last ? Array.from(st.last.weights) : null };
     },
     destroy() { root.textContent = ""; },
   };

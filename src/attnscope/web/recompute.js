@@ -66,8 +66,7 @@ class QKHead {
 // Blocks of rows fetched from the server for one kind: {li, hi, r0, r1, c0, c1, w (Float32Array, row-major)}.
 class RowStream {
   constructor(kind, fetchRows) {
-    Object.assign(this, { kind, fetchRows, blocks: [], pending: new Map(), busy: false, error: null, requests: 0,
-      redraw: null });
+    Object.assign(this, { kind, fetchRows, blocks: [], pending: [], busy: false, error: null, requests: 0, redraw: null });
   }
   find(li, hi, r0, r1, c0, c1) {
     for (let n = this.blocks.length - 1; n >= 0; n--) {
@@ -76,41 +75,40 @@ class RowStream {
     }
     return null;
   }
-  // A draw needed rows r0..r1-1 x keys c0..c1-1 of head (li, hi) and found them missing: ask for that block (a
-  // window grows by its own size on each side, so small moves are served from what came), with the other heads that
-  // miss the same block.
+  // A draw needed rows r0..r1-1 x keys c0..c1-1 of head (li, hi) and found them missing. Needs of the same keys
+  // whose rows touch are merged (a window's rows, read one after the other, become one block), for every head.
   want(li, hi, r0, r1, c0, c1) {
-    const { q, k } = this.kind;
-    if (r1 - r0 > 1 && c1 - c0 > 1) {
-      const dr = r1 - r0, dc = c1 - c0;
-      [r0, r1, c0, c1] = [Math.max(0, r0 - dr), Math.min(q, r1 + dr), Math.max(0, c0 - dc), Math.min(k, c1 + dc)];
-    }
-    const key = [li, r0, r1, c0, c1].join(",");
-    if (!this.pending.has(key)) this.pending.set(key, { li, r0, r1, c0, c1, heads: new Set() });
-    this.pending.get(key).heads.add(hi);
+    let need = this.pending.find((n) => n.li === li && n.c0 === c0 && n.c1 === c1 && r0 <= n.r1 && r1 >= n.r0);
+    if (!need) this.pending.push(need = { li, r0, r1, c0, c1, heads: new Set() });
+    need.r0 = Math.min(need.r0, r0);
+    need.r1 = Math.max(need.r1, r1);
+    need.heads.add(hi);
   }
-  // Send the oldest missing block (one request at a time; the rest wait for the next draw), if any.
+  // Ask for the first missing block (one request at a time: the next draw asks for what is still missing). A
+  // window grows by its own size on each side, so that small moves are served from what came.
   flush() {
-    if (this.busy || this.error || !this.pending.size) return;
-    const [key, need] = this.pending.entries().next().value;
-    this.pending.delete(key);
-    const area = (need.r1 - need.r0) * (need.c1 - need.c0);
+    if (this.busy || this.error || !this.pending.length) return;
+    const need = Object.assign({}, this.pending[0]), { q, k } = this.kind, spec = this.kind.spec;
     let heads = [...need.heads].sort((a, b) => a - b);
-    heads = heads.slice(0, Math.max(1, Math.floor(STREAM_MAX / Math.max(1, area))));
+    if (need.r1 - need.r0 > 1 && need.c1 - need.c0 > 1) {
+      const dr = need.r1 - need.r0, dc = need.c1 - need.c0;
+      const grown = [Math.max(0, need.r0 - dr), Math.min(q, need.r1 + dr), Math.max(0, need.c0 - dc), Math.min(k, need.c1 + dc)];
+      if ((grown[1] - grown[0]) * (grown[3] - grown[2]) * heads.length <= STREAM_MAX) [need.r0, need.r1, need.c0, need.c1] = grown;
+    }
+    heads = heads.slice(0, Math.max(1, Math.floor(STREAM_MAX / ((need.r1 - need.r0) * (need.c1 - need.c0)))));
     this.busy = true;
     this.requests++;
-    const spec = this.kind.spec;
     this.fetchRows({ kind: this.kind.name, layer: spec.layers[need.li], heads: heads.map((h) => spec.heads[h]),
       rows: [need.r0, need.r1], keys: [need.c0, need.c1] }).then((got) => {
       heads.forEach((hi, n) => {
-        this.blocks.push(Object.assign({ hi, w: valuesOf(got.data[n], got.dtype) }, need));
+        this.blocks.push({ li: need.li, hi, r0: need.r0, r1: need.r1, c0: need.c0, c1: need.c1, w: valuesOf(got.data[n], got.dtype) });
         if (this.blocks.length > STREAM_BLOCKS) this.blocks.shift();
       });
     }, (err) => {
       this.error = err && err.message ? err.message : String(err);
     }).then(() => {
       this.busy = false;
-      this.pending.clear();  // the redraw asks again for what is still missing
+      this.pending = [];  // the redraw asks again for what is still missing
       if (this.redraw) this.redraw();
     });
   }
@@ -143,17 +141,17 @@ class StreamedHead {
   }
 }
 
-// Where the rows of layer li of a "qk" kind come from: "payload" (recomputed here), "server" or null (overview only).
-function rowsOf(kind, li) {
-  const s = kind.spec;
-  if (s.form !== "qk") return "payload";
-  if (s.qk.query[li]) return "payload";
+// Where the rows of layer li (head hi, when given) of a "qk" kind come from: "payload" (recomputed here), "server"
+// or null (overview only).
+function rowsOf(kind, li, hi) {
+  const s = kind.spec, query = s.form === "qk" ? s.qk.query[li] : true;
+  if (query && (hi === undefined || query === true || query[hi])) return "payload";
   return s.fetchRows ? "server" : null;
 }
 
 // The head (li, hi) of a "qk" kind: recomputed, streamed, or null when its layer is not carried.
 function qkHead(kind, li, hi) {
-  const where = rowsOf(kind, li);
+  const where = rowsOf(kind, li, hi);
   if (where === "payload") return new QKHead(kind, li, hi);
   if (where === null) return null;
   if (!kind.stream) kind.stream = new RowStream(kind, kind.spec.fetchRows);
@@ -200,4 +198,27 @@ function rowsProblem(kind, li) {
       (carried.length ? `layers ${spans(carried)})` : "no layer)");
   }
   return kind.stream && kind.stream.error ? `could not fetch rows: ${kind.stream.error}` : "";
+}
+
+// The queries and keys of head (li, hi) when its layer is on the server only (the neuron view needs them, not just
+// rows): fetched once through spec.fetchVectors, then the head is recomputed here; done() redraws. Returns what is
+// happening ("" when there is no server to ask).
+function loadVectors(kind, li, hi, done) {
+  const s = kind.spec, qk = s.qk, key = li + "," + hi;
+  if (!s.fetchVectors) return "";
+  if (kind.vectorError) return `could not fetch the query and key vectors: ${kind.vectorError}`;
+  kind.loading = kind.loading || new Set();
+  if (!kind.loading.has(key)) {
+    kind.loading.add(key);
+    s.fetchVectors({ kind: kind.name, layer: s.layers[li], head: s.heads[hi] }).then((got) => {
+      if (!qk.query[li]) for (const [part, n] of [["query", s.heads.length], ["key", qk.kvHeads.length], ["lse", s.heads.length]]) qk[part][li] = new Array(n).fill(null);
+      qk.query[li][hi] = got.query;
+      qk.key[li][qk.kv[hi]] = got.key;
+      qk.lse[li][hi] = got.lse;
+      kind.cache.delete("a" + li + "," + hi);
+    }, (err) => {
+      kind.vectorError = err && err.message ? err.message : String(err);
+    }).then(() => { kind.loading.delete(key); done(); });
+  }
+  return `fetching the query and key vectors of layer ${s.layers[li]}, head ${s.heads[hi]}\u2026`;
 }

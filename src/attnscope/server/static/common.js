@@ -1,6 +1,7 @@
 // attnscope web app: what every page shares. Calling the API (JSON in, {"error"} out), building DOM nodes with
 // text only, and drawing a view with the package's own JavaScript (window.attnscope.views, from /assets/views.js).
-// Long inputs arrive as a skeleton payload: each head's data is fetched from the server when a view first reads it.
+// Long inputs arrive as a skeleton payload: each head's data is fetched from the server when a view first reads it;
+// a trace in the q/k form streams only the blocks of rows a view draws (GET /api/traces/{id}/rows, asynchronously).
 
 const TOKEN_KEY = "attnscope-token";
 const KIND_ORDER = ["self", "encoder", "decoder", "cross"];
@@ -226,7 +227,7 @@ function fill(state, kind, spec, li, his, qkv, get) {
 // Fetch (asynchronously) what the view draws first, so opening it never waits on a synchronous request.
 async function prefetch(state, data) {
   const p = data.payload, o = data.options, kind = firstKind(p, o.kind), spec = p.kinds[kind];
-  if (!spec || data.view === "model") return;
+  if (!spec || data.view === "model" || spec.form === "qk") return;
   const li = Math.max(0, spec.layers.indexOf(o.layer));
   let his;
   if (data.view === "head") {
@@ -238,12 +239,27 @@ async function prefetch(state, data) {
   store(state, kind, spec, li, his, qkv, await api(headUrl(state, kind, spec, li, his, qkv)));
 }
 
+// Kinds in the q/k form read the rows they draw from the server: spec.fetchRows({kind, layer, heads, rows: [a, b],
+// keys: [c, d]}) resolves to the route's answer (web/recompute.js asks for one block at a time and decodes it), and
+// spec.fetchVectors({kind, layer, head}) to one head's queries and keys (the neuron view recomputes from them).
+function streamRows(data, traceId) {
+  const base = `/api/traces/${encodeURIComponent(traceId)}`;
+  for (const spec of Object.values(data.payload.kinds)) {
+    if (spec.form !== "qk") continue;
+    spec.fetchRows = ({ kind, layer, heads, rows, keys }) => api(`${base}/rows`, {
+      params: { kind, layer, heads, start: rows[0], stop: rows[1], key_start: keys[0], key_stop: keys[1] },
+    });
+    spec.fetchVectors = ({ kind, layer, head }) => api(`${base}/vectors`, { params: { kind, layer, head } });
+  }
+}
+
 // Draw view data ({view, options, payload, lazy}) into host with the package's view code; returns the view
 // ({update, destroy}), its root and the data. A failure is shown in place and thrown.
 export async function drawView(host, data, traceId) {
   host.textContent = "";
   const root = el("div", { class: "attnscope", "data-view": data.view });
   host.append(root);
+  streamRows(data, traceId);
   let lazy = null;
   if (data.lazy) {
     lazy = lazify(data, traceId);

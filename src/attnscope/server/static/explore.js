@@ -70,7 +70,10 @@ async function render() {
     const data = await api(`/api/traces/${encodeURIComponent(st.trace.id)}/view`, { params: { view: st.view, theme } });
     if (st.drawn) st.drawn.view.destroy();
     st.drawn = await drawView($("view-host"), data, st.trace.id);
-    $("info").textContent = describe(st.trace) + (data.lazy ? " \u00b7 heads are fetched from the server as you look at them" : "");
+    const streamed = Object.values(data.payload.kinds).some((k) => k.form === "qk");
+    const lazy = streamed ? " \u00b7 rows are computed by the server as they come into view"
+      : data.lazy ? " \u00b7 heads are fetched from the server as you look at them" : "";
+    $("info").textContent = describe(st.trace) + lazy;
   } catch (err) {
     showStatus($("status"), errorText(err), "error");
   }
