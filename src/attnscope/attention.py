@@ -24,13 +24,25 @@ from .errors import InputError
 DENSE_MAX_WEIGHTS = 2**26
 
 
+def refuse_large_dense(shape: tuple[int, ...], what: str) -> None:
+    """An InputError naming the size when a dense array of ``shape`` float32 weights, built from a form that does
+    not hold it densely (pruned, q/k), would pass :data:`DENSE_MAX_WEIGHTS`."""
+    n = int(np.prod(shape, dtype=object))
+    if n > DENSE_MAX_WEIGHTS:
+        raise InputError(
+            f"{what} would be a dense {' x '.join(map(str, shape))} array ({n * 4 / 2**30:.1f} GiB of float32); "
+            f"attnscope makes at most {DENSE_MAX_WEIGHTS * 4 / 2**20:.0f} MiB dense from a pruned or q/k trace. Read "
+            "rows (trace.row, attention.rows), thumbnails (pooled) or head metrics instead, or pick a window of tokens"
+        )
+
+
 class DenseAttention:
     """Dense weights ``[layers, heads, q, k]``."""
 
     form = "dense"
     pruned = False
     #: Arrays of :meth:`arrays` that ``Trace.save(dtype="float16")`` may store at half precision.
-    halvable = ("",)
+    halvable: tuple[str, ...] = ("",)
 
     def __init__(self, weights: np.ndarray):
         if weights.ndim != 4:
@@ -176,7 +188,7 @@ class PrunedAttention:
 
     form = "pruned"
     pruned = True
-    halvable = ("values",)
+    halvable: tuple[str, ...] = ("values",)
 
     def __init__(self, shape, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, mass: np.ndarray):
         self._shape = tuple(int(s) for s in shape)
@@ -273,15 +285,8 @@ class PrunedAttention:
         return float(self.mass.min()) if self.mass.size else 1.0
 
     def allow_dense(self, shape: tuple[int, ...], what: str) -> None:
-        """Refuse a dense array of ``shape`` float32 weights built from this pruned form past
-        :data:`DENSE_MAX_WEIGHTS`, with an InputError naming its size."""
-        n = int(np.prod(shape, dtype=object))
-        if n > DENSE_MAX_WEIGHTS:
-            raise InputError(
-                f"{what} would be a dense {' x '.join(map(str, shape))} array ({n * 4 / 2**30:.1f} GiB of float32); "
-                f"attnscope makes at most {DENSE_MAX_WEIGHTS * 4 / 2**20:.0f} MiB dense from a pruned trace. Read rows "
-                "(trace.row), thumbnails (pooled) or head metrics instead, or pick a window of tokens"
-            )
+        """Refuse dense arrays past :data:`DENSE_MAX_WEIGHTS` (see :func:`refuse_large_dense`)."""
+        refuse_large_dense(shape, what)
 
     def looks_causal(self, layer: int) -> bool:
         """Whether no kept weight of ``layer`` lies above the diagonal, read from the kept entries alone."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .attention import DENSE_MAX_WEIGHTS, block_max
+from .attention import block_max, refuse_large_dense
 from .errors import InputError
 
 #: Weights computed at once when recomputing blocks of rows (keeps temporaries at a few tens of MB).
@@ -146,10 +146,10 @@ class QKAttention:
 
     form = "qk"
     pruned = False
-    halvable = ("query", "key", "maxima")
+    halvable: tuple[str, ...] = ("query", "key", "maxima")
 
     def __init__(self, query: np.ndarray, key: np.ndarray, lse: np.ndarray, rule: MaskRule, *,
-                 kv_index: Sequence[int] | None = None, maxima: np.ndarray | None = None,
+                 kv_index: Sequence[int] | np.ndarray | None = None, maxima: np.ndarray | None = None,
                  sums: np.ndarray | None = None, block: int = 1):
         L, H, q, d = query.shape
         if key.ndim != 4 or key.shape[0] != L or key.shape[3] != d or lse.shape != (L, H, q):
@@ -229,14 +229,8 @@ class QKAttention:
         return 1.0
 
     def allow_dense(self, shape: tuple[int, ...], what: str) -> None:
-        """Refuse dense arrays past :data:`~attnscope.attention.DENSE_MAX_WEIGHTS` (read rows or the overview)."""
-        n = int(np.prod(shape, dtype=object))
-        if n > DENSE_MAX_WEIGHTS:
-            raise InputError(
-                f"{what} would be a dense {' x '.join(map(str, shape))} array ({n * 4 / 2**30:.1f} GiB of float32); "
-                f"a q/k trace recomputes weights on demand: read rows (trace.row, attention.rows), thumbnails "
-                f"(pooled) or a window of tokens instead (at most {DENSE_MAX_WEIGHTS * 4 / 2**20:.0f} MiB dense)"
-            )
+        """Refuse dense arrays past :data:`~attnscope.attention.DENSE_MAX_WEIGHTS`: read rows or the overview."""
+        refuse_large_dense(shape, what)
 
     def looks_causal(self, layer: int) -> bool:
         return self.rule.causal
