@@ -13,9 +13,10 @@ dense limit its payload carries:
 
   Layers not carried show their overview only, and the view says so (the web app fetches their rows instead).
 
-Float16 rounds each query and key component to 11 significant bits, which moves a score by about
-``|q| |k| scaling * 2^-11``: ``qk["error"]`` is the largest difference from the float32 weights measured on
-sampled rows of every carried layer, and the views state it.
+Float16 rounds each query and key component to 11 significant bits, which moves a score ``s`` by up to
+``scaling * sum_c |q_c k_c| * 2^-10`` and a weight ``w`` by ``w (exp(|ds|) - 1)``: about 1e-3 of a weight for scores
+of magnitude ~10. ``qk["error"]`` is the largest difference from the float32 weights measured on sampled rows of
+every carried layer (not a bound: other rows may differ a little more), and the views state it as such.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .errors import InputError
 #: Thumbnail size (cells a side) a q/k payload ships for the head and matrix views' minimap.
 MINIMAP_SIZE = 128
 #: Rows per carried layer on which the float16 error is measured (spread over the sequence and the heads).
-_ERROR_ROWS = 6
+_ERROR_ROWS = 16
 _F16_MAX = 65504.0
 
 

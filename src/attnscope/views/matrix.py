@@ -22,6 +22,7 @@ def matrix_view(
     prettify: bool | None = None,
     dtype: str | None = None,
     budget_mb: float | None = None,
+    exact_layers: Sequence[int] | None = None,
 ) -> View:
     """Queries as rows, keys as columns, colour = weight on a square-root scale; hover a cell for its value.
 
@@ -32,4 +33,5 @@ def matrix_view(
     return View("matrix", trace, dict(
         kind=kind, layer=layer, head=head, query=query, filter=filter, include_layers=include_layers,
         include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
+        exact_layers=exact_layers,
     ))

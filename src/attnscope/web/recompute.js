@@ -164,7 +164,7 @@ function qkNote(kind) {
   const s = kind.spec.qk, carried = s.layers, served = !!kind.spec.fetchRows;
   if (!carried.length) return served ? "exact rows computed by the server as they come into view (q/k form)"
     : "overview only: this file carries no queries and keys (pass exact_layers= or a larger budget_mb=)";
-  const err = s.error === null ? "" : `, weights within ${Number(s.error).toExponential(1)} of float32`;
+  const err = s.error === null ? "" : ` (largest difference from float32 on sampled rows: ${Number(s.error).toExponential(1)})`;
   const all = carried.length === kind.layers.length;
   const others = all ? "" : served ? "; other layers: rows computed by the server" : "; other layers: overview only";
   return `exact rows recomputed from float16 q/k for ${all ? "every layer" : "layers " + spans(carried)}${err}${others}`;

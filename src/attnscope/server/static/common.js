@@ -244,7 +244,7 @@ async function prefetch(state, data) {
 // spec.fetchVectors({kind, layer, head}) to one head's queries and keys (the neuron view recomputes from them).
 function streamRows(data, traceId) {
   const base = `/api/traces/${encodeURIComponent(traceId)}`;
-  for (const spec of Object.values(data.payload.kinds)) {
+  for (const spec of Object.values(data.payload.kinds || {})) {  // (the diff view's payload has no kinds)
     if (spec.form !== "qk") continue;
     spec.fetchRows = ({ kind, layer, heads, rows, keys }) => api(`${base}/rows`, {
       params: { kind, layer, heads, start: rows[0], stop: rows[1], key_start: keys[0], key_stop: keys[1] },
@@ -268,6 +268,7 @@ export async function drawView(host, data, traceId) {
   root.dataset.state = "drawing";
   try {
     const view = window.attnscope.views[data.view](root, data.payload, data.options || {});
+    root.attnscope = view;  // as a saved view's root has it (scripts and tests read the view through it)
     root.dataset.state = "drawn";
     root.dataset.lazy = data.lazy ? "1" : "0";
     return { view, root, lazy, data };
