@@ -173,7 +173,7 @@ def app_url(trace):
     import uvicorn
 
     port = free_port()
-    app = create_app(Settings(port=port))
+    app = create_app(Settings(port=port, lazy_bytes=500_000))  # every view lazy: the neuron view fetches vectors
     tid = hold(app.state.attnscope, trace, {"type": "test"}).id
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -197,8 +197,9 @@ def streamed(page, root: str = "#view-host .attnscope") -> None:
 def test_the_web_app_streams_only_the_rows_on_screen(page, trace, app_url):
     url, tid = app_url
     asked: list[dict] = []
+    vectors: list[str] = []
     page.on("request", lambda r: asked.append({k: v[0] for k, v in parse_qs(urlparse(r.url).query).items()})
-            if "/rows" in r.url else None)
+            if "/rows" in r.url else vectors.append(r.url) if "/vectors" in r.url else None)
     page.goto(f"{url}/?trace={tid}&view=head")
     streamed(page)
     att = trace.attention["self"]
@@ -231,5 +232,6 @@ def test_the_web_app_streams_only_the_rows_on_screen(page, trace, app_url):
     page.wait_for_function(f"() => {{ const r = document.querySelector('{neuron}');"
                            " return r && r.attnscope && r.attnscope.current().weights !== null; }", timeout=30_000)
     now = page.eval_on_selector(neuron, "r => r.attnscope.current()")
+    assert len(vectors) == 1 and f"layer={now['layer']}&head={now['head']}" in vectors[0]
     bound = f16_bound(att, now["layer"], now["head"], np.array([now["query"]]))[0]
     assert (np.abs(np.array(now["weights"]) - att.row(now["layer"], now["head"], now["query"])) <= bound).all()
