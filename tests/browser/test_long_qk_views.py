@@ -19,6 +19,7 @@ from attnscope.server.routes_traces import hold
 from attnscope.server.settings import Settings
 from long_qk import f16_bound, long_qk_trace
 from served import free_port
+from tiny_models import build
 
 from .browser_helpers import LEVELS, lines_drawn, pixels, show, texts, thumb_pixels
 
@@ -162,6 +163,24 @@ def test_neuron_view_explains_any_query_of_a_long_input(page, tmp_path, trace):
     page.press(".as-query-num", "Enter")
     assert page.eval_on_selector(root, "r => r.attnscope.current().query") == 2400
     assert window(page, root)[0] <= 2400 < window(page, root)[1]
+
+
+@pytest.mark.parametrize("name", ["gemma2", "gpt_oss"])
+def test_the_page_follows_sliding_windows_soft_capping_and_sinks(page, tmp_path, name):
+    """The neuron view of a q/k trace recomputes in the page (web/recompute.js) with the model's own rule."""
+    trace = attnscope.capture(*build(name), "the cat sat on the mat and it was very happy", form="qk")
+    att = trace.attention["self"]
+    q = att.shape[2]
+    root = ".attnscope[data-view=neuron]"
+    show(page, attnscope.neuron_view(trace, layer=0, head=1, query=q - 1), tmp_path / "n.html")
+    for layer in (0, 1):  # a sliding window of 4 (and gemma2's soft-capping), then a global layer
+        page.locator(".as-field", has_text="Layer").locator("select").select_option(label=str(layer))
+        got = np.array(page.eval_on_selector(root, "r => r.attnscope.current().weights"))
+        want = att.row(layer, 1, q - 1)
+        assert (np.abs(got - want) <= f16_bound(att, layer, 1, np.array([q - 1]))[0]).all()
+        assert (got[: q - 4] == 0).all() == (layer == 0)
+    if name == "gpt_oss":
+        assert got.sum() < 0.999  # the sink's share
 
 
 # ----------------------------------------------------------------------------- the web app

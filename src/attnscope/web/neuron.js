@@ -149,7 +149,7 @@ views.neuron = function renderNeuron(root, payload, options) {
     }
     const [lo, hi] = head.keyRange(i), scores = new Float32Array(kind.k).fill(-Infinity);
     for (let j = lo; j < hi; j++) scores[j] = head.score(i, j);
-    return { scaling: head.scaling, q: head.query.subarray(i * head.d, (i + 1) * head.d), keys: head.keys, scores,
+    return { scaling: head.scaling, q: Float32Array.from(head.qvec(i)), keys: head.keys, scores,
       weights: head.row(i)[1], masked: (j) => j < lo || j >= hi };
   }
 

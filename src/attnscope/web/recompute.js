@@ -9,23 +9,39 @@
 const STREAM_BLOCKS = 96;  // fetched blocks kept per kind (oldest dropped first)
 const STREAM_MAX = 1 << 21;  // weights asked for at once at most (the server's limit: attnscope/server/payloads.py)
 
-// float16 values coded as low bytes then high bytes, deflated in z85 text ("f16planes") -> Float32Array.
+// float16 values coded as low bytes then high bytes, deflated in z85 text ("f16planes") -> their bits, Uint16Array.
 function halfPlanes(text, n) {
-  const b = inflate85(text, 2 * n), t = halfTable(), out = new Float32Array(n);
+  const b = inflate85(text, 2 * n), out = new Uint16Array(n);
   if (b.length < 2 * n) throw new Error("attnscope: a q/k array in the payload is too short");
-  for (let i = 0; i < n; i++) out[i] = t[b[i] | (b[n + i] << 8)];
+  for (let i = 0; i < n; i++) out[i] = b[i] | (b[n + i] << 8);
   return out;
 }
 
 // Rows of one head of a carried layer, recomputed from its queries (one head), keys (its key/value head) and LSEs.
+// Keys are held as float32 (the inner loop reads them all); queries stay float16 bits, one row's made float on use.
 class QKHead {
   constructor(kind, li, hi) {
     const s = kind.spec.qk, q = kind.q, k = kind.k, d = s.d, kv = s.kv[hi];
     Object.assign(this, { q, k, d, scaling: s.scaling, softcap: s.softcap, causal: s.causal, window: s.windows[li] });
     this.query = halfPlanes(s.query[li][hi], q * d);
-    this.keys = kind.cached("k" + li + "," + kv, () => halfPlanes(s.key[li][kv], k * d));
+    this.keys = kind.cached("k" + li + "," + kv, () => {
+      const bits = halfPlanes(s.key[li][kv], k * d), t = halfTable(), out = new Float32Array(k * d);
+      for (let n = 0; n < out.length; n++) out[n] = t[bits[n]];
+      return out;
+    });
     this.lse = new Float32Array(bytesOf(s.lse[li][hi]).buffer);
     this.rows = new Map();  // whole rows computed lately (a focused token is redrawn often)
+    this.at = -1;  // the query whose vector is in this.vec
+    this.vec = new Float64Array(d);
+  }
+  // Query vector i as numbers (the last one asked for is kept).
+  qvec(i) {
+    if (this.at !== i) {
+      const t = halfTable(), d = this.d;
+      for (let c = 0; c < d; c++) this.vec[c] = t[this.query[i * d + c]];
+      this.at = i;
+    }
+    return this.vec;
   }
   // The keys [lo, hi) row i may attend to (attnscope.qk.MaskRule.key_range).
   keyRange(i) {
@@ -33,9 +49,9 @@ class QKHead {
     return [this.window === null || this.window === undefined ? 0 : Math.max(0, i - this.window + 1), hi];
   }
   score(i, j) {
-    const d = this.d, qi = i * d, kj = j * d, Q = this.query, K = this.keys;
+    const d = this.d, kj = j * d, Q = this.qvec(i), K = this.keys;
     let dot = 0;
-    for (let c = 0; c < d; c++) dot += Q[qi + c] * K[kj + c];
+    for (let c = 0; c < d; c++) dot += Q[c] * K[kj + c];
     const s = dot * this.scaling;
     return this.softcap ? this.softcap * Math.tanh(s / this.softcap) : s;
   }
@@ -44,7 +60,13 @@ class QKHead {
     const whole = c0 === 0 && c1 === this.k;
     if (whole && this.rows.has(i)) return [null, this.rows.get(i), 0];
     const out = new Float32Array(c1 - c0), [lo, hi] = this.keyRange(i), lse = this.lse[i];
-    for (let j = Math.max(c0, lo); j < Math.min(c1, hi); j++) out[j - c0] = Math.exp(this.score(i, j) - lse);
+    const d = this.d, Q = this.qvec(i), K = this.keys, scaling = this.scaling, cap = this.softcap;
+    for (let j = Math.max(c0, lo); j < Math.min(c1, hi); j++) {  // score() written out: the hot loop
+      let dot = 0;
+      for (let c = 0, kj = j * d; c < d; c++) dot += Q[c] * K[kj + c];
+      const s = dot * scaling;
+      out[j - c0] = Math.exp((cap ? cap * Math.tanh(s / cap) : s) - lse);
+    }
     if (whole) {
       if (this.rows.size >= 16) this.rows.delete(this.rows.keys().next().value);
       this.rows.set(i, out);
