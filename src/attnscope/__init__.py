@@ -9,7 +9,7 @@ from ._version import __version__
 from .attention import PruneSpec
 from .capture import capture, capture_batch, load_model
 from .trace import Segment, Trace, load
-from .views import diff_view, head_view, matrix_view, model_view, neuron_view
+from .views import diff_view, disagreement_view, head_view, matrix_view, model_view, neuron_view
 
 __all__ = [
     "PruneSpec",
@@ -20,6 +20,7 @@ __all__ = [
     "capture",
     "capture_batch",
     "diff_view",
+    "disagreement_view",
     "head_view",
     "load",
     "load_model",

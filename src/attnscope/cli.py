@@ -839,3 +839,4 @@ from .corpus import command as _corpus_command  # noqa: E402, F401  (registers a
 
 
 from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)
+from .analysis.measures import command as _explain_command  # noqa: E402, F401  (registers attnscope explain)

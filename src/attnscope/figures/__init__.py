@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from .._files import atomic_write
 from ..errors import InputError
 from ..text import clean_text
-from . import atlas, diff, head, matrix, model, neuron, style
+from . import atlas, diff, disagreement, head, matrix, model, neuron, style
 from .options import VIEW_OPTIONS, resolve
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,13 @@ VIEWS = {"head": head, "model": model, "neuron": neuron, "matrix": matrix}
 PAIR_VIEWS = {"diff": diff}
 #: Views of a corpus atlas (``attnscope.corpus.Atlas``, ``other=`` a second one); their options are their own.
 ATLAS_VIEWS = {"atlas": atlas}
+#: Views of an Explanation (``attnscope.analysis.explain``): attention beside context-mixing measures.
+EXPLAIN_VIEWS = {"disagreement": disagreement}
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 #: metadata that would otherwise carry the time of writing (the rest is fixed by matplotlib's version)
 _STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
 
-__all__ = ["ATLAS_VIEWS", "FORMATS", "PAIR_VIEWS", "VIEWS", "VIEW_OPTIONS", "figure", "save_figure"]
+__all__ = ["ATLAS_VIEWS", "EXPLAIN_VIEWS", "FORMATS", "PAIR_VIEWS", "VIEWS", "VIEW_OPTIONS", "figure", "save_figure"]
 
 
 def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float = 150, **options) -> Figure:
@@ -51,7 +53,8 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     PNG output and thumbnail resolution use. See the module docstring for the views and options.
     """
     module = _view_module(view)
-    opts = atlas.resolve(trace, **options) if view in ATLAS_VIEWS else resolve(view, trace, **options)
+    own = view in ATLAS_VIEWS or view in EXPLAIN_VIEWS  # views of other inputs than traces check their own options
+    opts = module.resolve(trace, **options) if own else resolve(view, trace, **options)
     size = _size(size) if size is not None else module.default_size(trace, opts)
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 2400:
         raise InputError(f"dpi must be a number between 10 and 2400; got {dpi!r}")
@@ -101,9 +104,10 @@ def _encodable_text(fig: Figure) -> None:
 
 
 def _view_module(view: str):
-    module = VIEWS.get(view) or PAIR_VIEWS.get(view) or ATLAS_VIEWS.get(view)
+    module = VIEWS.get(view) or PAIR_VIEWS.get(view) or ATLAS_VIEWS.get(view) or EXPLAIN_VIEWS.get(view)
     if module is None:
-        raise InputError(f"unknown view {view!r}; expected one of {', '.join([*VIEWS, *PAIR_VIEWS, *ATLAS_VIEWS])}")
+        known = [*VIEWS, *PAIR_VIEWS, *ATLAS_VIEWS, *EXPLAIN_VIEWS]
+        raise InputError(f"unknown view {view!r}; expected one of {', '.join(known)}")
     return module
 
 

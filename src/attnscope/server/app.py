@@ -44,6 +44,7 @@ from .guard import Guard
 from .routes_atlas import router as atlas_router
 from .routes_browse import router as browse_router
 from .routes_compare import router as compare_router
+from .routes_measures import router as measures_router
 from .routes_run import router as run_router
 from .routes_traces import router as traces_router
 from .settings import Settings
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(traces_router)
     app.include_router(browse_router)
     app.include_router(atlas_router)
+    app.include_router(measures_router)
 
     @app.get("/assets/views.js", include_in_schema=False)
     def _views_js() -> Response:

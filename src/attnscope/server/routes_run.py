@@ -9,6 +9,7 @@ from .._version import __version__
 from .bodies import JsonBody
 from .errors import ApiError
 from .models import CaptureJob
+from .routes_measures import measures
 from .routes_traces import VIEW_NAMES, hold, trace_info
 from .state import App, AppState
 
@@ -38,6 +39,7 @@ def config(app: App) -> dict:
         "version": __version__,
         "models": app.models.describe(),
         "views": list(VIEW_NAMES),
+        "measures": measures(),
         "limits": {"max_chars": s.max_chars, "max_tokens": s.max_tokens, "max_generate": s.max_generate,
                    "max_body_bytes": s.max_body_bytes, "queue_size": s.queue_size},
         "traces_dir": s.traces_dir is not None,

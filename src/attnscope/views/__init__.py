@@ -15,6 +15,7 @@ from ._options import VIEW_OPTIONS
 from ._view import View
 from .atlas import AtlasView, atlas_view
 from .diff import DiffView, diff_view, render_diff
+from .disagreement import DisagreementView, disagreement_view
 from .head import head_view
 from .matrix import matrix_view
 from .model import model_view
@@ -30,12 +31,14 @@ def render(view: str, trace: Trace, **options: Any) -> View:
         return render_diff(trace, options)
     if view == "atlas":  # a corpus atlas, not a trace: render("atlas", atlas, other=..., metric=...)
         return atlas_view(trace, **options)
+    if view == "disagreement":  # an Explanation (attnscope.analysis.explain), not a trace
+        return disagreement_view(trace, **options)
     if view not in _VIEWS:
         raise InputError(f"unknown view {view!r}; expected one of {sorted([*_VIEWS, 'diff'])}")
     return View(view, trace, options)
 
 
 __all__ = [
-    "VIEW_OPTIONS", "AtlasView", "DiffView", "View", "atlas_view", "diff_view", "head_view", "matrix_view", "model_view",
-    "neuron_view", "render",
+    "VIEW_OPTIONS", "AtlasView", "DiffView", "DisagreementView", "View", "atlas_view", "diff_view", "disagreement_view",
+    "head_view", "matrix_view", "model_view", "neuron_view", "render",
 ]

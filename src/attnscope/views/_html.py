@@ -36,6 +36,9 @@ VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
 #: The atlas view colours its grid with the model view's ramp and opens exemplar texts in the head view.
 VIEW_SCRIPTS["atlas"] = (*VIEW_SCRIPTS["model"], "atlas.js")
 VIEW_STYLES["atlas"] = ("atlas.css",)
+#: The disagreement view draws an Explanation (attnscope.analysis.explain): bars over the keys, a layer x head grid.
+VIEW_SCRIPTS["disagreement"] = ("core.js", "decode.js", "controls.js", "disagreement.js")
+VIEW_STYLES["disagreement"] = ("disagreement.css",)
 
 _counter = itertools.count(1)
 

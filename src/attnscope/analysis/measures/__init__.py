@@ -63,6 +63,15 @@ def contributions(
     ``grad_attention`` explains. ``batch``/``memory_mb``: how many copies of the input one layer call of
     ``value_zeroing`` takes (default: as many as fit in 512 MB).
     """
+    check_method(method, rollout=rollout, target=target, position=position, batch=batch, memory_mb=memory_mb)
+    model, tokenizer, ref = run(source, text, model=model, tokenizer=tokenizer, pair=pair)
+    return measure(ref, model, tokenizer, method, rollout=rollout, target=target, position=position, batch=batch,
+                   memory_mb=memory_mb)
+
+
+def check_method(method: str, *, rollout: bool = False, target=None, position=None, batch=None,
+                 memory_mb=None) -> None:
+    """Refuse an unknown method, or options that do not apply to it (before any model runs)."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if rollout and METHODS[method][1] != "layer":
@@ -72,11 +81,23 @@ def contributions(
         raise InputError("target= and position= choose what grad_attention explains; other methods take neither")
     if method != "value_zeroing" and (batch is not None or memory_mb is not None):
         raise InputError("batch= and memory_mb= size value_zeroing's layer calls; other methods take neither")
+
+
+def run(source, text: str | None = None, *, model=None, tokenizer=None, pair: str | None = None
+        ) -> tuple[Any, Any, Reference]:
+    """``(model, tokenizer, reference pass)`` for ``source`` as :func:`contributions` takes it; the measures of
+    :func:`measure` all start from one reference pass."""
     model, tokenizer, text, pair = _resolve(source, text, model, tokenizer, pair)
     ref = reference(model, tokenizer, text, pair)
     if isinstance(source, Trace) and source.tokens.get("input") != ref.trace.tokens["input"]:
         raise InputError("running the trace's text through the model gave other tokens than the trace holds; "
                          "pass the model the trace was captured with (model=)")
+    return model, tokenizer, ref
+
+
+def measure(ref: Reference, model, tokenizer, method: str, *, rollout: bool = False, target=None, position=None,
+            batch=None, memory_mb=None) -> Trace:
+    """One method on a reference pass (options as in :func:`contributions`, checked by :func:`check_method`)."""
     facts: dict[str, Any] = {}
     if method == "grad_attention":
         from .grad_attention import grad_attention
@@ -151,4 +172,4 @@ def _resolve(source, text, model, tokenizer, pair):
     return source, tokenizer, text, pair
 
 
-__all__ = ["METHODS", "as_trace", "contributions", "rollout_layers"]
+__all__ = ["METHODS", "as_trace", "check_method", "contributions", "measure", "rollout_layers", "run"]

@@ -3,7 +3,7 @@ import { api, apiUrl, downloadLink, drawView, el, errorText, fillModels, showSta
 
 const $ = (id) => document.getElementById(id);
 const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
-const st = { config: null, trace: null, view: "head", drawn: null, busy: false };
+const st = { config: null, trace: null, base: null, view: "head", drawn: null, busy: false };
 
 function setBusy(on, message) {
   st.busy = on;
@@ -44,6 +44,7 @@ function describe(t) {
   const parts = [t.model, `${kind.layers} layers \u00d7 ${kind.heads} heads`,
     kind.queries === kind.keys ? `${kind.queries} tokens` : `${kind.queries} \u00d7 ${kind.keys} tokens`];
   if (kind.form === "pruned") parts.push(`pruned (keeps ${(100 * kind.kept_mass).toFixed(1)}% of the attention)`);
+  if (t.source && t.source.type === "measure") parts.push(`${measureLabel(t.source.method)}, measured on the captured text`);
   if (t.source && t.source.type === "file") parts.push(`file ${t.source.path}`);
   if (t.source && t.source.type === "mlflow") parts.push(`MLflow run ${t.source.run}`);
   return parts.join(" \u00b7 ");
@@ -79,8 +80,36 @@ async function render() {
   }
 }
 
+function measureLabel(method) {
+  const m = (st.config.measures || []).find((x) => x.value === method);
+  return m ? m.label : method;
+}
+
+// The Measure selector: the captured trace's own attention, or a context-mixing measure of its text (made by the
+// server with the trace's model, then drawn by the same views).
+async function measure() {
+  if (!st.base || st.busy) return;
+  const method = $("measure").value, start = performance.now();
+  setBusy(true, method ? `Measuring ${measureLabel(method)} (the model runs the text again)\u2026` : "");
+  try {
+    const id = encodeURIComponent(st.base.id);
+    const trace = method ? await api(`/api/traces/${id}/measure`, { method: "POST", body: { method } })
+      : await api(`/api/traces/${id}`);
+    setBusy(false);
+    await open(trace);
+    if (method) showStatus($("status"), `measured in ${((performance.now() - start) / 1000).toFixed(1)} s`, "ok");
+  } catch (err) {
+    setBusy(false);
+    $("measure").value = st.trace && st.trace.source.type === "measure" ? st.trace.source.method : "";
+    showStatus($("status"), errorText(err), "error");
+  }
+}
+
 async function open(trace) {
   st.trace = trace;
+  const measured = trace.source && trace.source.type === "measure";
+  st.base = measured ? { id: trace.source.of } : trace;
+  $("measure").value = measured ? trace.source.method : "";
   if (!trace.views.includes(st.view)) st.view = "head";
   $("result").hidden = false;
   await render();
@@ -125,6 +154,8 @@ async function main() {
   $("capture").addEventListener("submit", capture);
   $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) capture(e); });
   $("theme").addEventListener("change", render);
+  for (const m of st.config.measures || []) $("measure").append(el("option", { value: m.value }, m.label));
+  $("measure").addEventListener("change", measure);
   for (const id of ["dl-trace", "dl-html", "dl-png"]) downloadLink($(id));
   if (params.get("view") && st.config.views.includes(params.get("view"))) st.view = params.get("view");
   if (params.get("trace")) {
