@@ -39,6 +39,7 @@ demo: $(STAMP)
 	@echo "open $(OUT)/demo-model.html (or demo-head/neuron/matrix.html) in a browser: one file each, works offline"
 
 test: $(STAMP) chromium fortunes
+	$(BIN)/mypy
 	$(BIN)/pytest -q -ra
 
 test-fast: $(STAMP)

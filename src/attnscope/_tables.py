@@ -50,9 +50,10 @@ def changed_heads_table(comparison, top: int, labels_a: dict, labels_b: dict) ->
 
     slots = slot_labels(comparison.query_alignment, prettify_tokens)
     table = Table(title=f"Heads whose attention changed most ({comparison.kind} attention)", title_justify="left")
-    for name, justify in (("rank", "right"), ("layer", "right"), ("head", "right"), ("JS bits", "right"),
-                          ("most changed row", "left"), ("pattern A → B", "left")):
-        table.add_column(name, justify=justify)
+    for name in ("rank", "layer", "head", "JS bits"):
+        table.add_column(name, justify="right")
+    for name in ("most changed row", "pattern A → B"):
+        table.add_column(name, justify="left")
     for r in comparison.top(top):
         layer, head = r["layer"], r["head"]
         rows = comparison.row_divergence[layer, head]

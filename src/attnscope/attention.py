@@ -144,7 +144,7 @@ def prune_rows(weights, spec: PruneSpec) -> tuple[np.ndarray, np.ndarray, np.nda
     need = np.maximum(totals.astype(np.float64) * spec.mass - 1e-6, 0.0)  # [rows]
     counts = np.zeros(rows, dtype=np.int64)
     kept_idx = np.zeros((rows, min(take, _FIRST_WIDTH)), dtype=np.int32)
-    kept_val = np.zeros(kept_idx.shape, dtype=np.float32)
+    kept_val = np.zeros_like(kept_idx, dtype=np.float32)
     todo, width = np.arange(rows), min(take, _FIRST_WIDTH)
     while len(todo):
         part, vals = _largest(weights, todo, width)

@@ -30,7 +30,7 @@ import webbrowser
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import typer
 from rich.console import Console
@@ -71,12 +71,13 @@ _run = _Run()
 class _Group(TyperGroup):
     """Turns every error, including click's usage errors, into ``error: ...`` + ``hint: ...`` and an exit code."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, windows_expand_args=True,
+             **extra):
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         _run.command, _run.debug = "", False
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except TyperException as exc:  # typer's (vendored click's) usage errors
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `attnscope`: the help, as asked
                 typer.echo(exc.format_message())
@@ -333,6 +334,10 @@ def _parse_size(text: str | None) -> tuple[float, float] | None:
     return w, h
 
 
+@overload
+def _read_text(text: str, what: str) -> str: ...
+@overload
+def _read_text(text: str | None, what: str) -> str | None: ...
 def _read_text(text: str | None, what: str) -> str | None:
     """``-`` reads stdin; empty text and text that is not UTF-8 are refused here, before any model is loaded."""
     from .capture.inputs import check_encodable

@@ -58,7 +58,7 @@ import numpy as np
 
 from . import codec
 from .analysis.metrics import LABELS, head_metrics
-from .attention import PruneSpec
+from .attention import PrunedAttention, PruneSpec
 from .capture.verify import summary as verify_summary
 from .encode_qk import MINIMAP_SIZE, qk_spec
 from .errors import InputError, MissingDataError
@@ -202,7 +202,7 @@ def _weights(trace: Trace, kinds: dict[str, Any]) -> int:
     for kind, s in kinds.items():
         att, heads = trace.attention[kind], len(s["layers"]) * len(s["heads"])
         L, H, q, k = att.shape
-        total += att.values.size * heads // (L * H) if att.pruned else heads * q * k
+        total += att.values.size * heads // (L * H) if isinstance(att, PrunedAttention) else heads * q * k
     return total
 
 
@@ -307,6 +307,7 @@ def _add_pruned(picked: dict, kinds: dict, code: str, room: float, spec: PruneSp
         kept_sum = sum(p[1] for p in mine)
         n_rows = len(layers) * len(hs) * att.shape[2]
         worst = min((p[2] for p in mine), default=1.0)
+        pruning: dict[str, Any]
         if mass is None:
             pruning = {"source": "trace"} if att.pruned else {"source": "view", "mass": spec.mass, "topK": spec.top_k}
         else:
@@ -319,7 +320,7 @@ def _add_pruned(picked: dict, kinds: dict, code: str, room: float, spec: PruneSp
             keptMass=round(kept_sum / n_rows, 6) if n_rows else 1.0, minKeptMass=round(worst, 6),
             data=[[next(it) for _ in hs] for _ in layers],
         )
-    if lowered:
+    if lowered and mass is not None:
         log.warning("attnscope: the view's attention exceeds its size budget at %.0f%% of each row's mass; rows are "
                     "cut to %.0f%% (at most %d keys) instead. Raise budget_mb= or include fewer layers/heads to keep "
                     "more.", 100 * spec.mass, 100 * mass, top_k)

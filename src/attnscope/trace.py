@@ -154,7 +154,7 @@ class Trace:
     def prune(self, mass: float = 0.95, top_k: int = 1024) -> Trace:
         """The same trace with every row pruned to its largest weights (see :class:`PruneSpec`)."""
         spec = PruneSpec(mass, top_k)
-        att = {
+        att: dict[str, Attention] = {
             k: PrunedAttention.from_layers((a.layer(i) for i in range(a.shape[0])), spec)
             for k, a in self.attention.items()
         }

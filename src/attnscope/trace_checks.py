@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -170,9 +170,10 @@ def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
     and the overview (cell maxima and sums) consistent with them and finite. Returns the rule."""
     p = f"attention/{kind}/"
     L, H, q, k = info["shape"]
-    rule_raw, kv, block = info.get("rule"), info.get("kv_index"), info.get("block")
+    rule_raw: Any = info.get("rule")
+    kv, block = info.get("kv_index"), info.get("block")
     try:
-        rule = MaskRule.from_json(rule_raw)  # type: ignore[arg-type]
+        rule = MaskRule.from_json(rule_raw)
         valid = (rule.scaling > 0 and np.isfinite(rule.scaling) and len(rule.windows) == L
                  and all(w is None or (_is_int(w) and w > 0) for w in rule.windows)
                  and (rule.softcap is None or (np.isfinite(rule.softcap) and rule.softcap > 0))
@@ -270,7 +271,7 @@ def _json(header: Mapping[str, str], field: str) -> Any:
         raise TraceFormatError(f"header field {field!r} is not valid JSON ({exc})") from exc
 
 
-def _is_int(x: Any) -> bool:
+def _is_int(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 

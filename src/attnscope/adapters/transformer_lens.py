@@ -68,7 +68,8 @@ def from_cache(cache, model_or_tokens, input=None, *, batch: int = 0, qkv: bool 
         raise InputError(f"the cache's attention covers {n} positions but there are {len(tokens)} tokens; pass the "
                          "tokens of the input the cache was run on (model.to_str_tokens(input), BOS included; a padded "
                          "batch row keeps its padding)")
-    causal = (cfg.attention_dir == "causal") if getattr(cfg, "attention_dir", None) else None
+    attention_dir = getattr(cfg, "attention_dir", None)
+    causal = (attention_dir == "causal") if attention_dir else None
     scaling = _scaling(cfg)
     vectors, why = ({}, "qkv=False") if qkv is False else _vectors(acts, cfg, batch, batched, H, n)
     if vectors:

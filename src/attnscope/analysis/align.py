@@ -75,7 +75,7 @@ class Alignment:
 def align_tokens(tokens_a: Sequence[str], tokens_b: Sequence[str]) -> Alignment:
     """Match two token lists into slots (shared tokens one by one, each differing run as one slot)."""
     a, b = tuple(tokens_a), tuple(tokens_b)
-    slots = []
+    slots: list[Slot] = []
     for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
             slots.extend(Slot(a0 + t, a0 + t + 1, b0 + t, b0 + t + 1, True) for t in range(a1 - a0))

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..attention import PrunedAttention
 from ..errors import require
 from ..trace import Trace
 from ._util import is_causal, resolve_kind, same_stream
@@ -100,12 +102,12 @@ def head_metrics(trace: Trace, kind: str | None = None, *, layers: Sequence[int]
     for layer in range(L) if layers is None else layers:
         ctx.layer(layer)
         for head in range(H) if heads is None else heads:
-            if att.pruned:
+            if isinstance(att, PrunedAttention):
                 rows = slice((layer * H + head) * q, (layer * H + head + 1) * q + 1)
                 values = ctx.sparse_metrics(att.indptr[rows], att.indices, att.values)
             else:
                 values = ctx.metrics(lambda start, stop, l=layer, h=head: att.rows(l, h, start, stop))
-            rec = {"layer": layer, "head": head, **values}
+            rec: dict[str, Any] = {"layer": layer, "head": head, **values}
             rec["label"] = label(rec)
             records.append(rec)
     return records

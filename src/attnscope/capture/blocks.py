@@ -16,10 +16,14 @@ This is the one module that knows model layouts; everything that reaches into a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Children that project queries: a module owning one of these is an attention module.
 QUERY_NAMES = ("q_proj", "query", "q", "q_lin", "c_attn", "qkv_proj", "Wqkv", "query_key_value", "qkv")
@@ -37,8 +41,8 @@ class AttentionModule:
     """
 
     name: str
-    module: object  # nn.Module
-    projection: object  # nn.Linear, or GPT-2's Conv1D
+    module: nn.Module
+    projection: Any  # nn.Linear, or GPT-2's Conv1D
     inside: bool
 
 
@@ -118,10 +122,10 @@ class Layer:
     """
 
     index: int
-    module: object  # nn.Module: the whole layer
-    attention: object  # nn.Module that calls the attention function
-    projection: object  # W_O
-    post_norm: object | None
+    module: nn.Module  # the whole layer
+    attention: nn.Module  # calls the attention function
+    projection: Any  # W_O: nn.Linear, or GPT-2's Conv1D
+    post_norm: Any  # nn.LayerNorm (or an RMS norm), None for pre-LN families
 
 
 def layout(model) -> Layout:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._version import __version__
-from ..attention import DenseAttention, PrunedAttention, PruneSpec
+from ..attention import Attention, DenseAttention, PrunedAttention, PruneSpec
 from ..errors import CaptureError, InputError
 from ..qk import QKAttention
 from ..trace import Trace
@@ -264,7 +264,8 @@ def _choose_form(model, form: str, prune, n: int) -> dict:
 
 # --------------------------------------------------------------------------- recorder -> Trace
 def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, lengths, qkv: bool) -> Trace:
-    attention, qkv_out, bias, kinds = {}, {}, {}, {}
+    attention: dict[str, Attention] = {}
+    qkv_out, bias, kinds = {}, {}, {}
     for kind, qk in rec.qk_kinds.items():
         att = QKAttention(np.stack(qk.query), np.stack(qk.key), np.stack(qk.lse), qk.rule(),
                           maxima=np.stack(qk.maxima), sums=np.stack(qk.sums), block=qk.block)
@@ -275,6 +276,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
     for kind, kr in rec.kinds.items():
         n_q = n_k = lengths[item] if lengths else None
         if kr.pruned:
+            assert kr.allowed is not None  # set by the first recorded layer
             attention[kind] = PrunedAttention.from_pruned_heads(
                 (len(kr.allowed[0][0]), layer) for layer in kr.pruned
             )
@@ -297,7 +299,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
             bias[kind] = np.stack([b[min(item, b.shape[0] - 1), :, :n_q, :n_k] for b in kr.bias])
         allowed = kr.allowed[item, :n_q, :n_k] if kr.allowed is not None else None
         kinds[kind] = _mask_facts(kr.scaling, _is_causal(allowed), kr.windows)
-    if "encoder" in inputs.tokens and inputs.tokens["encoder"] is None:  # speech: one token per encoder frame
+    if "encoder" in inputs.tokens and not inputs.tokens["encoder"]:  # speech: one token per encoder frame
         inputs.tokens["encoder"] = [str(i) for i in range(attention["encoder"].shape[2])]
     config = model.config
     meta = {

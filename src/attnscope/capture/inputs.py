@@ -127,7 +127,7 @@ def prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, trunc
         if feats.ndim == 2:
             feats = feats[None]
         kwargs = {"input_features": feats}
-        src_tokens, src_ids = None, []  # one token per encoder frame, named once their count is known
+        src_tokens, src_ids = [], []  # one token per encoder frame, named by capture once their count is known
     else:
         enc = _encode(model, tokenizer, text, pair, truncate)
         kwargs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

@@ -175,7 +175,7 @@ def attnscope_attention(
             for h in range(H):
                 pruned_heads[h].append(prune_rows(w[h], prune) + (w[h].sum(1).numpy(),))
 
-    if kr is not None:
+    if rec is not None and kr is not None:
         if kr.allowed is None:
             kr.allowed = _allowed(mask, B, Q, K)
         kr.sinks = kr.sinks or sinks is not None

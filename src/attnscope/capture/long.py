@@ -19,6 +19,7 @@ additive position bias such as T5's, a mask the rule does not reproduce) cannot 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +43,7 @@ class LazyMask:
     kv_length: int
     q_offset: int
     kv_offset: int
-    mask_function: object
+    mask_function: Callable[..., torch.Tensor]
     padding: torch.Tensor | None  # [B, kv_length] bool, or None
 
     @classmethod
@@ -182,8 +183,8 @@ def _check_rule(rule: MaskRule, layer: int, mask: LazyMask | None, q: int, k: in
         return
     rows = torch.unique(torch.cat([torch.linspace(0, q - 1, _CHECKED_ROWS, device=device).round().long(),
                                    torch.tensor([0, q - 1], device=device)]))
-    if rule.windows[layer] is not None:  # rows around the window's edge too
-        w = rule.windows[layer]
+    w = rule.windows[layer]
+    if w is not None:  # rows around the window's edge too
         rows = torch.unique(torch.cat([rows, torch.arange(max(0, w - 2), min(q, w + 2), device=device)]))
     want = mask.block(rows)[0, 0]
     got = rule.allowed(layer, rows, torch.arange(k, device=device))

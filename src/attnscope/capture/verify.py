@@ -36,7 +36,7 @@ class _Call:
     kind: str
     layer: int | None  # the recorded layer this call wrote, None when it recorded nothing
     output: Any  # torch.Tensor [B, q, hidden or heads * head_size]
-    module: AttentionModule
+    module: AttentionModule | None  # None until the call returns
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _before(watch: Watch, kind: str):
 def _after(watch: Watch, kind: str, am: AttentionModule):
     def hook(module, args, output):
         call = next(c for c in reversed(watch.calls) if c.kind == kind and c.module is None)
-        if _recorded(watch.recorder, kind) != call.layer + 1:
+        if call.layer is None or _recorded(watch.recorder, kind) != call.layer + 1:
             call.layer = None
         call.output = (output[0] if isinstance(output, tuple) else output).detach()
         call.module = am
@@ -134,7 +134,7 @@ def _compare(kr, call: _Call) -> tuple[float | None, float, str | None]:
     context = torch.matmul(weights, values)  # [B, H, q, d]
     B, H, q, d = context.shape
     expected = context.transpose(1, 2).reshape(B, q, H * d)
-    if call.module.inside:
+    if call.module is not None and call.module.inside:
         proj = call.module.projection
         with torch.no_grad():
             expected = proj(expected.to(device=proj.weight.device, dtype=proj.weight.dtype)).float().cpu()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,8 @@ class Atlas:
 
     path: Path
     manifest: dict
-    summary: object  # pandas.DataFrame
-    exemplars: object  # pandas.DataFrame
+    summary: Any  # pandas.DataFrame
+    exemplars: Any  # pandas.DataFrame
 
     @property
     def model(self) -> str:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from ..cli import Debug, Dpi, Open, Quiet, Size, ThemeOpt, _start, app
@@ -35,8 +35,8 @@ class _Bar:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
                             console=self.console, transient=True, disable=quiet or not self.console.is_terminal)
-        self.task = None
-        self.status = None
+        self.task: TaskID | None = None
+        self.status: Any = None  # the last Status that build() reported
 
     def __call__(self, status) -> None:
         self.status = status

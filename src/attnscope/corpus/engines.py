@@ -20,6 +20,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError, require
 from .sources import Plan, Shard, read_shard, rows_table
@@ -49,7 +50,7 @@ class WorkerSpec:
                 "threads": threads, "device": device}
 
 
-def run_local(plan: Plan, pending: list[Shard], spec: WorkerSpec) -> Iterator[tuple[int, object]]:
+def run_local(plan: Plan, pending: list[Shard], spec: WorkerSpec) -> Iterator[tuple[int, Any]]:
     """The in-process loop: load the model once, then each pending shard in order."""
     worker = ShardWorker(**spec.kwargs(threads=spec.threads))
     for shard in pending:
@@ -58,7 +59,7 @@ def run_local(plan: Plan, pending: list[Shard], spec: WorkerSpec) -> Iterator[tu
 
 
 def run_ray(plan: Plan, pending: list[Shard], spec: WorkerSpec, address: str | None = None,
-            on_started=None) -> Iterator[tuple[int, object]]:
+            on_started=None) -> Iterator[tuple[int, Any]]:  # (shard index, pyarrow Table)
     """The Ray Data pipeline (module docstring). ``on_started(seconds)`` is called once Ray is up."""
     require("ray", "corpus")
     import time
@@ -133,7 +134,7 @@ def ray_session(address: str | None):
         return
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES)
     try:  # "local": always a new Ray of our own, even where a `ray start` cluster runs on this machine

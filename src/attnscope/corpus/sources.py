@@ -161,7 +161,7 @@ def find_files(data: str | Path) -> list[SourceFile]:
     out = []
     for p in paths:
         st = p.stat()
-        out.append(SourceFile(str(p.resolve()), _format(p), st.st_size, st.st_mtime_ns, p.relative_to(base).as_posix()))
+        out.append(SourceFile(str(p.resolve()), _format(p) or "", st.st_size, st.st_mtime_ns, p.relative_to(base).as_posix()))
     return out
 
 

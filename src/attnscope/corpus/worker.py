@@ -24,6 +24,7 @@ one bad text is counted, not fatal.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class ShardWorker:
         import pyarrow as pa
 
         rows = batch.to_pylist()
-        out = {name: [0] * len(rows) for name in ("layers", "heads", "n_tokens")}
+        out: dict[str, list[Any]] = {name: [0] * len(rows) for name in ("layers", "heads", "n_tokens")}
         out.update({name: [[] for _ in rows] for name in ("tokens", "values", "labels", "peaks", "peak_weight")})
         out["error"] = [None] * len(rows)
         status = [r["status"] for r in rows]
@@ -110,7 +111,7 @@ class ShardWorker:
             else:
                 status[index[0]], out["error"][index[0]] = "failed", f"{type(exc).__name__}: {exc}"
                 return [None]
-        traces = []
+        traces: list = []
         for i, text in zip(index, texts):
             try:
                 traces.append(capture(self.model, self.tokenizer, text))

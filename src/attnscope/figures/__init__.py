@@ -80,7 +80,7 @@ def save_figure(view: str, trace, path: str | Path, *, dpi: float = 150, size: S
             f"use one of {', '.join(FORMATS)} (or .html through attnscope.views)"
         )
     fig = figure(view, trace, size=size, dpi=dpi, **options)
-    with style.rc_context(style.THEMES.get(options.get("theme"), style.THEMES["light"])):
+    with style.rc_context(style.THEMES.get(options.get("theme") or "light", style.THEMES["light"])):
         atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_STABLE_METADATA[fmt]))
     log.debug("wrote %s figure to %s", view, path)
     return path
@@ -100,7 +100,10 @@ def _encodable_text(fig: Figure) -> None:
             if isinstance(formatter, FixedFormatter):
                 formatter.seq = [clean_text(str(label)) for label in formatter.seq]
             elif isinstance(formatter, FuncFormatter):
-                formatter.func = lambda x, pos, label=formatter.func: clean_text(str(label(x, pos)))
+                def relabel(x, pos, label=formatter.func) -> str:
+                    return clean_text(str(label(x, pos)))
+
+                formatter.func = relabel
 
 
 def _view_module(view: str):

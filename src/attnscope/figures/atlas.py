@@ -9,6 +9,7 @@ numbers the ten heads that moved most; ``show="a"``/``"b"`` draws either atlas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.cm import ScalarMappable
@@ -29,7 +30,7 @@ class Options:
     metric: str
     stat: str
     show: str
-    other: object
+    other: Any  # the Atlas compared with (B), or None
     theme: style.Theme
 
 
@@ -70,8 +71,8 @@ def draw(fig, atlas, opts: Options) -> None:
         norm, cmap = Normalize(-max(m, 1e-9), max(m, 1e-9)), opts.theme.diverging_cmap()
     else:
         norm, cmap = metric_norm(grid), metric_cmap(opts.theme)
-    cmap = cmap.with_extremes(bad=opts.theme.muted)
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="equal", interpolation="nearest")
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap.with_extremes(bad=opts.theme.muted), norm=norm, aspect="equal",
+              interpolation="nearest")
     ax.set_xticks(range(H), [str(h) for h in range(H)], fontsize=min(8.0, style.token_fontsize(H, 6.0)))
     ax.set_yticks(range(L), [str(la) for la in range(L)], fontsize=min(8.0, style.token_fontsize(L, 6.0)))
     ax.tick_params(length=0, pad=2)

@@ -83,8 +83,8 @@ def draw(fig, trace, opts: DiffOptions) -> None:
     vmax = float(np.nanmax(np.r_[a.ravel(), b.ravel(), 1e-12]))
     m = float(np.nanmax(np.r_[np.abs(delta).ravel(), 1e-12]))
     neg, pos = DIFF_INK[theme.name]
-    diverging = LinearSegmentedColormap.from_list(f"attnscope-diff-{theme.name}", [neg, theme.background, pos])
-    diverging = diverging.with_extremes(bad=theme.gap)
+    diverging = LinearSegmentedColormap.from_list(f"attnscope-diff-{theme.name}",
+                                                  [neg, theme.background, pos]).with_extremes(bad=theme.gap)
     sqrt_norm = FuncNorm((lambda x: np.sign(x) * np.sqrt(np.abs(x)), lambda y: np.sign(y) * y * y), vmin=-m, vmax=m)
     panels = [("A", a, heat, style.heat_norm(vmax)), ("B", b, heat, style.heat_norm(vmax)),
               ("B \u2212 A", delta, diverging, sqrt_norm)]
@@ -156,8 +156,9 @@ def _next_table(ax, c: Comparison, opts: DiffOptions) -> None:
     theme = opts.theme
     ax.axis("off")
     shown = prettify_tokens if opts.prettify else list
-    a_tok, b_tok = shown([t.token for t in c.next_a]), shown([t.token for t in c.next_b])
-    rows = [[ta, f"{x.prob:.3f}", tb, f"{y.prob:.3f}"] for ta, tb, x, y in zip(a_tok, b_tok, c.next_a, c.next_b)]
+    next_a, next_b = c.next_a or (), c.next_b or ()  # both given (the caller checked)
+    a_tok, b_tok = shown([t.token for t in next_a]), shown([t.token for t in next_b])
+    rows = [[ta, f"{x.prob:.3f}", tb, f"{y.prob:.3f}"] for ta, tb, x, y in zip(a_tok, b_tok, next_a, next_b)]
     table = ax.table(cellText=rows, colLabels=["after A", "p", "after B", "p"], loc="upper center",
                      cellLoc="right", colLoc="right")
     table.auto_set_font_size(False)

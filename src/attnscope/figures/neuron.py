@@ -131,7 +131,8 @@ def _bars(ax, values: np.ndarray, colors, title: str, theme) -> None:
     half = 0.4 if len(values) <= 200 else 0.5
     polys = np.stack([np.stack([np.zeros_like(values), rows - half], 1), np.stack([values, rows - half], 1),
                       np.stack([values, rows + half], 1), np.stack([np.zeros_like(values), rows + half], 1)], 1)
-    ax.add_collection(PolyCollection(polys, facecolors=list(colors), edgecolors="none"))
+    # matplotlib's stubs ask for a list of polygons; one [n, 4, 2] array is what it really takes, and faster
+    ax.add_collection(PolyCollection(polys, facecolors=list(colors), edgecolors="none"))  # type: ignore[arg-type]
     lo, hi = min(0.0, float(values.min())), max(0.0, float(values.max()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.set_xlim(lo - pad * (lo < 0), hi + pad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from ..errors import InputError, MissingDataError
 from ..tokens import prettify_tokens
 from ..views._options import VIEW_OPTIONS
 from .style import THEMES, Theme
+
+if TYPE_CHECKING:
+    from .diff import DiffOptions
 
 # Options each figure takes are VIEW_OPTIONS, those of each HTML view, so ``View.save("x.png")`` passes its options
 # on as they are. ``include_layers``/``include_heads`` only choose the model grid's rows and columns; ``dtype`` and
@@ -54,7 +58,7 @@ class Options:
         return self.rows != slice(None) or self.cols != slice(None)
 
 
-def resolve(view: str, trace, **options) -> Options:
+def resolve(view: str, trace, **options) -> Options | DiffOptions:
     """Check ``options`` for ``view`` against ``trace`` and fill in defaults; bad ones raise InputError.
 
     ``None`` means "not given" for every option, so defaults live only here.
@@ -142,7 +146,7 @@ def _index(value, n: int, name: str, what: str) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputError(f"{name} must be a whole number; got {value!r}")
-    if not -n <= value < n:
+    if not -n <= int(value) < n:
         raise InputError(f"{name}={value} is out of range: this trace has {n} {what} (0 to {n - 1})")
     return int(value) % n
 

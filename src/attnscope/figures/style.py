@@ -115,7 +115,7 @@ def heat_norm(vmax: float = 1.0) -> PowerNorm:
 def head_colors(n: int) -> list[tuple[float, float, float, float]]:
     """One distinct colour per head: d3's category10 up to 10 heads, evenly spaced hues beyond."""
     if n <= 10:
-        return [to_rgba(c) for c in matplotlib.colormaps["tab10"].colors[:n]]
+        return [to_rgba(matplotlib.colormaps["tab10"](i)) for i in range(n)]
     return [(*colorsys.hsv_to_rgb(i / n, 0.72, 0.88), 1.0) for i in range(n)]
 
 

@@ -250,9 +250,9 @@ class Guard:
         origin_host = parse_host(match["host"]) if match else None
         hosts = headers.get("host", [])
         host = parse_host(hosts[0]) if len(hosts) == 1 else None
-        if origin_host is None or host is None:
+        if match is None or origin_host is None or host is None:
             return False
-        scheme = scope.get("scheme", "http")
+        scheme: str = scope.get("scheme") or "http"
         scheme = _WEB_SCHEME.get(scheme, scheme)
         if match["scheme"] != scheme:
             return False

@@ -59,7 +59,8 @@ def resolve_inside(root: Path, relative: str, *, want: str) -> Path:
 def listing(root: Path, relative: str) -> dict[str, Any]:
     """Folders and trace files directly in ``relative`` (folders first, then by name)."""
     folder = resolve_inside(root, relative, want="dir")
-    entries, truncated = [], False
+    entries: list[dict[str, Any]] = []
+    truncated = False
     with os.scandir(folder) as it:
         for item in sorted(it, key=lambda e: e.name):
             if item.name.startswith("."):

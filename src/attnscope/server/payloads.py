@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..attention import PrunedAttention
 from ..encode import DTYPES, _encode_thumbs, encode, quantize
 from ..encode_qk import MINIMAP_SIZE, head_vectors, qk_spec
 from ..errors import InputError
+from ..qk import QKAttention
 from ..trace import Trace
 from ..views import View
 from ..views._options import js_options, metrics_wanted
@@ -81,7 +83,7 @@ def rows_payload(trace: Trace, kind: str | None, layer: int, heads: list[int] | 
                          f"{ROWS_MAX} at once (a window, a row or a column of a head, not a whole long head)")
 
     def block(h: int) -> np.ndarray:
-        if att.form == "qk":
+        if isinstance(att, QKAttention):
             return att.weights(layer, h, r0, r1, c0, c1)
         return att.rows(layer, h, r0, r1)[:, c0:c1]
 
@@ -111,13 +113,13 @@ def estimate_bytes(trace: Trace, view: str, opts: dict[str, Any]) -> int:
         L, H, q, k = trace.shape(kind)
         n_heads = len(opts.get("include_layers") or range(L)) * len(opts.get("include_heads") or range(H))
         att = trace.attention[kind]
-        if view == "neuron" and att.form == "qk":
-            per_head = 2 * (q + k) * int(att.query.shape[-1]) + 4 * q
+        if view == "neuron" and isinstance(att, QKAttention):
+            per_head: float = 2 * (q + k) * int(att.query.shape[-1]) + 4 * q
         elif view == "neuron":
             d = int(trace.qkv[kind]["query"].shape[-1])
             per_head = 2 * (q + k) * d + (2 * q * k if kind in trace.bias else 0)
         else:
-            if att.pruned:
+            if isinstance(att, PrunedAttention):
                 index_bytes = 2 if k <= 65536 else 4
                 per_head = att.values.size / (L * H) * (per_value + index_bytes) + 4 * (q + 1)
             else:
@@ -155,7 +157,7 @@ def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
             continue
         spec.update(form="pruned" if att.pruned else "dense", dtype=DTYPES[_dtype(view, opts)], data=nulls(),
                     keptMass=1.0, minKeptMass=1.0)
-        if att.pruned:
+        if isinstance(att, PrunedAttention):
             mass = att.row_mass()[np.ix_(layers, heads)]
             spec.update(indexBytes=2 if spec["shape"][1] <= 65536 else 4,
                         keptMass=round(float(mass.mean(dtype=np.float64)), 6), minKeptMass=round(float(mass.min()), 6))

@@ -78,7 +78,8 @@ class Gate:
         async with self.slot():
             future = self._thread.submit(fn, *args)
             with anyio.CancelScope(shield=True):
-                return await asyncio.wrap_future(future)
+                result = await asyncio.wrap_future(future)
+            return result
 
 
 class Gates:

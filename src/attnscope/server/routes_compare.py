@@ -60,7 +60,7 @@ async def compare(body: CompareBody, app: App) -> dict:
             traces = [app.models.capture(name, job) for job in jobs]
             model, tokenizer = app.models.get(name)
             causal = all(t.meta.get("kinds", {}).get("self", {}).get("causal") for t in traces)
-            return compare_traces(*traces, kind=body.kind, model=model if causal else None,
+            return compare_traces(traces[0], traces[1], kind=body.kind, model=model if causal else None,
                                   tokenizer=tokenizer if causal else None)
 
         result = await app.gates[f"model:{name}"].run(run)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import re
@@ -69,8 +70,8 @@ class TimedH11Protocol(H11Protocol):
 
     header_timeout = 10.0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self._header_deadline = None
+    def connection_made(self, transport) -> None:
+        self._header_deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._watch_headers()
 

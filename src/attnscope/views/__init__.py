@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from ..trace import Trace
 from ._options import VIEW_OPTIONS
 from ._view import View
 from .atlas import AtlasView, atlas_view
@@ -24,7 +23,7 @@ from .neuron import neuron_view
 _VIEWS = {"head": head_view, "model": model_view, "neuron": neuron_view, "matrix": matrix_view}
 
 
-def render(view: str, trace: Trace, **options: Any) -> View:
+def render(view: str, trace: Any, **options: Any) -> View:
     """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``), or
     two traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``."""
     if view == "diff":

@@ -89,7 +89,7 @@ class View:
 
 
 def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, Any]:
-    common = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
+    common: dict[str, Any] = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
     if name == "neuron":  # q/k only: the view recomputes the weights (options.check made sure they exist)
         kinds = [k for k in trace.kinds if trace.has_qkv(k) or trace.attention[k].form == "qk"]
         if any(trace.attention[k].form == "qk" for k in kinds):  # the "qk" form holds the vectors (and each LSE)

@@ -85,7 +85,7 @@ class AtlasView(View):
                              f"got {embed!r}")
         self.embed, self.model = embed, model
         self._payload: dict[str, Any] | None = None
-        self.trace = None
+        self.trace = None  # type: ignore[assignment]  # an atlas summarises many traces, not one
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -146,7 +146,8 @@ def check(atlas, other, options: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- payload
 def build_payload(atlas, other, opts: dict[str, Any], embed: int, model) -> dict[str, Any]:
     """The atlas view's payload (layout in the module docstring)."""
-    texts, index = [], {}
+    texts: list[dict[str, Any]] = []
+    index: dict[int, int] = {}  # text id -> its place in texts
     exemplars: dict[str, Any] = {}
     L, H = atlas.shape
     for metric, group in atlas.exemplars.groupby("metric", sort=False):
