@@ -149,7 +149,7 @@ def build_payload(e: Explanation) -> dict[str, Any]:
         data = ([[_b64(values[la, h].tobytes()) for h in range(H)] for la in range(L)] if s.per_head
                 else [_b64(values[la, 0].tobytes()) for la in range(L)])
         series.append({"name": s.name, "label": s.label, "perHead": s.per_head, "rolled": s.rolled, "values": data})
-    meta = {k: str(e.trace.meta[k]) for k in ("model", "model_type", "architecture") if e.trace.meta.get(k)}
+    meta: dict[str, Any] = {k: str(e.trace.meta[k]) for k in ("model", "model_type", "architecture") if e.trace.meta.get(k)}
     verified = verify_summary(e.trace.meta)
     if verified is not None:
         meta["verified"] = verified
