@@ -2,12 +2,24 @@
 
 A fragment is::
 
-    <div class="attnscope-output">
-      <style>...</style>                                   every rule scoped under .attnscope
-      <div class="attnscope" id="ID">(shown until the script runs)</div>
-      <script type="application/json" id="ID-data">{"view": ..., "options": ..., "payload": ...}</script>
-      <script>(function(){ ...core, views, boot... boot("ID"); })();</script>
+    <div class="attnscope-output" data-attnscope="ID">
+      <div class="attnscope" id="ID" data-view="model">     the view's root
+        <div class="as-fallback">...</div>                  one line: why the picture, how to get the view
+        <img class="as-picture" src="data:image/png;...">   the view's initial state (views/picture.py)
+      </div>
+      <!--attnscope:ID
+        <style>...</style>                                  every rule scoped under .attnscope
+        <script type="application/json" id="ID-data">{"view": ..., "options": ..., "payload": ...}</script>
+        <script>(function(){ ...core, views, boot... boot("ID"); })();</script>
+      -->
+      <script>(loader.js)("ID");</script>
     </div>
+
+Where scripts run, the loader puts the commented style, payload and code in place and the code draws the view
+over the fallback line and the picture. Where they do not, the page shows the line and the picture: sanitizers that
+strip scripts (JupyterLab's for untrusted outputs, GitHub's) drop the comment and the loader, and sanitizers that
+escape what they do not allow (nbconvert's ``sanitize_html``) drop the comment, so at most the loader's few lines
+show as text instead of the whole payload.
 
 The script defines no globals and finds its root through ``document.currentScript`` (falling back to the id), so
 any number of views live in one notebook. Nothing is fetched: it works offline, from a file, in any notebook.
@@ -18,10 +30,15 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
+import re
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from ..encode import script_json
+
+if TYPE_CHECKING:
+    from .picture import Picture
 
 #: The JavaScript files each view needs, in load order (core first, boot last).
 VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
@@ -47,8 +64,8 @@ _counter = itertools.count(1)
 def asset(name: str) -> str:
     """The text of one file in ``attnscope/web``."""
     text = (resources.files("attnscope") / "web" / name).read_text(encoding="utf-8")
-    if "</script" in text.lower() or "<!--" in text:
-        raise RuntimeError(f"attnscope/web/{name} contains '</script' or '<!--' and cannot be inlined")
+    if "</script" in text.lower() or "<!--" in text or "-->" in text or "--!>" in text:
+        raise RuntimeError(f"attnscope/web/{name} contains '</script', '<!--', '-->' or '--!>' and cannot be inlined")
     return text
 
 
@@ -69,23 +86,49 @@ def new_id(data: str) -> str:
     return f"attnscope-{hashlib.sha1(data.encode('ascii')).hexdigest()[:8]}-{next(_counter)}"
 
 
-def fragment(view: str, data: dict, *, id: str | None = None) -> str:
-    """An HTML fragment (notebook output) drawing ``view`` from ``data`` (view, options, payload)."""
+def fragment(view: str, data: dict, *, id: str | None = None, picture: Picture | None = None) -> str:
+    """An HTML fragment (notebook output) drawing ``view`` from ``data`` (view, options, payload); ``picture`` is
+    shown until the script draws (and where it never runs)."""
     text = script_json(data)
     id = id or new_id(text)
+    img = ""
+    if picture is not None:
+        # the source last: where the tag is escaped (nbconvert's sanitize_html) its text runs off the line's end
+        img = (f'<img class="as-picture" alt="{html.escape(picture.alt)}" style="max-width:100%;height:auto" '
+               f'src="{picture.data_uri()}">')
     return (
-        '<div class="attnscope-output">'
-        f"<style>{styles(view)}</style>"
+        f'<div class="attnscope-output" data-attnscope="{id}">'
         f'<div class="attnscope" id="{id}" data-view="{view}">'
-        '<p class="as-fallback">attnscope view: it is drawn by JavaScript. In Jupyter, trust the notebook '
-        "(File &gt; Trust) or run the cell again.</p></div>"
+        f'<div class="as-fallback">{fallback(view, picture is not None)}</div>{img}</div>'
+        f"<!--attnscope:{id}\n"
+        f"<style>{styles(view)}</style>"
         f'<script type="application/json" id="{id}-data">{text}</script>'
-        f'<script>(function () {{\n"use strict";\n{script(view)}\nboot("{id}");\n}})();</script>'
+        f'<script>(function () {{\n"use strict";\n{script(view)}\nboot("{id}");\n}})();</script>\n-->'
+        f'<script>{loader()}("{id}");</script>'
         "</div>"
     )
 
 
-def document(view: str, data: dict, *, title: str, id: str | None = None) -> str:
+def fallback(view: str, pictured: bool) -> str:
+    """The line shown where the view's script does not run: what is shown instead and how to let it run."""
+    what = f"A static picture of an attnscope {view} view" if pictured else f"An attnscope {view} view"
+    return html.escape(
+        f"{what}: the interactive view is drawn by JavaScript, which did not run here. To run it: in JupyterLab, "
+        "\u201cTrust Notebook\u201d in the command palette (Ctrl+Shift+C); in classic Notebook, File \u203a Trust "
+        "Notebook; in VS Code, trust the notebook or its workspace when asked; or run the cell again."
+    )
+
+
+@cache
+def loader() -> str:
+    """web/loader.js on one line without its comments and the spaces around punctuation (it follows every view, and
+    shows as text where a sanitizer escapes it; none of its strings holds a space)."""
+    lines = (line.strip() for line in asset("loader.js").splitlines())
+    code = " ".join(line for line in lines if line and not line.startswith("//"))
+    return re.sub(r"\s*([{}();,=!&|<>+?:])\s*", r"\1", code)
+
+
+def document(view: str, data: dict, *, title: str, id: str | None = None, picture: Picture | None = None) -> str:
     """A standalone HTML document (opens from disk, no network) holding one view."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -93,5 +136,5 @@ def document(view: str, data: dict, *, title: str, id: str | None = None) -> str
         '<link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title>"
         "</head><body class=\"attnscope-page\">\n"
-        f"{fragment(view, data, id=id)}\n</body></html>\n"
+        f"{fragment(view, data, id=id, picture=picture)}\n</body></html>\n"
     )

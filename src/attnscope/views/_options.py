@@ -8,7 +8,7 @@ from ..encode import check_metric
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 
-_COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify")
+_COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify", "picture")
 
 #: Options each view accepts (snake_case, as in Python).
 VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -21,13 +21,15 @@ VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
 
 #: Options that shape the payload in Python and never reach the JavaScript.
 ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size", "budget_mb", "exact_layers"})
+#: Options that shape the HTML around the view (views/_html.py) and never reach the JavaScript.
+HTML_OPTIONS = frozenset({"picture"})
 
 THEMES = ("auto", "light", "dark")
 
 
 def js_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options the JavaScript view receives: ``None`` dropped, names camelCased (``thumb_size`` -> ``thumbSize``)."""
-    return {_camel(k): v for k, v in options.items() if v is not None and k not in ENCODE_OPTIONS}
+    return {_camel(k): v for k, v in options.items() if v is not None and k not in ENCODE_OPTIONS | HTML_OPTIONS}
 
 
 def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +80,9 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"budget_mb must be a positive number of megabytes; got {budget!r}")
     if "prettify" in opts:
         opts["prettify"] = bool(opts["prettify"])
+    if "picture" in opts and not isinstance(opts["picture"], bool):
+        raise InputError(f"picture must be True (a static picture of the view in its HTML, the default) or False; "
+                         f"got {opts['picture']!r}")
     check_metric(opts.get("metric"), opts.get("sort"))
     return opts
 

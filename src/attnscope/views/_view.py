@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from ..text import clean_text
 from ..trace import Trace
 from . import _html
 from ._options import check, js_options, metrics_wanted
+from .picture import Picture
+from .picture import picture as picture_of
 
 _NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view",
           "diff": "diff view"}
@@ -22,10 +25,14 @@ _HTML_SUFFIXES = (".html", ".htm")
 class View:
     """One interactive view of a :class:`~attnscope.Trace`.
 
-    In a notebook it displays itself (``_repr_html_``); ``html()`` gives a standalone document that opens from
-    disk without any network; ``save("x.html")`` writes that document and ``save("x.png")`` (``.svg``, ``.pdf``)
-    a static figure through :func:`attnscope.figures.save_figure`.
+    In a notebook it displays itself (``_repr_mimebundle_``: the HTML view, its static picture as ``image/png``
+    and a text line); ``html()`` gives a standalone document that opens from disk without any network;
+    ``save("x.html")`` writes that document and ``save("x.png")`` (``.svg``, ``.pdf``) a static figure through
+    :func:`attnscope.figures.save_figure`. The HTML carries a picture of the view's initial state, shown where
+    scripts do not run (GitHub, untrusted notebooks, sanitizers, e-mail); ``picture=False`` leaves it out.
     """
+
+    _picture: Picture | None = None  # built on first use
 
     def __init__(self, name: str, trace: Trace, options: dict[str, Any]):
         self.name = name
@@ -44,12 +51,30 @@ class View:
         """What the page's JSON block holds: view name, JavaScript options (camelCase) and payload."""
         return {"view": self.name, "options": js_options(self.options), "payload": self.payload}
 
+    def picture(self) -> Picture | None:
+        """The static picture of the view's initial state (None with ``picture=False``; built once)."""
+        if self.options.get("picture", True) is False:
+            return None
+        if self._picture is None:
+            self._picture = picture_of(self)
+        return self._picture
+
     def _repr_html_(self) -> str:
-        return _html.fragment(self.name, self.data())
+        return self.fragment()
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict[str, str], dict[str, Any]]:
+        """Notebook output: the HTML view, its picture as ``image/png`` (for front ends and exporters that show no
+        HTML), and a text line."""
+        data, meta = {"text/html": self.fragment(), "text/plain": repr(self)}, {}
+        pic = self.picture()
+        if pic is not None:
+            data["image/png"] = base64.b64encode(pic.png).decode("ascii")
+            meta["image/png"] = {"width": pic.width, "height": pic.height}
+        return data, meta
 
     def fragment(self, *, id: str | None = None) -> str:
         """The HTML to embed in a page of your own (as shown in notebooks); ``id`` pins the element id."""
-        return _html.fragment(self.name, self.data(), id=id)
+        return _html.fragment(self.name, self.data(), id=id, picture=self.picture())
 
     def html(self, *, id: str | None = None) -> str:
         """A standalone HTML document holding this view; ``id`` pins the element id (for snapshot tests).
@@ -58,7 +83,8 @@ class View:
         tokens and metadata they travel as JSON ``\\ud800`` escapes, which the page shows as U+FFFD.
         """
         model = clean_text(str(self.trace.meta.get("model") or "attention"))
-        return _html.document(self.name, self.data(), title=f"{model} · {_NAMES[self.name]} · attnscope", id=id)
+        return _html.document(self.name, self.data(), title=f"{model} · {_NAMES[self.name]} · attnscope", id=id,
+                              picture=self.picture())
 
     def save(self, path: str | Path, **figure_options: Any) -> Path:
         """Write ``.html``/``.htm`` (interactive) or ``.png``/``.svg``/``.pdf`` (a figure; extra keywords such as

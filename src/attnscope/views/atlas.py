@@ -53,6 +53,7 @@ def atlas_view(
     model=None,
     theme: str | None = None,
     prettify: bool | None = None,
+    picture: bool | None = None,
 ) -> AtlasView:
     """The atlas view of ``atlas`` (an :class:`attnscope.corpus.Atlas` or its folder), optionally against ``other``.
 
@@ -69,7 +70,7 @@ def atlas_view(
     if b is not None and b.shape != a.shape:
         raise InputError(f"the atlases have {a.shape} and {b.shape} layers x heads; compare atlases of models with "
                          "the same layout")
-    return AtlasView(a, b, dict(metric=metric, stat=stat, show=show, theme=theme, prettify=prettify),
+    return AtlasView(a, b, dict(metric=metric, stat=stat, show=show, theme=theme, prettify=prettify, picture=picture),
                      embed=EMBED if embed is None else embed, model=model)
 
 
@@ -101,7 +102,8 @@ class AtlasView(View):
     def html(self, *, id: str | None = None) -> str:
         from . import _html
 
-        return _html.document("atlas", self.data(), title=f"{self.atlas.model} · atlas view · attnscope", id=id)
+        return _html.document("atlas", self.data(), title=f"{self.atlas.model} · atlas view · attnscope", id=id,
+                              picture=self.picture())
 
     def save(self, path: str | Path, **figure_options: Any) -> Path:
         path = Path(path)

@@ -65,6 +65,7 @@ def diff_view(
     theme: str | None = None,
     prettify: bool | None = None,
     dtype: str | None = None,
+    picture: bool | None = None,
 ) -> DiffView:
     """Compare two traces of one model (or show a :class:`~attnscope.analysis.Comparison`) as a diff view.
 
@@ -73,11 +74,11 @@ def diff_view(
     with the model. ``layer``/``head`` pick the head shown at start (default: the most changed one, within the
     given layer or head); ``top`` is how many of the most changed heads the list shows (default 10);
     ``include_layers``/``include_heads`` keep only those heads in the file; ``theme``, ``prettify`` and ``dtype``
-    (``"uint8"`` default, ``"float16"`` exact) as in the other views.
+    (``"uint8"`` default, ``"float16"`` exact) and ``picture`` as in the other views.
     """
     return DiffView(pair(a, other, kind), dict(
         layer=layer, head=head, top=top, include_layers=include_layers, include_heads=include_heads, theme=theme,
-        prettify=prettify, dtype=dtype,
+        prettify=prettify, dtype=dtype, picture=picture,
     ))
 
 

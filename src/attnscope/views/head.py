@@ -22,6 +22,7 @@ def head_view(
     dtype: str | None = None,
     budget_mb: float | None = None,
     exact_layers: Sequence[int] | None = None,
+    picture: bool | None = None,
 ) -> View:
     """Lines from each query token (left) to the key tokens (right), one colour per head, opacity = weight.
 
@@ -33,7 +34,8 @@ def head_view(
     95% of its attention, less if the budget demands it, and the view states the mass it kept. A trace in the q/k form
     (``capture(..., form="qk")``) keeps every weight: the file carries the queries and keys of as many layers as
     ``budget_mb`` allows (or ``exact_layers``), the browser recomputes their rows as they come into view, and the
-    other layers show their overview (the view says which).
+    other layers show their overview (the view says which). ``picture=False`` leaves out the static picture of the
+    view's first state that the HTML carries for places where scripts do not run (and the notebook output's PNG).
     In the view: click head swatches to toggle (double click: solo), hover a token for only its lines, click to
     pin it. Long inputs show a scrolling window of tokens (lines between the tokens on screen; a focused token's
     lines to tokens off screen end at the window's edge) and a search box that jumps to a token.
@@ -44,5 +46,5 @@ def head_view(
     return View("head", trace, dict(
         kind=kind, layer=layer, heads=heads, filter=filter, include_layers=include_layers,
         include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
-        exact_layers=exact_layers,
+        exact_layers=exact_layers, picture=picture,
     ))

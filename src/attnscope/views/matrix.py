@@ -23,6 +23,7 @@ def matrix_view(
     dtype: str | None = None,
     budget_mb: float | None = None,
     exact_layers: Sequence[int] | None = None,
+    picture: bool | None = None,
 ) -> View:
     """Queries as rows, keys as columns, colour = weight on a square-root scale; hover a cell for its value.
 
@@ -33,5 +34,5 @@ def matrix_view(
     return View("matrix", trace, dict(
         kind=kind, layer=layer, head=head, query=query, filter=filter, include_layers=include_layers,
         include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
-        exact_layers=exact_layers,
+        exact_layers=exact_layers, picture=picture,
     ))

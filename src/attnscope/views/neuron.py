@@ -19,6 +19,7 @@ def neuron_view(
     include_heads: Sequence[int] | None = None,
     theme: str | None = None,
     prettify: bool | None = None,
+    picture: bool | None = None,
 ) -> View:
     """For one layer, head and query token: the query vector, every key vector, their element-wise product,
     the scaled dot product and the softmax weights as colour bars (blue positive, orange negative), with lines
@@ -29,5 +30,5 @@ def neuron_view(
     """
     return View("neuron", trace, dict(
         kind=kind, layer=layer, head=head, query=query, include_layers=include_layers,
-        include_heads=include_heads, theme=theme, prettify=prettify,
+        include_heads=include_heads, theme=theme, prettify=prettify, picture=picture,
     ))
