@@ -45,12 +45,13 @@ test: $(STAMP) chromium fortunes
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -ra -m "not slow and not browser"
 
-bench: $(STAMP) chromium
+bench: $(STAMP) chromium fortunes
 	$(BIN)/python benchmarks/capture_overhead.py
 	$(BIN)/python benchmarks/capture_long.py
 	$(BIN)/python benchmarks/vs_bertviz.py
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/metrics_pruned.py
+	$(BIN)/python benchmarks/corpus.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

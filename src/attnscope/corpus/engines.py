@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 ENGINES = ("ray", "local")
 #: Object store of a local Ray started here: shards of texts and metrics are small.
 OBJECT_STORE_BYTES = 256 * 2**20
+#: Attempts at starting a local Ray (its start-up times out on an overloaded machine).
+STARTS = 3
 
 
 @dataclass(frozen=True)
@@ -137,14 +139,21 @@ def ray_session(address: str | None):
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES)
-    try:  # "local": always a new Ray of our own, even where a `ray start` cluster runs on this machine
-        ray.init(address=address or "local", **kwargs)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        if address is None:
-            raise
-        raise InputError(f"could not join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
-                         "`ray start --head` or pass the address `ray status` shows (a cluster with token "
-                         "authentication also needs RAY_AUTH_MODE=token and its token)") from None
+    for attempt in range(1, STARTS + 1):
+        try:  # "local": always a new Ray of our own, even where a `ray start` cluster runs on this machine
+            ray.init(address=address or "local", **kwargs)
+            break
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            if address is None:
+                raise
+            raise InputError(f"could not join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it "
+                             "with `ray start --head` or pass the address `ray status` shows (a cluster with token "
+                             "authentication also needs RAY_AUTH_MODE=token and its token)") from None
+        except Exception as exc:  # Ray gives its raylet 30 s to register, then raises a bare Exception
+            if address is not None or "timed out during startup" not in str(exc) or attempt == STARTS:
+                raise
+            log.warning("Ray did not start in time (a busy machine?); trying again (%d of %d)", attempt + 1, STARTS)
+            ray.shutdown()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis._util import is_causal
 from ..analysis.metrics import LABELS, head_metrics
 from ..errors import AttnscopeError
 from .classes import CLASS_METRICS, token_class_metrics
@@ -128,7 +129,7 @@ class ShardWorker:
         values[..., : len(HEAD_METRICS)] = np.array([[r[m] for m in HEAD_METRICS] for r in records]).reshape(L, H, -1)
         values[..., len(HEAD_METRICS):] = token_class_metrics(trace)
         weights = trace.dense()  # [L, H, q, k]
-        if trace.meta.get("kinds", {}).get(trace.default_kind, {}).get("causal") and q > 1:
+        if is_causal(trace, trace.default_kind) and q > 1:
             weights = weights[:, :, 1:]  # row 0 has one allowed key: its weight 1 says nothing
             first = 1
         else:
