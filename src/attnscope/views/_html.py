@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 #: The JavaScript files each view needs, in load order (core first, boot last).
 VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
     "head": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js"),
-    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js", "model.js"),
-    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "neuron.js"),
+    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js", "fit.js",
+              "model.js"),
+    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "fit.js", "neuron.js"),
     "matrix": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "matrix.js"),
     "diff": ("core.js", "decode.js", "recompute.js", "controls.js", "diff.js"),
 }

@@ -26,6 +26,7 @@ views.model = function renderModel(root, payload, options) {
   const grid = el("div", "as-grid");
   const detail = el("div", "as-detail");
   detail.hidden = true;
+  detail.style.maxWidth = "100%";  // a narrow page: the enlarged head scrolls inside its panel, below the grid
   const detailHead = el("div", "as-detail-bar");
   const detailTitle = el("span", "as-detail-title");
   const close = el("button", "as-close", "\u00d7");
@@ -111,13 +112,13 @@ views.model = function renderModel(root, payload, options) {
     if (m) legendSlot.append(metricLegend(m));
     describe(ui.caption, payload, kind, ui.badge);
 
-    const L = kind.layers.length, H = kind.heads.length;
-    const cell = Math.max(26, Math.min(84, Math.floor(880 / H) - GAP));
+    const L = kind.layers.length, H = kind.heads.length, sorted = !!m && st.sort;
+    const wide = Math.max(26, Math.min(84, Math.floor(880 / H) - GAP));  // the thumbnails' size on a wide page
+    const cell = fitCell(availableWidth(root), H, labelWidth(kind, sorted), GAP, wide);  // fit.js
     grid.textContent = "";
     grid.style.gridTemplateColumns = `auto repeat(${H}, ${cell}px)`;
     grid.style.gridTemplateRows = `auto repeat(${L}, ${cell}px)`;
     const place = (node, r, c) => { node.style.gridArea = `${r} / ${c}`; grid.append(node); };
-    const sorted = !!m && st.sort;
     place(el("span", "as-corner", sorted ? "L \\ rank" : "L \\ H"), 1, 1);
     kind.heads.forEach((h, hi) => place(el("span", "as-hlabel", sorted ? "#" + (hi + 1) : h), 1, hi + 2));
     kind.layers.forEach((l, li) => place(el("span", "as-llabel", l), li + 2, 1));
@@ -140,6 +141,13 @@ views.model = function renderModel(root, payload, options) {
         cells.push(c);
       });
     });
+  }
+
+  // The grid's first column (the corner's text, the layer numbers) and its gap to the thumbnails, in px.
+  function labelWidth(kind, sorted) {
+    const font = "11px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
+    const texts = [sorted ? "L \\ rank" : "L \\ H", ...kind.layers.map(String)];
+    return Math.ceil(Math.max(...texts.map((t) => textWidth(t, font)))) + 4 + GAP + 2;
   }
 
   // ---- head metrics: "Colour by" and "Sort", the frame colours, the legend and each head's tooltip
@@ -243,6 +251,7 @@ views.model = function renderModel(root, payload, options) {
   close.addEventListener("click", closeDetail);
 
   rebuild();
+  const stopWatching = watchWidth(root, () => rebuild());  // fit.js: lay out again when the width changes
   return {
     update(next) {
       Object.assign(o, next);
@@ -254,7 +263,7 @@ views.model = function renderModel(root, payload, options) {
       rebuild();
       if (detailView) detailView.update({ filter: st.filter, theme: ui.theme });
     },
-    destroy() { root.textContent = ""; },
+    destroy() { stopWatching(); root.textContent = ""; },
     probe: Object.assign(probe(kinds, () => (detailView ? detailView.probe.decoded() : 0)), {
       cell: (li, hi) => geo[li][hi],  // where thumbnail (li, hi) is drawn in canvas.as-thumbs (and its frame)
     }),

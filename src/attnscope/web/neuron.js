@@ -5,7 +5,6 @@
 // picked by clicking a token, from the toolbar, or by search. q/k payloads give the exact softmax of the model's own
 // rule (window, soft-capping, sinks: recompute.js); a layer whose vectors are on the server is fetched on first use.
 
-const N_GAP = 12, N_NUM = 54, N_LINES = 150;
 const N_FONT = "10.5px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
 const QUERY_LIST = 1024;  // up to this many queries the toolbar lists them all; past it, a number field
 
@@ -77,19 +76,19 @@ views.neuron = function renderNeuron(root, payload, options) {
     if (long) queryNum.max = String(kind.q - 1);
     else querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })), st.query);
     describe(ui.caption, payload, kind, ui.badge);
-    left.style.width = width(kind.queryTokens) + "px";
-    right.style.width = width(kind.keyTokens) + "px";
-    const cw = Math.max(2, Math.min(8, Math.floor(192 / d))), vec = d * cw;
+    const f = fitNeuron(availableWidth(root), d, width(kind.queryTokens), width(kind.keyTokens)), { cw, vec } = f;
+    left.style.width = f.left + "px";
+    right.style.width = f.right + "px";
     win.size(Math.max(kind.q, kind.k));
-    geo = { d, cw, vec, wq: vec + 10 + N_LINES, wk: 2 * vec + 2 * N_GAP + 2 * N_NUM + 6 };
+    geo = { d, cw, vec, num: f.num, gap: f.gap, wq: vec + 10 + f.lines, wk: 2 * vec + 2 * f.gap + 2 * f.num + 6 };
     fitCanvas(cq, geo.wq, win.g.height);
     fitCanvas(ck, geo.wk, win.g.height);
     header.textContent = "";
     const spacer = (w) => { const s = el("span", "as-nh"); s.style.width = w + "px"; return s; };
     const titled = (w, text) => { const s = spacer(w); s.textContent = text; return s; };
     header.append(spacer(parseFloat(left.style.width)), titled(geo.wq, "query q"),
-      spacer(parseFloat(right.style.width)), titled(vec + N_GAP, "key k"), titled(vec + N_GAP, "q \u00d7 k"),
-      titled(N_NUM + 6, "score"), titled(N_NUM, "softmax"));
+      spacer(parseFloat(right.style.width)), titled(vec + f.gap, "key k"), titled(vec + f.gap, "q \u00d7 k"),
+      titled(f.num + 6, "score"), titled(f.num, "softmax"));
     win.reveal(st.query);
   }
 
@@ -160,7 +159,7 @@ views.neuron = function renderNeuron(root, payload, options) {
   }
 
   function draw() {
-    const kind = st.kind, { d, cw, vec, wq, wk } = geo, { height, v0, v1 } = win.g, y = win.y, i = st.query;
+    const kind = st.kind, { d, cw, vec, wq, wk, num, gap } = geo, { height, v0, v1 } = win.g, y = win.y, i = st.query;
     const th = THEMES[ui.theme];
     const a = cq.getContext("2d"), b = ck.getContext("2d");
     a.clearRect(0, 0, wq, height);
@@ -204,19 +203,19 @@ views.neuron = function renderNeuron(root, payload, options) {
       const top = y(j) - ROW / 2;
       for (let c = 0; c < d; c++) {
         b.fillStyle = signColor(r.keys[j * d + c], kmax); b.fillRect(c * cw, top + 3, cw, ROW - 6);
-        b.fillStyle = signColor(prod[(j - ka) * d + c], pmax); b.fillRect(vec + N_GAP + c * cw, top + 3, cw, ROW - 6);
+        b.fillStyle = signColor(prod[(j - ka) * d + c], pmax); b.fillRect(vec + gap + c * cw, top + 3, cw, ROW - 6);
       }
-      const xs = 2 * vec + 2 * N_GAP, xw = xs + N_NUM + 6;
+      const xs = 2 * vec + 2 * gap, xw = xs + num + 6;
       if (r.masked(j)) {
         b.fillStyle = th.muted;
-        b.fillText("masked", xs + N_NUM - 4, top + ROW / 2);
+        b.fillText("masked", xs + num - 4, top + ROW / 2);
         continue;
       }
-      b.fillStyle = signColor(r.scores[j], smax); b.fillRect(xs, top + 2, N_NUM, ROW - 4);
-      b.fillStyle = signColor(r.weights[j], wmax); b.fillRect(xw, top + 2, N_NUM, ROW - 4);
+      b.fillStyle = signColor(r.scores[j], smax); b.fillRect(xs, top + 2, num, ROW - 4);
+      b.fillStyle = signColor(r.weights[j], wmax); b.fillRect(xw, top + 2, num, ROW - 4);
       b.fillStyle = th.fg;
-      b.fillText(fmt(r.scores[j], 2), xs + N_NUM - 4, top + ROW / 2);
-      b.fillText(fmt(r.weights[j], 3), xw + N_NUM - 4, top + ROW / 2);
+      b.fillText(fmt(r.scores[j], 2), xs + num - 4, top + ROW / 2);
+      b.fillText(fmt(r.weights[j], 3), xw + num - 4, top + ROW / 2);
     }
   }
 
@@ -225,21 +224,22 @@ views.neuron = function renderNeuron(root, payload, options) {
     if (t) pick(Number(t.dataset.i));
   });
   ck.addEventListener("mousemove", (e) => {
-    const { d, cw, vec } = geo, r = st.last, kind = st.kind;
+    const { d, cw, vec, gap } = geo, r = st.last, kind = st.kind;
     const rect = ck.getBoundingClientRect(), x = e.clientX - rect.left;
     const j = Math.floor((e.clientY - rect.top + win.g.top) / ROW);
     if (!r || j < 0 || j >= kind.k) { ui.tip.hide(); return; }
     const tok = kind.keyTokens[j], lines = [`key ${j}: ${tok}`];
-    const c = Math.floor((x < vec + N_GAP ? x : x - vec - N_GAP) / cw);
+    const c = Math.floor((x < vec + gap ? x : x - vec - gap) / cw);
     if (x < vec) lines.push(`k[${c}] = ${fmt(r.keys[j * d + c])}`);
-    else if (x >= vec + N_GAP && x < 2 * vec + N_GAP) lines.push(`q[${c}] \u00d7 k[${c}] = ${fmt(r.q[c] * r.keys[j * d + c])}`);
-    else if (x >= 2 * vec + 2 * N_GAP) lines.push(`q\u00b7k \u00d7 ${fmt(r.scaling, 4)} = ${fmt(r.scores[j])}`, `softmax = ${fmt(r.weights[j])}`);
+    else if (x >= vec + gap && x < 2 * vec + gap) lines.push(`q[${c}] \u00d7 k[${c}] = ${fmt(r.q[c] * r.keys[j * d + c])}`);
+    else if (x >= 2 * vec + 2 * gap) lines.push(`q\u00b7k \u00d7 ${fmt(r.scaling, 4)} = ${fmt(r.scores[j])}`, `softmax = ${fmt(r.weights[j])}`);
     else { ui.tip.hide(); return; }
     ui.tip.show(lines, e.clientX, e.clientY);
   });
   ck.addEventListener("mouseleave", () => ui.tip.hide());
 
   rebuild();
+  const stopWatching = watchWidth(root, () => rebuild());  // fit.js: lay out again when the width changes
   return {
     update(next) {
       Object.assign(o, next);
@@ -253,6 +253,6 @@ views.neuron = function renderNeuron(root, payload, options) {
       return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: st.query,
         weights: st.last ? Array.from(st.last.weights) : null };
     },
-    destroy() { root.textContent = ""; },
+    destroy() { stopWatching(); root.textContent = ""; },
   };
 };
