@@ -160,6 +160,13 @@ class Trace:
         }
         return replace(self, attention=att)
 
+    def aggregate(self, by="word") -> Trace:
+        """The trace over words, sentences or paragraphs (``by="word" | "sentence" | "paragraph"``, or token spans):
+        attention to a unit sums its pieces, attention from a unit averages them (see :mod:`attnscope.aggregate`)."""
+        from .aggregate import aggregate
+
+        return aggregate(self, by)
+
     def show(self, view: str = "head", **options):
         """Render this trace with one of the views: ``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``."""
         from .views import render

@@ -116,7 +116,32 @@ def read_header(header: Mapping[str, str], kind_streams: Mapping[str, tuple[str,
             if scaling is not None and not (isinstance(scaling, (int, float)) and not isinstance(scaling, bool)
                                             and np.isfinite(scaling) and scaling > 0):
                 raise TraceFormatError(f"meta['kinds'][{kind!r}]['scaling'] must be a positive number")
+    check_positions(meta, tokens)
     return Header(forms, tokens, segments, meta)
+
+
+def check_positions(meta: Mapping[str, Any], tokens: Mapping[str, list[str]]) -> None:
+    """``meta["words"]`` and ``meta["offsets"]`` (where capture saw each token: :mod:`attnscope.units`), when present:
+    per stream of the trace, one entry per token: a word index >= 0 or null, and ``[start, end]`` character offsets
+    (``0 <= start <= end``) or null."""
+    for field, ok, what in (
+        ("words", lambda w: w is None or (_is_int(w) and w >= 0), "a word index >= 0 or null"),
+        ("offsets", lambda o: o is None or (isinstance(o, list) and len(o) == 2 and all(_is_int(x) for x in o)
+                                          and 0 <= o[0] <= o[1]), "[start, end] with 0 <= start <= end, or null"),
+    ):
+        table = meta.get(field)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise TraceFormatError(f"meta[{field!r}] must map token streams to one entry per token")
+        for stream, entries in table.items():
+            n = len(tokens.get(stream, ()))
+            if stream not in tokens or not isinstance(entries, list) or len(entries) != n:
+                raise TraceFormatError(f"meta[{field!r}][{stream!r}] must list one entry per token of a stream the "
+                                       f"trace has ({n} tokens)")
+            bad = next((i for i, e in enumerate(entries) if not ok(e)), None)
+            if bad is not None:
+                raise TraceFormatError(f"meta[{field!r}][{stream!r}][{bad}] is {entries[bad]!r}; expected {what}")
 
 
 def check_dense(kind: str, weights: np.ndarray, shape: tuple[int, ...], check_values: bool = True) -> None:

@@ -310,6 +310,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
         "attn_implementation": config._attn_implementation,
         "kinds": kinds,
         **({"verified": rec.verified} if rec.verified else {}),
+        **inputs.meta,  # where each token sits in the text: "words" and "offsets" (attnscope.units)
         "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,8 @@ class Inputs:
     tokens: dict[str, list[str]]
     ids: dict[str, list[int]]
     segments: dict[str, Segment]
+    #: ``{"words": {stream: [...]}, "offsets": {stream: [...]}}`` for the trace's meta (:func:`token_positions`).
+    meta: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -86,7 +88,8 @@ def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
     limit = max_positions(model)
     tok = _tok(tokenizer)
     enc = tok(text, pair, return_tensors="pt", truncation=bool(truncate and limit),
-              max_length=limit if truncate else None)
+              max_length=limit if truncate else None, return_offsets_mapping=bool(getattr(tok, "is_fast", False)))
+    enc.positions = token_positions(enc, enc.pop("offset_mapping", None), len(text) + 2)
     n = enc["input_ids"].shape[1]
     if n == 0:
         raise InputError(f"{what} gave no tokens with this tokenizer")
@@ -136,36 +139,58 @@ def prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, trunc
         src_ids = enc["input_ids"][0].tolist()
         src_tokens = tok.convert_ids_to_tokens(src_ids)
     stream = "encoder" if is_enc_dec else "input"
+    positions = {name: {stream: v} for name, v in enc.positions.items()} if features is None else {}
     if pair is not None:
         b = _pair_start(enc, tokenizer, text)
         segments = {"A": Segment(stream, 0, b), "B": Segment(stream, b, len(src_ids))}
     if not is_enc_dec:
         if target is not None:
             raise InputError("target is for encoder-decoder models; for a decoder put the whole text in text")
-        return Inputs(kwargs, {"input": src_tokens}, {"input": src_ids}, segments)
-    dec_ids = _decoder_ids(model, tok, kwargs, target, generate)
+        return Inputs(kwargs, {"input": src_tokens}, {"input": src_ids}, segments, positions)
+    dec_ids, dec_positions = _decoder_ids(model, tok, kwargs, target, generate)
+    for name, v in dec_positions.items():
+        positions.setdefault(name, {})["decoder"] = v
     kwargs["decoder_input_ids"] = torch.tensor([dec_ids])
     if target is None and generate:
         segments["generated"] = Segment("decoder", 1, len(dec_ids))
     tokens = {"encoder": src_tokens, "decoder": tok.convert_ids_to_tokens(dec_ids)}
-    return Inputs(kwargs, tokens, {"encoder": src_ids, "decoder": dec_ids}, segments)
+    return Inputs(kwargs, tokens, {"encoder": src_ids, "decoder": dec_ids}, segments, positions)
 
 
-def _decoder_ids(model, tok, kwargs, target, generate) -> list[int]:
+def token_positions(enc, offsets, pair_shift: int) -> dict[str, list]:
+    """Where each token of a fast tokenizer's encoding sits: ``{"words": [word index or None], "offsets":
+    [[start, end] or None]}``, None for special tokens; offsets index the text, and for the pair ``text + "\n\n" +
+    pair`` (its offsets shifted by ``pair_shift``), as :func:`attnscope.units.stream_text` reads them. Empty for
+    slow tokenizers, which know neither."""
+    try:
+        words, sequences = enc.word_ids(0), enc.sequence_ids(0)
+    except (ValueError, AttributeError):
+        return {}
+    if offsets is None:
+        return {}
+    spans = [None if seq is None else [s + pair_shift * seq, e + pair_shift * seq]
+             for (s, e), seq in zip(np.asarray(offsets[0]).tolist(), sequences)]
+    return {"words": [None if seq is None else w for w, seq in zip(words, sequences)], "offsets": spans}
+
+
+def _decoder_ids(model, tok, kwargs, target, generate) -> tuple[list[int], dict[str, list]]:
     start = model.config.decoder_start_token_id
     if target is not None:
         if not isinstance(target, str) or not target.strip():
             raise InputError("target must be a non-empty string: the decoder text of the encoder-decoder")
         check_encodable(target, "target")
-        ids = tok(text_target=target)["input_ids"]
-        return [start, *ids]
+        enc = tok(text_target=target, return_offsets_mapping=bool(getattr(tok, "is_fast", False)))
+        ids = enc["input_ids"]
+        offsets = enc.pop("offset_mapping", None)
+        positions = token_positions(enc, None if offsets is None else [offsets], 0)
+        return [start, *ids], {name: [None, *v] for name, v in positions.items()}
     if not generate:
         raise InputError(
             "an encoder-decoder needs decoder text: pass target='...' or generate=N to let the model write it"
         )
     kwargs = {k: v.to(model.device) for k, v in kwargs.items()}
     out = model.generate(**kwargs, max_new_tokens=generate, do_sample=False, num_beams=1)
-    return out[0].tolist()
+    return out[0].tolist(), {}
 
 
 def prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> Inputs:
@@ -174,6 +199,7 @@ def prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> Inputs:
 
     tok = _tok(tokenizer)
     enc = _encode(model, tokenizer, text, None, truncate)
+    positions = enc.positions
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     enc = {k: v.to(model.device) for k, v in enc.items()}
     out = model.generate(**enc, max_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=pad)
@@ -183,4 +209,5 @@ def prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> Inputs:
         raise InputTooLongError(f"prompt + {n} generated tokens exceed the model's {limit} positions; generate fewer")
     kwargs = {"input_ids": out.cpu(), "attention_mask": torch.ones_like(out).cpu()}
     segments = {"prompt": Segment("input", 0, prompt), "generated": Segment("input", prompt, len(ids))}
-    return Inputs(kwargs, {"input": tok.convert_ids_to_tokens(ids)}, {"input": ids}, segments)
+    positions = {name: {"input": v + [None] * (len(ids) - prompt)} for name, v in positions.items()}
+    return Inputs(kwargs, {"input": tok.convert_ids_to_tokens(ids)}, {"input": ids}, segments, positions)
