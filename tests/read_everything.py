@@ -72,7 +72,7 @@ def readers(path: Path, trace, out: Path, client):
     yield "head_metrics", lambda: [analysis.head_metrics(trace, kind) for kind in trace.kinds]
     yield "rollout", lambda: analysis.rollout(trace)
     for view in VIEWS:
-        yield f"{view}_view", lambda view=view: trace.show(view).html()
+        yield f"{view}_view", lambda view=view: attnscope.render(view, trace).html()
         yield f"{view}_figure", lambda view=view: save_figure(view, trace, out / f"{view}.svg")
     yield "cli info", lambda: cli("info", str(path))
     yield "cli stats", lambda: cli("stats", str(path))

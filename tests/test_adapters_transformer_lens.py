@@ -78,7 +78,7 @@ def test_bridge_patterns_tokens_and_rotated_qk_that_reproduce_them(bridges, name
         rot_k = cache["blocks.1.attn.hook_rot_k"][0].numpy()  # [pos, 2 kv heads, d]
         assert np.array_equal(trace.qkv["self"]["key"][1, 3], rot_k[:, 1])
         assert not np.allclose(trace.qkv["self"]["query"][1], cache["blocks.1.attn.hook_q"][0].numpy().transpose(1, 0, 2))
-    views = [trace.show(v).html() for v in ("neuron", "head")]
+    views = [attnscope.render(v, trace).html() for v in ("neuron", "head")]
     assert all("<script" in v for v in views)
 
 

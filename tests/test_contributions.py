@@ -278,7 +278,7 @@ def test_a_trace_is_measured_with_its_own_text_and_every_view_draws_the_result(t
     assert alti.tokens == trace.tokens and alti.segments == trace.segments
     assert alti.meta["measure"]["method"] == "alti" and alti.meta["pair"] == "It was happy."
     for view in ("head", "model", "matrix"):
-        assert "attnscope" in alti.show(view).html()
+        assert "attnscope" in attnscope.render(view, alti).html()
     loaded = attnscope.load(alti.save(tmp_path / "alti.safetensors"))
     np.testing.assert_array_equal(loaded.dense(), alti.dense())
     assert loaded.meta["measure"] == alti.meta["measure"]

@@ -17,12 +17,12 @@ from pypdf import PdfReader
 
 import attnscope
 from attnscope.analysis import compare
+from attnscope.analysis.compare import aligned_head
 from attnscope.encode import dequantize
 from attnscope.errors import InputError, MissingDataError
 from attnscope.figures import figure, save_figure
 from attnscope.views import DiffView, render
 from attnscope.views import diff as diff_module
-from attnscope.views.diff import aligned_head
 from conftest import random_attention
 from tiny_models import build
 
@@ -178,11 +178,11 @@ def test_the_most_changed_head_is_shown_first_unless_one_is_asked_for():
     assert len(chosen.payload["ranked"]) == 2
 
 
-def test_render_trace_show_and_a_comparison_give_the_same_view():
+def test_render_and_a_comparison_give_the_same_view():
     a, b = pair()
     direct = attnscope.diff_view(a, b, layer=1, head=0)
     assert isinstance(direct, DiffView) and isinstance(direct, attnscope.views.View)
-    for other in (render("diff", a, other=b, layer=1, head=0), a.show("diff", other=b, layer=1, head=0),
+    for other in (render("diff", a, other=b, layer=1, head=0), attnscope.render("diff", a, other=b, layer=1, head=0),
                   render("diff", compare(a, b), layer=1, head=0)):
         assert other.data() == direct.data()
     assert "diff_view" in attnscope.__all__ and attnscope.__all__ == sorted(attnscope.__all__)

@@ -69,8 +69,8 @@ def mutated_files(draw) -> tuple[dict, dict]:
 def read_with_every_cheap_reader(trace: attnscope.Trace) -> None:
     """The in-process readers (views' HTML, metrics); the CLI, figures and the web app run in the slow sweep."""
     for step in (lambda: [analysis.head_metrics(trace, k) for k in trace.kinds],
-                 lambda: trace.show("head").html(), lambda: trace.show("model").html(),
-                 lambda: trace.show("matrix").html(), lambda: trace.show("neuron").html()):
+                 lambda: attnscope.render("head", trace).html(), lambda: attnscope.render("model", trace).html(),
+                 lambda: attnscope.render("matrix", trace).html(), lambda: attnscope.render("neuron", trace).html()):
         with contextlib.suppress(AttnscopeError):  # refused with a message: the user's input is at fault
             step()
 

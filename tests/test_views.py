@@ -78,9 +78,12 @@ def test_each_view_ships_only_what_it_draws(minilm_trace):
     assert matrix["dtype"] == "f16"
 
 
-def test_render_and_trace_show_give_the_same_view(make_trace):
+def test_render_and_the_deprecated_trace_show_give_the_same_view(make_trace):
     trace = make_trace()
-    a, b = render("matrix", trace, layer=1, head=2), trace.show("matrix", layer=1, head=2)
+    a = render("matrix", trace, layer=1, head=2)
+    with pytest.warns(DeprecationWarning, match=r"attnscope\.render\(view, trace"):
+        b = trace.show("matrix", layer=1, head=2)
+    assert attnscope.render is render
     assert isinstance(a, View) and a.data() == b.data()
     assert "matrix view" in repr(a) and "2 layers x 3 heads" in repr(a)
 

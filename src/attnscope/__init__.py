@@ -9,7 +9,7 @@ from ._version import __version__
 from .attention import PruneSpec
 from .capture import capture, capture_batch, load_model
 from .trace import Segment, Trace, load
-from .views import diff_view, disagreement_view, head_view, matrix_view, model_view, neuron_view
+from .views import diff_view, disagreement_view, head_view, matrix_view, model_view, neuron_view, render
 
 __all__ = [
     "PruneSpec",
@@ -27,4 +27,5 @@ __all__ = [
     "matrix_view",
     "model_view",
     "neuron_view",
+    "render",
 ]

@@ -46,9 +46,7 @@ def stats_table(records: list[dict[str, Any]], title: str | Text) -> Table:
 
 def changed_heads_table(comparison, top: int, labels_a: dict, labels_b: dict) -> Table:
     """The ``top`` most changed heads: divergence, the query token whose row changed most, pattern labels A -> B."""
-    from .views.diff import slot_labels
-
-    slots = slot_labels(comparison.query_alignment, prettify_tokens)
+    slots = comparison.query_alignment.slot_labels(prettify_tokens)
     table = Table(title=f"Heads whose attention changed most ({comparison.kind} attention)", title_justify="left")
     for name in ("rank", "layer", "head", "JS bits"):
         table.add_column(name, justify="right")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -168,8 +169,11 @@ class Trace:
         return aggregate(self, by)
 
     def show(self, view: str = "head", **options):
-        """Render this trace with one of the views: ``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``."""
-        from .views import render
+        """Deprecated: draw a trace with :func:`attnscope.render` (``attnscope.render("head", trace)``) or a view
+        function (:func:`attnscope.head_view`). A Trace is data; drawing belongs to the views, which read it."""
+        warnings.warn("Trace.show is deprecated and will be removed; use attnscope.render(view, trace, ...) or a view "
+                      "function such as attnscope.head_view(trace, ...)", DeprecationWarning, stacklevel=2)
+        from .views import render  # only this deprecated alias reaches from the data type into the views
 
         return render(view, self, **options)
 

@@ -8,7 +8,7 @@ import pytest
 
 import attnscope
 from attnscope.analysis import compare
-from attnscope.views.diff import aligned_head
+from attnscope.analysis.compare import aligned_head
 from tiny_models import build
 
 from .browser_helpers import pixels, random_attention, show, texts

@@ -17,7 +17,7 @@ def test_every_file_that_loads_draws(page, tmp_path, name):
     trace = attnscope.load(write_raw(tmp_path / "t.safetensors", *HOSTILE[name]()))
     views = ["head", "model", "matrix"] + (["neuron"] if trace.has_qkv() else [])
     for view in views:
-        show(page, trace.show(view), tmp_path / f"{view}.html")  # waits until drawn, fails on a view error
+        show(page, attnscope.render(view, trace), tmp_path / f"{view}.html")  # waits until drawn, fails on a view error
         drawn = page.eval_on_selector_all(f".attnscope[data-view={view}] canvas", "cs => cs.length")
         assert drawn >= 1, view
         if view in ("model", "matrix") and name != "zero-weights":

@@ -41,7 +41,7 @@ NOTEBOOK = [
     "attnscope.model_view(trace, theme='dark')",
     "from IPython.display import display\ndisplay(attnscope.matrix_view(trace, layer=2, head=1))\n"
     "display(attnscope.head_view(trace, layer=1, heads=[0]))",
-    "real.show('neuron', layer=3, head=2, query=4)",
+    "attnscope.render('neuron', real, layer=3, head=2, query=4)",
     "compat.head_view(tuple(torch.from_numpy(w[i:i+1].astype('float32')) for i in range(3)), "
     "[f'w{i}' for i in range(10)])",
 ]

@@ -32,7 +32,7 @@ def footer(page) -> tuple[str, str | None, str]:
 @pytest.mark.parametrize("view", ["head", "model", "matrix", "neuron"])
 def test_a_patched_layer_is_named_in_every_views_footer(page, tmp_path, view):
     trace = patched_trace()
-    show(page, attnscope.Trace.show(trace, view), tmp_path / f"{view}.html")
+    show(page, attnscope.render(view, trace), tmp_path / f"{view}.html")
     text, mark, badge = footer(page)
     assert mark == "failed"
     assert "NOT verified" in text and "layer 1" in text

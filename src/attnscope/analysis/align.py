@@ -15,7 +15,7 @@ of its keys' weights, a query slot's row is the mean of its rows (see :mod:`attn
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,8 +61,26 @@ class Alignment:
             out.extend([i] * (end - start))
         return np.array(out, dtype=np.int64)
 
+    def present(self, side: str) -> np.ndarray:
+        """For each slot, whether input ``side`` (``"a"`` or ``"b"``) has tokens in it ``[S]`` bool."""
+        return np.array([(s.a_end > s.a_start) if side == "a" else (s.b_end > s.b_start) for s in self.slots])
+
+    def slot_labels(self, prettify: Callable[[list[str]], list[str]]) -> list[str]:
+        """The label the diff view, its figure and the CLI show per slot: the shared token, or ``A-span → B-span``
+        (words joined by spaces, ``∅`` for an empty side), tokens passed through ``prettify`` first."""
+        a, b = prettify(list(self.tokens_a)), prettify(list(self.tokens_b))
+        out = []
+        for s in self.slots:
+            if s.shared:
+                out.append(a[s.a_start])
+            else:
+                left = " ".join(a[s.a_start:s.a_end]) or "\u2205"
+                right = " ".join(b[s.b_start:s.b_end]) or "\u2205"
+                out.append(f"{left} \u2192 {right}")
+        return out
+
     def labels(self) -> list[str]:
-        """A display label per slot: the shared token, or ``"A-span | B-span"`` for a differing span."""
+        """A compact label per slot: the shared token, or ``"A-span | B-span"`` for a differing span."""
         out = []
         for s in self.slots:
             if s.shared:

@@ -169,6 +169,45 @@ def _run_starts(slot_of: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, slot_of[1:] != slot_of[:-1]])
 
 
+# --------------------------------------------------------------------------- reading a Comparison
+def aligned_head(comparison: Comparison, side: str, layer: int, head: int) -> np.ndarray:
+    """One head of input ``side`` (``"a"``/``"b"``) on the aligned slots ``[Sq, Sk]``: key weights summed per slot,
+    query rows averaged per slot (the pooling :func:`compare` measures with); rows of slots that input lacks are 0
+    (see :meth:`Alignment.present <attnscope.analysis.align.Alignment.present>`)."""
+    trace = comparison.trace_a if side == "a" else comparison.trace_b
+    weights = trace.head(layer, head, comparison.kind).astype(np.float64)  # [q, k]
+    q_slot = comparison.query_alignment.slot_of(side)
+    k_slot = comparison.key_alignment.slot_of(side)
+    n_q, n_k = len(comparison.query_alignment.slots), len(comparison.key_alignment.slots)
+    out = np.zeros((n_q, n_k), dtype=np.float32)
+    if weights.size == 0:
+        return out
+    k_starts = _run_starts(k_slot)
+    cols = np.zeros((weights.shape[0], n_k))
+    cols[:, k_slot[k_starts]] = np.add.reduceat(weights, k_starts, axis=1)
+    q_starts = _run_starts(q_slot)
+    sizes = np.diff(np.r_[q_starts, len(q_slot)])[:, None]
+    out[q_slot[q_starts]] = np.add.reduceat(cols, q_starts, axis=0) / sizes
+    return out
+
+
+def most_changed_head(comparison: Comparison, layers: list[int], heads: list[int], layer: int | None = None,
+                      head: int | None = None) -> tuple[int, int]:
+    """``(layer, head)``: the given head, else the most changed among ``layers`` x ``heads`` (with ``layer`` or
+    ``head`` fixed when only one is given); ties go to the first in layer-major order."""
+    rows = [layer] if layer is not None else layers
+    cols = [head] if head is not None else heads
+    block = comparison.divergence[np.ix_(rows, cols)]
+    r, c = np.unravel_index(int(np.argmax(block)), block.shape)
+    return int(rows[r]), int(cols[c])
+
+
+def ranked_heads(comparison: Comparison, layers: list[int], heads: list[int], top: int) -> list[tuple[int, int]]:
+    """``(layer, head)`` of the ``top`` most changed heads among ``layers`` x ``heads``, most changed first."""
+    keep_l, keep_h = set(layers), set(heads)
+    return [(la, h) for la, h, _ in comparison.ranked if la in keep_l and h in keep_h][:top]
+
+
 def _check_pair(a: Trace, b: Trace, kind: str | None) -> str:
     """The kind to compare, after checking that both traces have it with the same layers and heads."""
     resolve_kind(a, None)

@@ -1,7 +1,7 @@
 """Static diff view: one head of two inputs on aligned tokens (A, B and B - A), the most changed heads, next tokens.
 
 ``figure("diff", comparison)`` draws a :class:`~attnscope.analysis.Comparison`; ``figure("diff", trace_a,
-other=trace_b)`` compares first. Tokens are the aligned slots of :mod:`attnscope.views.diff` (a differing span is
+other=trace_b)`` compares first. Tokens are the aligned slots of :mod:`attnscope.analysis.compare` (a differing span is
 one slot, labelled ``she → he``); A and B share one square-root colour scale, the difference is orange where A
 attends more and purple where B does. Below: the heads ranked by Jensen-Shannon divergence (the shown one
 highlighted) and, when the comparison holds them, the next-token predictions after each input.
@@ -16,8 +16,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import FuncNorm, LinearSegmentedColormap
 
 from ..analysis import Comparison
+from ..analysis.compare import aligned_head, ranked_heads
 from ..tokens import prettify_tokens
-from ..views.diff import aligned_head, check, indices, pair, present, ranked, slot_labels
+from ..views.diff import check, indices, pair
 from . import style
 from .style import THEMES, Theme
 
@@ -48,7 +49,7 @@ def resolve(trace, *, other=None, kind=None, layer=None, head=None, top=None, in
     L, H = comparison.divergence.shape
     layers = indices(include_layers, L, "include_layers", "layer")
     heads = indices(include_heads, H, "include_heads", "head")
-    return DiffOptions(comparison, opts["layer"], opts["head"], ranked(comparison, layers, heads, opts["top"]),
+    return DiffOptions(comparison, opts["layer"], opts["head"], ranked_heads(comparison, layers, heads, opts["top"]),
                        THEMES["light" if theme in (None, "auto") else theme], prettify is not False)
 
 
@@ -70,10 +71,10 @@ def _heights(opts: DiffOptions) -> tuple[float, float]:
 def draw(fig, trace, opts: DiffOptions) -> None:
     c, theme = opts.comparison, opts.theme
     shown = prettify_tokens if opts.prettify else list
-    q_labels, k_labels = slot_labels(c.query_alignment, shown), slot_labels(c.key_alignment, shown)
+    q_labels, k_labels = c.query_alignment.slot_labels(shown), c.key_alignment.slot_labels(shown)
     a = aligned_head(c, "a", opts.layer, opts.head).astype(np.float64)
     b = aligned_head(c, "b", opts.layer, opts.head).astype(np.float64)
-    has_a, has_b = present(c.query_alignment, "a"), present(c.query_alignment, "b")
+    has_a, has_b = c.query_alignment.present("a"), c.query_alignment.present("b")
     a[~has_a], b[~has_b] = np.nan, np.nan
     delta = b - a
     width, height = fig.get_size_inches()

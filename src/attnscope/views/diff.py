@@ -7,7 +7,8 @@ top next-token predictions of both inputs.
 
 Tokens are lined up by :func:`attnscope.analysis.align_tokens`: each token the inputs share is one slot, each
 differing span one slot (shown ``She → He``). A slot's key weight is the sum of its keys' weights and its query
-row the mean of its rows, the rules :func:`attnscope.analysis.compare` measures with; a slot an input lacks (an
+row the mean of its rows, the rules :func:`attnscope.analysis.compare` measures with (the math, head ranking
+included, lives in :mod:`attnscope.analysis.compare`; this module builds the payload); a slot an input lacks (an
 insertion) has no row on that side.
 
 Payload (``format == "attnscope-diff"``; arrays as base64, JSON only for small metadata):
@@ -34,6 +35,7 @@ import numpy as np
 
 from ..analysis import Comparison, compare
 from ..analysis.align import Alignment
+from ..analysis.compare import aligned_head, most_changed_head, ranked_heads
 from ..encode import DTYPES, _b64, quantize
 from ..errors import InputError
 from ..trace import Trace
@@ -102,7 +104,7 @@ def pair(a: Trace | Comparison, other: Trace | None, kind: str | None) -> Compar
     elif isinstance(a, Trace):
         if other is None:
             raise InputError("the diff view compares two traces; pass the second one: diff_view(a, b), "
-                             "render('diff', a, other=b) or trace.show('diff', other=b)")
+                             "or attnscope.render('diff', a, other=b)")
         if not isinstance(other, Trace):
             raise InputError(f"the second input of the diff view must be a Trace; got {type(other).__name__}")
         result = compare(a, other, kind=kind)
@@ -159,7 +161,7 @@ def check(comparison: Comparison, options: dict[str, Any]) -> dict[str, Any]:
     for name, value, shown in (("layer", opts.get("layer"), layers), ("head", opts.get("head"), heads)):
         if value is not None and (not _whole(value) or value not in shown):
             raise InputError(f"{name} {value!r} is not shown; choose one of {shown}")
-    opts["layer"], opts["head"] = pick_head(comparison, layers, heads, opts.get("layer"), opts.get("head"))
+    opts["layer"], opts["head"] = most_changed_head(comparison, layers, heads, opts.get("layer"), opts.get("head"))
     top = opts.get("top", TOP)
     if not _whole(top) or top < 1:
         raise InputError(f"top must be a whole number >= 1 (heads listed); got {top!r}")
@@ -185,69 +187,8 @@ def indices(chosen, n: int, name: str, what: str) -> list[int]:
     return picked
 
 
-def pick_head(comparison: Comparison, layers: list[int], heads: list[int], layer: int | None,
-              head: int | None) -> tuple[int, int]:
-    """The head to show: the given one, else the most changed among ``layers`` x ``heads`` (with ``layer`` or
-    ``head`` fixed when only one is given)."""
-    rows = [layer] if layer is not None else layers
-    cols = [head] if head is not None else heads
-    block = comparison.divergence[np.ix_(rows, cols)]
-    r, c = np.unravel_index(int(np.argmax(block)), block.shape)  # first of ties, in layer-major order
-    return int(rows[r]), int(cols[c])
-
-
-def ranked(comparison: Comparison, layers: list[int], heads: list[int], top: int) -> list[tuple[int, int]]:
-    """``(layer, head)`` of the ``top`` most changed heads among ``layers`` x ``heads``, most changed first."""
-    keep_l, keep_h = set(layers), set(heads)
-    return [(la, h) for la, h, _ in comparison.ranked if la in keep_l and h in keep_h][:top]
-
-
 def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-# --------------------------------------------------------------------------- aligned weights
-def aligned_head(comparison: Comparison, side: str, layer: int, head: int) -> np.ndarray:
-    """One head of input ``side`` (``"a"``/``"b"``) on the aligned slots ``[Sq, Sk]``: key weights summed per slot,
-    query rows averaged per slot; rows of slots that input lacks are 0 (see :func:`present`)."""
-    trace = comparison.trace_a if side == "a" else comparison.trace_b
-    weights = trace.head(layer, head, comparison.kind).astype(np.float64)  # [q, k]
-    q_slot = comparison.query_alignment.slot_of(side)
-    k_slot = comparison.key_alignment.slot_of(side)
-    n_q, n_k = len(comparison.query_alignment.slots), len(comparison.key_alignment.slots)
-    out = np.zeros((n_q, n_k), dtype=np.float32)
-    if weights.size == 0:
-        return out
-    k_starts = _run_starts(k_slot)
-    cols = np.zeros((weights.shape[0], n_k))
-    cols[:, k_slot[k_starts]] = np.add.reduceat(weights, k_starts, axis=1)
-    q_starts = _run_starts(q_slot)
-    sizes = np.diff(np.r_[q_starts, len(q_slot)])[:, None]
-    out[q_slot[q_starts]] = np.add.reduceat(cols, q_starts, axis=0) / sizes
-    return out
-
-
-def present(alignment: Alignment, side: str) -> np.ndarray:
-    """For each slot, whether input ``side`` has tokens in it ``[S]`` bool."""
-    return np.array([(s.a_end > s.a_start) if side == "a" else (s.b_end > s.b_start) for s in alignment.slots])
-
-
-def slot_labels(alignment: Alignment, prettify) -> list[str]:
-    """A display label per slot: the shared token, or ``A-span → B-span`` (``∅`` for an empty side)."""
-    a, b = prettify(list(alignment.tokens_a)), prettify(list(alignment.tokens_b))
-    out = []
-    for s in alignment.slots:
-        if s.shared:
-            out.append(a[s.a_start])
-        else:
-            left = " ".join(a[s.a_start:s.a_end]) or "\u2205"
-            right = " ".join(b[s.b_start:s.b_end]) or "\u2205"
-            out.append(f"{left} \u2192 {right}")
-    return out
-
-
-def _run_starts(slot_of: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.r_[True, slot_of[1:] != slot_of[:-1]])
 
 
 # --------------------------------------------------------------------------- payload
@@ -286,7 +227,7 @@ def build_payload(comparison: Comparison, opts: dict[str, Any]) -> dict[str, Any
                           for la in layers],
         "rowMax": round(float(comparison.row_divergence[np.ix_(layers, heads)].max(initial=0.0)), 6),
         "divergence": _b64(grid.tobytes()),
-        "ranked": [list(where[lh]) for lh in ranked(comparison, layers, heads, opts.get("top", TOP))],
+        "ranked": [list(where[lh]) for lh in ranked_heads(comparison, layers, heads, opts.get("top", TOP))],
         "next": _next(comparison),
     }
 
@@ -318,4 +259,4 @@ def _next(comparison: Comparison) -> dict[str, list[dict]] | None:
     return {"a": rows(comparison.next_a), "b": rows(comparison.next_b)}
 
 
-__all__ = ["DiffView", "aligned_head", "diff_view", "pair", "present", "render_diff", "slot_labels"]
+__all__ = ["DiffView", "diff_view", "pair", "render_diff"]
