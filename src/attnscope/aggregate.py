@@ -75,7 +75,7 @@ def aggregate(trace: Trace, by: str | Sequence[tuple[int, int]] | Mapping[str, A
     if "units" in trace.meta:
         raise InputError(f"this trace is already aggregated by {trace.meta['units'].get('by')!r}; aggregate the "
                          "token-level trace instead (units of units would lose which tokens they hold)")
-    units = {stream: Units(_split(_spans(trace, stream, by), (apart or {}).get(stream, ())), len(toks))
+    units = {stream: Units(split_apart(_spans(trace, stream, by), (apart or {}).get(stream, ())), len(toks))
              for stream, toks in trace.tokens.items()}
     for name, seg in trace.segments.items():
         u = units[seg.stream]
@@ -94,11 +94,7 @@ def aggregate(trace: Trace, by: str | Sequence[tuple[int, int]] | Mapping[str, A
                              "or capture a shorter text")
         attention[kind] = _aggregate_kind(att, units[qs], units[ks])
     level = by if isinstance(by, str) else "spans"
-    tokens = {}
-    for stream, toks in trace.tokens.items():
-        scheme, spaced = token_scheme(toks), _spaced(trace, stream)
-        tokens[stream] = [join_tokens(toks[s:e], scheme, spaced and spaced[s:e]) or toks[s]
-                          for s, e in units[stream].spans]
+    tokens = {stream: unit_labels(trace, stream, units[stream].spans) for stream in trace.tokens}
     segments = {name: _unit_segment(seg, units[seg.stream]) for name, seg in trace.segments.items()}
     meta = {k: v for k, v in trace.meta.items() if k not in ("words", "offsets")}
     if "kinds" in meta:  # a causal mask stays causal over units; windows and scaling are token-level facts
@@ -128,7 +124,15 @@ def _spans(trace: Trace, stream: str, by) -> list[tuple[int, int]]:
     return unit_spans(trace, stream, by)
 
 
-def _split(spans: list[tuple[int, int]], apart: Sequence[int]) -> list[tuple[int, int]]:
+def unit_labels(trace: Trace, stream: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    """The display text of each unit: its tokens joined by :func:`attnscope.tokens.join_tokens` (with the spacing
+    the character offsets record, where the trace has them)."""
+    toks = trace.tokens[stream]
+    scheme, spaced = token_scheme(toks), _spaced(trace, stream)
+    return [join_tokens(toks[s:e], scheme, spaced and spaced[s:e]) or toks[s] for s, e in spans]
+
+
+def split_apart(spans: list[tuple[int, int]], apart: Sequence[int]) -> list[tuple[int, int]]:
     """``spans`` with each position of ``apart`` cut out as a unit of its own."""
     cut = set(int(p) for p in apart)
     out = []
