@@ -16,15 +16,12 @@ The tolerance is relative to the size of the layer's output and follows the mode
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
 from .blocks import AttentionModule, attention_modules
-
-log = logging.getLogger(__name__)
 
 #: Allowed difference relative to ``max(1, largest |output|)`` of the layer, by the model's dtype. float32 models
 #: run the same arithmetic as the check (measured differences: ~1e-7); half precision rounds the weights.

@@ -32,7 +32,6 @@ class Interventions:
     keep: bool = False  # gradients: keep every call's output and values
     outputs: list[torch.Tensor] = field(default_factory=list)  # per call [B, q, H, d], requires grad
     values: list[torch.Tensor] = field(default_factory=list)  # per call [B, H, k, d] (GQA heads repeated)
-    modules: list[object] = field(default_factory=list)  # per call, the module that called
 
 
 _active: contextvars.ContextVar[Interventions | None] = contextvars.ContextVar("attnscope_measure", default=None)
@@ -51,7 +50,6 @@ def measure_attention(module, query, key, value, attention_mask, scaling=None, d
             out.requires_grad_(True)
         act.outputs.append(out)
         act.values.append(interface._repeat_heads(value, query.shape[1]).detach())
-        act.modules.append(module)
     return out, None
 
 

@@ -17,7 +17,6 @@ The disagreement view (:func:`attnscope.views.disagreement_view`) and its figure
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -171,7 +170,3 @@ def ranks(x: np.ndarray) -> np.ndarray:
     hi = np.searchsorted(flat, shifted, side="right")
     return (lo + hi - 1) / 2.0 - (np.arange(R) * m)[:, None] + 1.0
 
-
-def describe(e: Explanation) -> dict[str, Any]:
-    """JSON-able summary: per series, the mean disagreement with attention over all heads and rows."""
-    return {name: float(np.nanmean(e.disagreement(name))) for name in e.rho}
