@@ -13,6 +13,13 @@ dense limit its payload carries:
 
   Layers not carried show their overview only, and the view says so (the web app fetches their rows instead).
 
+The ``qk`` entry: ``d`` (head size), ``scaling``, ``causal``, ``softcap`` (or null) and ``windows[layer]`` (a sliding
+window or null) are the mask rule; ``kvHeads`` the key/value heads carried and ``kv[head]`` the position in it of each
+included head's; ``layers`` the original indices of the carried layers (``skipped``: layer -> why a layer asked for
+was not carried). ``query[layer][head]`` and ``key[layer][kv]`` are ``[q, d]`` / ``[k, d]`` float16 coded as
+``"f16planes"`` (the low bytes, then the high bytes, deflated in z85 text: :func:`unplanes`), ``lse[layer][head]``
+base64 float32 ``[q]``; each is null for a layer not carried. ``error``: see below.
+
 Float16 rounds each query and key component to 11 significant bits, which moves a score ``s`` by up to
 ``scaling * sum_c |q_c k_c| * 2^-10`` and a weight ``w`` by ``w (exp(|ds|) - 1)``: about 1e-3 of a weight for scores
 of magnitude ~10. ``qk["error"]`` is the largest difference from the float32 weights measured on sampled rows of
