@@ -147,7 +147,8 @@ def _free_port() -> int:
 def _node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """``ray start --block`` (one node, one CPU) as a child process whose whole tree the test stops."""
     with open(log, "w") as fh:
-        return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats", *args],
+        return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats",
+                                 "--node-ip-address=127.0.0.1", *args],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 

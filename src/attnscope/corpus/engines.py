@@ -137,8 +137,9 @@ def ray_session(address: str | None):
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if address is None:
-        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES)
+    if address is None:  # a local Ray listens on loopback only, never on the machine's network address
+        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES,
+                      _node_ip_address="127.0.0.1")
     for attempt in range(1, STARTS + 1):
         try:  # "local": always a new Ray of our own, even where a `ray start` cluster runs on this machine
             ray.init(address=address or "local", **kwargs)
