@@ -6,6 +6,7 @@ anywhere (notebook, offline HTML, PNG/SVG/PDF, CLI, web app), analyse it and com
 
 from . import analysis
 from ._version import __version__
+from ._widget import widget
 from .attention import PruneSpec
 from .capture import capture, capture_batch, load_model
 from .trace import Segment, Trace, load
@@ -28,4 +29,5 @@ __all__ = [
     "model_view",
     "neuron_view",
     "render",
+    "widget",
 ]

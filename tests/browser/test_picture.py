@@ -113,3 +113,32 @@ def test_an_escaping_sanitizer_shows_the_line_and_no_payload(browser, tmp_path):
     assert "attnscope-payload" not in text and "views.model" not in text and ".attnscope" not in text
     assert out.bounding_box()["height"] < 250  # the line (three lines at this width), the tag, the loader
     context.close()
+
+
+@pytest.mark.slow
+def test_jupyterlab_shows_an_untrusted_notebooks_picture_and_draws_the_view_once_trusted(browser, tmp_path):
+    """A notebook run elsewhere is untrusted here: JupyterLab sanitizes its HTML (no scripts), so the picture and
+    the line show; doing what the line says (the command palette's "Trust Notebook") draws the view."""
+    from .jupyterlab import jupyterlab, lab_page
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import numpy as np, attnscope\n"
+        "w = np.random.default_rng(0).dirichlet(np.ones(12), size=(3, 4, 12)).astype('float32')\n"
+        "attnscope.model_view(attnscope.Trace.from_arrays(w, [f'w{i}' for i in range(12)]))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "shared.ipynb")
+    with jupyterlab(tmp_path) as (base, token):
+        page = lab_page(browser, base, token, "shared.ipynb")
+        out = page.locator(".jp-OutputArea-output").first
+        img = out.locator("img.as-picture")
+        img.wait_for(timeout=60_000)
+        assert img.evaluate("i => i.complete && i.naturalWidth") > 300
+        assert "Trust Notebook" in out.inner_text() and out.locator(".attnscope[data-state]").count() == 0
+        page.keyboard.press("Control+Shift+C")  # the command palette, as the line says
+        page.keyboard.type("Trust Notebook")
+        page.keyboard.press("Enter")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        out.locator(".attnscope[data-state='drawn']").wait_for(timeout=60_000)
+        assert out.locator("img.as-picture").count() == 0 and out.locator(".as-thumb").count() == 12
+        page.context.close()

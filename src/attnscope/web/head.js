@@ -286,6 +286,12 @@ views.head = function renderHead(root, payload, options) {
       rebuild();
     },
     destroy() { stepper.stop(); root.textContent = ""; },
+    // What is shown (for widgets and tests): original layer and heads, and the query token pinned by a click or null.
+    current() {
+      const k = st.kind, f = st.focus;
+      return { kind: k.name, layer: k.layers[st.li], heads: [...st.sel].sort((a, b) => a - b).map((hi) => k.heads[hi]),
+        query: st.pinned && f && f.side === "q" ? f.i : null };
+    },
     probe: Object.assign(probe(kinds), { step: () => st.step }),
   };
 };

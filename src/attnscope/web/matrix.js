@@ -184,6 +184,11 @@ views.matrix = function renderMatrix(root, payload, options) {
       rebuild();
     },
     destroy() { root.textContent = ""; },
+    // What is shown (for widgets and tests): original layer and head, and the query row marked (query=) or null.
+    current() {
+      const k = st.kind;
+      return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: o.query === undefined ? null : o.query };
+    },
     probe: probe(kinds),
   };
 };

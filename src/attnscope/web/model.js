@@ -264,6 +264,16 @@ views.model = function renderModel(root, payload, options) {
       if (detailView) detailView.update({ filter: st.filter, theme: ui.theme });
     },
     destroy() { stopWatching(); root.textContent = ""; },
+    // The head enlarged by a click (original layer and head, null when none) and the query token pinned in it.
+    current() {
+      const k = st.kind, p = st.picked, d = p && detailView ? detailView.current() : null;
+      return { kind: k.name, layer: p ? k.layers[p[0]] : null, head: p ? k.heads[p[1]] : null, query: d ? d.query : null };
+    },
+    // Enlarge the head (layer, head) as a click on its thumbnail does; (null, null) closes it.
+    select(layer, head) {
+      const li = st.kind.layers.indexOf(layer), hi = st.kind.heads.indexOf(head);
+      if (li >= 0 && hi >= 0) openDetail(li, hi); else closeDetail();
+    },
     probe: Object.assign(probe(kinds, () => (detailView ? detailView.probe.decoded() : 0)), {
       cell: (li, hi) => geo[li][hi],  // where thumbnail (li, hi) is drawn in canvas.as-thumbs (and its frame)
     }),
