@@ -201,8 +201,8 @@ def unit_head(att, layer: int, head: int, rows: Units, cols: Units) -> np.ndarra
         a, b = int(ptr[0]), int(ptr[-1])
         i = np.repeat(rows.unit_of, np.diff(ptr))
         cell = i * len(cols) + cols.unit_of[att.indices[a:b]]
-        out = np.bincount(cell, weights=att.values[a:b], minlength=out.size).reshape(out.shape)
-        return out / rows.lengths[:, None]
+        sums = np.bincount(cell, weights=att.values[a:b], minlength=out.size).reshape(out.shape)
+        return sums / rows.lengths[:, None]
     step = max(1, BLOCK_WEIGHTS // max(1, k))
     for lo in range(0, q, step):
         hi = min(q, lo + step)

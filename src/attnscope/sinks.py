@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from .aggregate import BLOCK_WEIGHTS, DENSE_MAX_BYTES, aggregate
-from .attention import DenseAttention
+from .attention import Attention, DenseAttention
 from .errors import InputError
+from .qk import QKAttention
 from .tokens import prettify_tokens
 from .trace import Segment, Trace
 
@@ -94,7 +95,7 @@ def learned_share(trace: Trace, kind: str | None = None) -> np.ndarray:
     kind = kind or trace.default_kind
     att = trace.attention[kind]
     L, H, q, _ = att.shape
-    if att.form == "qk" and att.sums is not None:  # the overview's cell sums add up to every row's sum, exactly
+    if isinstance(att, QKAttention) and att.sums is not None:  # the overview's cell sums add up to every row's sum, exactly
         totals = att.sums.astype(np.float64).sum(axis=(2, 3))
     else:
         totals = np.array([[row_totals(att, layer, head).sum() for head in range(H)] for layer in range(L)])
@@ -116,7 +117,7 @@ def _hide(trace: Trace, positions: Mapping[str, Sequence[int]], renormalize: boo
     streams_with_sink = {trace.streams(k)[1] for k, v in learned.items() if v.max(initial=0.0) > LEARNED_MIN}
     keep = {s: [i for i in range(len(t)) if i not in set(positions.get(s, ()))] for s, t in trace.tokens.items()}
     shift = {s: int(s in streams_with_sink) for s in trace.tokens}
-    attention = {}
+    attention: dict[str, Attention] = {}
     for kind, att in trace.attention.items():
         qs, ks = trace.streams(kind)
         L, H = att.shape[:2]

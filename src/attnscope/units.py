@@ -96,7 +96,8 @@ def _ends_sentence(text: str, m: re.Match, limit: int, cased: bool) -> bool:
     stop = text[m.start() : m.end()].rstrip("\"'”’»)]")
     if stop != ".":
         return True  # "!", "?", "...", "?!" end a sentence whatever came before
-    before = re.search(r"[\w.]*$", text[: m.start()]).group(0)
+    found = re.search(r"[\w.]*$", text[: m.start()])  # always matches (maybe the empty string)
+    before = found.group(0) if found else ""
     word = before.lower()
     if word in ABBREVIATIONS or re.fullmatch(r"[^\W\d_]", before):  # "Dr." or an initial "J."
         return False
@@ -236,7 +237,8 @@ def _word_keys(tokens, a, b, special, words, offsets, scheme) -> list:
 
 def _marker_keys(tokens, a, b, special, scheme) -> list:
     """Word keys from the token strings' markers (rule 3 of the module docstring)."""
-    keys, word, prev = [], -1, None
+    keys, word = [], -1
+    prev: str | None = None
     for i in range(a, b):
         t = tokens[i]
         text = piece_text(t, scheme)
@@ -248,7 +250,7 @@ def _marker_keys(tokens, a, b, special, scheme) -> list:
             starts = tokens[i - 1].endswith("</w>")
         else:  # byte-level and SentencePiece pieces carry the space before a word (or follow a line break)
             starts = text[:1].isspace() or not prev.strip()
-        if not starts and scheme != "wordpiece" and prev.strip() and text.strip():
+        if not starts and prev is not None and scheme != "wordpiece" and prev.strip() and text.strip():
             starts = _kind(prev.strip()[-1]) != _kind(text.strip()[0])  # letters meet punctuation: "cat" "."
         word += starts
         keys.append(word)
@@ -286,7 +288,8 @@ def _text_keys(tokens, a, b, special, offsets, scheme, by: str) -> list:
 def _rebuild(tokens, a, b, special, scheme) -> tuple[str, list]:
     """Text rebuilt from the token strings of ``[a, b)`` and each token's first visible character in it (None for
     special tokens and tokens of only whitespace)."""
-    text, positions = "", []
+    text = ""
+    positions: list[int | None] = []
     for i in range(a, b):
         t = tokens[i]
         if special[i]:
