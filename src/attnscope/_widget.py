@@ -52,7 +52,7 @@ def esm(view: str) -> str:
 
 @cache
 def _widget_class():
-    anywidget = require("anywidget", "widget")
+    anywidget: Any = require("anywidget", "widget")  # a module: its class is a base class below
     import traitlets
 
     class Widget(anywidget.AnyWidget):
