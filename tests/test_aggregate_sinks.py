@@ -128,7 +128,55 @@ def test_bad_sink_options_are_refused(llama, kw, match):
         shown_trace(llama, **kw)
 
 
-def test_hiding_every_token_is_refused(make_trace):
+def test_hiding_every_token_is_refused_unless_a_rule_chose_them(make_trace):
     trace = make_trace(n=3)
     with pytest.raises(InputError, match="would leave no 'input' token"):
         hide_sinks(trace, [0, 1, 2])
+    specials = make_trace(n=3, tokens=["<s>", "</s>", "<pad>"])
+    assert sinks.sink_positions(specials, "auto") == {"input": []}  # a stream of sinks only: nothing is hidden
+
+
+# ------------------------------------------------------------------------------------------------ every front end
+def test_views_figures_metrics_and_diff_take_the_same_options(bert_pair, tmp_path):
+    from attnscope.figures import figure
+
+    both = shown_trace(bert_pair, by="word", hide_sinks=True)
+    view = attnscope.head_view(bert_pair, by="word", hide_sinks=True, picture=False)
+    assert view.data()["options"] == {"by": "word", "hideSinks": True}
+    units = view.payload["units"]
+    assert units["levels"] == ["word", "sentence"]  # paragraphs would be the sentences here
+    assert units["streams"]["input"]["word"]["labels"] == bert_pair.aggregate("word").tokens["input"]
+    assert units["sinks"]["labels"] == ["[CLS]", "[SEP]"]
+    np.testing.assert_allclose(view.payload["kinds"]["self"]["sinkHeld"],
+                               both.meta["hidden_sinks"]["held"]["self"], atol=1e-6)
+    fig = figure("matrix", bert_pair, by="word", hide_sinks=True, layer=1, head=4)
+    words = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert trace_note(both, 1, 4) in words and "unbelievably" in words
+    shown_first = attnscope.head_view(bert_pair, by="word", hide_sinks=True)
+    assert shown_first.save(tmp_path / "h.png").stat().st_size > 1000  # the view's first state as a figure
+    records = head_metrics(bert_pair, by="word", hide_sinks=True)
+    assert records == head_metrics(both)
+    other = attnscope.capture(bert_pair.meta["model"], "The unbelievably tall giraffe ate grass.", pair="It was happy.")
+    diff = attnscope.diff_view(bert_pair, other, by="word", hide_sinks=True, picture=False)
+    assert "unbelievably" in diff.payload["query"]["a"] and "[CLS]" not in diff.payload["query"]["a"]
+    with pytest.raises(InputError, match="by must be one of"):
+        attnscope.matrix_view(bert_pair, by="letter")
+    with pytest.raises(InputError, match="no option"):
+        attnscope.views.render("neuron", bert_pair, by="word")
+
+
+def test_the_cli_renders_words_with_hidden_sinks(bert_pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from attnscope.cli import app
+
+    path = bert_pair.save(tmp_path / "t.safetensors")
+    out = tmp_path / "m.html"
+    result = CliRunner().invoke(app, ["render", str(path), "--view", "matrix", "--by", "word", "--hide-sinks",
+                                      "--renormalize", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert '"by":"word"' in text and '"hideSinks":true' in text and '"renormalize":true' in text
+    result = CliRunner().invoke(app, ["render", str(path), "--view", "neuron", "--by", "word", "-o",
+                                      str(tmp_path / "n.html")])
+    assert result.exit_code != 0 and "--by does not apply to the neuron view" in result.output

@@ -168,6 +168,12 @@ Kind = Annotated[str | None, typer.Option(help="Attention kind: self, or encoder
 Filter = Annotated[str | None, typer.Option("--filter", help="Segments to show, e.g. A->B (sentence pairs).")]
 ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HTML also: auto).")]
 Raw = Annotated[bool, typer.Option("--raw-tokens", help="Show tokens as the tokenizer wrote them (Ġ, ▁, ##).")]
+By = Annotated[str | None, typer.Option("--by", help="Units: token, word, sentence or paragraph (attention to a unit "
+                                        "sums its pieces, attention from a unit averages them).")]
+HideSinks = Annotated[bool, typer.Option("--hide-sinks", help="Leave out the first and the special tokens and say how "
+                                         "much attention they held.")]
+Renormalize = Annotated[bool, typer.Option("--renormalize", help="With --hide-sinks: divide each row by what is "
+                                           "shown.")]
 Dpi = Annotated[float | None, typer.Option(help="Figure pixel density (PNG), default 150.")]
 Size = Annotated[str | None, typer.Option(help="Figure size in inches, WIDTHxHEIGHT, e.g. 8x6.")]
 Open = Annotated[bool, typer.Option("--open", help="Open the written file (browser or image viewer).")]
@@ -223,7 +229,8 @@ class _Render:
     size: tuple[float, float] | None
 
     @classmethod
-    def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size):
+    def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size, by=None,
+              hide_sinks=False, renormalize=False):
         if view not in VIEWS:
             raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
         output = Path(output) if output is not None else Path(f"attnscope-{view}.html")
@@ -234,7 +241,8 @@ class _Render:
             raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
         flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
-                 "prettify": ("--raw-tokens", False if raw else None),
+                 "prettify": ("--raw-tokens", False if raw else None), "by": ("--by", by),
+                 "hide_sinks": ("--hide-sinks", hide_sinks or None), "renormalize": ("--renormalize", renormalize or None),
                  "include_layers": ("--layers", _Indices.parse(layers, "--layers")),
                  ("include_heads" if view == "model" else "heads"): ("--heads", _Indices.parse(heads, "--heads"))}
         from .views import VIEW_OPTIONS
@@ -430,13 +438,14 @@ def show(
     view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
-    debug: Debug = False,
+    debug: Debug = False, by: By = None, hide_sinks: HideSinks = False, renormalize: Renormalize = False,
 ) -> None:
     """Capture TEXT with a model and write one view of it, in one step."""
     _start("show", debug)
     text = _read_text(DEMO_TEXT if text is None else text, "text")
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
-                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size)
+                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size, by=by, hide_sinks=hide_sinks,
+                        renormalize=renormalize)
     progress = _Progress(quiet)
     pair = _read_text(pair, "pair")
     trace = _capture(progress, model, text, lambda config: job.fit_model(config, model, generate, target), pair=pair,
@@ -480,14 +489,15 @@ def render(
     view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
-    debug: Debug = False,
+    debug: Debug = False, by: By = None, hide_sinks: HideSinks = False, renormalize: Renormalize = False,
 ) -> None:
     """Write one view of a saved TRACE as HTML or a figure."""
     import attnscope
 
     _start("render", debug)
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
-                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size)
+                        filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size, by=by, hide_sinks=hide_sinks,
+                        renormalize=renormalize)
     progress = _Progress(quiet)
     with progress.step(f"Reading {trace_file}"):
         trace = attnscope.load(trace_file)

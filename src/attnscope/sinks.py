@@ -44,7 +44,8 @@ LEARNED_MIN = 1e-3
 def sink_positions(trace: Trace, which: str | Sequence[str | int] = "auto") -> dict[str, list[int]]:
     """Token positions to hide per stream: ``"first"`` (each stream's first token), ``"special"`` (its special
     tokens: [CLS], [SEP], <s>, <|endoftext|>...), ``"auto"`` (both), or a list of positions and token strings
-    (raw, ``Ġthe``, or as shown, ``the``: every occurrence)."""
+    (raw, ``Ġthe``, or as shown, ``the``: every occurrence). A rule that would hide a whole stream hides none of it;
+    a list that would is refused."""
     from .analysis.metrics import is_special_token
 
     out: dict[str, list[int]] = {}
@@ -69,7 +70,10 @@ def sink_positions(trace: Trace, which: str | Sequence[str | int] = "auto") -> d
                 else:
                     raise InputError(f"hide_sinks lists {item!r}; give token positions (int) or token strings")
         if len(picked) >= len(tokens):
-            raise InputError(f"hiding {sorted(picked)} would leave no {stream!r} token to show; hide fewer")
+            if isinstance(which, str):  # every token of this stream is a sink by the rule: hide none of them
+                picked = set()
+            else:
+                raise InputError(f"hiding {sorted(picked)} would leave no {stream!r} token to show; hide fewer")
         out[stream] = sorted(picked)
     return out
 

@@ -85,16 +85,22 @@ def special_positions(tokens: Sequence[str]) -> np.ndarray:
 
 
 def head_metrics(trace: Trace, kind: str | None = None, *, layers: Sequence[int] | None = None,
-                 heads: Sequence[int] | None = None) -> list[dict]:
+                 heads: Sequence[int] | None = None, by: str | None = None, hide_sinks=None,
+                 renormalize: bool = False) -> list[dict]:
     """One record per (layer, head) with the metrics and label described in this module's docstring.
 
     Keys: ``layer, head, entropy, distance, self, previous, next, local, first, special, sink, max, label``.
     Reads one head at a time, a block of query rows at a time: dense heads as they are, q/k heads recomputed
     exactly block by block, pruned heads straight from their kept weights (never made dense), so it works on traces
     of any length in memory that does not grow with ``q x k``. ``layers`` / ``heads`` restrict it to those indices
-    (records in their order, layer-major).
+    (records in their order, layer-major). ``by``, ``hide_sinks`` and ``renormalize`` measure the trace as the views
+    show it with those options: over words or sentences, without its sinks (:func:`attnscope.sinks.shown_trace`).
     """
     kind = resolve_kind(trace, kind)
+    if by is not None or hide_sinks or renormalize:
+        from ..sinks import shown_trace
+
+        trace = shown_trace(trace, by=by or "token", hide_sinks=hide_sinks, renormalize=renormalize)
     L, H, q, k = trace.shape(kind)
     ctx = _Context(trace, kind, q, k)
     att = trace.attention[kind]

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from .._files import atomic_write
 from ..errors import InputError
 from ..text import clean_text
+from ..views import _units as units
 from . import atlas, diff, disagreement, head, matrix, model, neuron, style
 from .options import VIEW_OPTIONS, resolve
 
@@ -54,6 +55,8 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     """
     module = _view_module(view)
     own = view in ATLAS_VIEWS or view in EXPLAIN_VIEWS  # views of other inputs than traces check their own options
+    if not own:  # by= / hide_sinks= / renormalize=: the trace the view's first state shows (views/_units.py)
+        trace, options = units.figure_input(trace, options)
     opts = module.resolve(trace, **options) if own else resolve(view, trace, **options)
     size = _size(size) if size is not None else module.default_size(trace, opts)
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 2400:
@@ -61,6 +64,10 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     with style.rc_context(opts.theme):
         fig = style.new_figure(size, float(dpi))
         module.draw(fig, trace, opts)
+        note = units.figure_note(trace, view, getattr(opts, "layer", None), getattr(opts, "head", None),
+                                 getattr(opts, "kind", None))
+        if note:  # what the hidden sinks held, under the figure
+            fig.text(0.01, 0.004, note, fontsize=7, color=opts.theme.muted, va="bottom")
     _encodable_text(fig)
     return fig
 

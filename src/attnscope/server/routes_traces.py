@@ -101,7 +101,7 @@ def view_options(
     kind: str | None = None, layer: int | None = None, head: int | None = None, heads: str | None = None,
     query: int | None = None, filter: str | None = None, theme: str | None = None, prettify: bool | None = None,
     include_layers: str | None = None, include_heads: str | None = None, metric: str | None = None,
-    sort: bool | None = None,
+    sort: bool | None = None, by: str | None = None, hide_sinks: bool | None = None, renormalize: bool | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The view name and its options from the query string (only those given; the view checks them)."""
     if view not in VIEW_NAMES:
@@ -109,7 +109,8 @@ def view_options(
     given = {"kind": kind, "layer": layer, "head": head, "heads": indices(heads, "heads"), "query": query,
              "filter": filter, "theme": theme, "prettify": prettify,
              "include_layers": indices(include_layers, "include_layers"),
-             "include_heads": indices(include_heads, "include_heads"), "metric": metric, "sort": sort}
+             "include_heads": indices(include_heads, "include_heads"), "metric": metric, "sort": sort,
+             "by": by, "hide_sinks": hide_sinks, "renormalize": renormalize}  # units and sinks: views/_units.py
     return view, {k: v for k, v in given.items() if v is not None}
 
 

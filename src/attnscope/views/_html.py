@@ -49,6 +49,9 @@ VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
     "matrix": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "matrix.js"),
     "diff": ("core.js", "decode.js", "recompute.js", "controls.js", "diff.js"),
 }
+#: The Units and Hide sinks controls (units.js) wrap the views of weights, so they load after them.
+for _view in ("head", "model", "matrix"):
+    VIEW_SCRIPTS[_view] = (*VIEW_SCRIPTS[_view], "units.js")
 #: Style sheets a view needs besides style.css.
 VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
 #: The atlas view colours its grid with the model view's ramp and opens exemplar texts in the head view.

@@ -7,6 +7,7 @@ from typing import Any
 from ..encode import check_metric
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
+from ._units import UNIT_OPTIONS, UNIT_VIEWS, check_units
 
 _COMMON = ("kind", "include_layers", "include_heads", "theme", "prettify", "picture")
 
@@ -18,6 +19,10 @@ VIEW_OPTIONS: dict[str, tuple[str, ...]] = {
     "matrix": _COMMON + ("layer", "head", "query", "filter", "dtype", "budget_mb", "exact_layers"),
     "diff": _COMMON + ("layer", "head", "top", "dtype", "other"),  # attnscope.views.diff checks these itself
 }
+
+#: Units and sinks (views/_units.py): the views of weights, and the diff view, which applies them to both traces.
+for _view in (*UNIT_VIEWS, "diff"):
+    VIEW_OPTIONS[_view] += UNIT_OPTIONS
 
 #: Options that shape the payload in Python and never reach the JavaScript.
 ENCODE_OPTIONS = frozenset({"include_layers", "include_heads", "dtype", "thumb_size", "budget_mb", "exact_layers"})
@@ -84,6 +89,7 @@ def check(view: str, trace: Trace, options: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"picture must be True (a static picture of the view in its HTML, the default) or False; "
                          f"got {opts['picture']!r}")
     check_metric(opts.get("metric"), opts.get("sort"))
+    check_units(opts)
     return opts
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write
-from ..encode import BUDGET_MB, encode
+from ..encode import BUDGET_MB, encode, script_json
 from ..errors import InputError
 from ..text import clean_text
 from ..trace import Trace
 from . import _html
 from ._options import check, js_options, metrics_wanted
+from ._units import merge_units, trace_for, units_payload
 from .picture import Picture
 from .picture import picture as picture_of
 
@@ -123,5 +124,13 @@ def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, A
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
     dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
     thumb = opts.get("thumb_size", 64) if name == "model" else None
-    return encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics_wanted(name, opts), budget_mb=opts.get("budget_mb", BUDGET_MB),
-                  exact_layers=opts.get("exact_layers"), **common)
+    trace = trace_for(name, trace, opts)  # by= / hide_sinks= of a long q/k trace are applied here (views/_units.py)
+    units = units_payload(trace, opts)  # what the Units and Hide sinks controls need (web/units.js), in the budget
+    budget = opts.get("budget_mb", BUDGET_MB)
+    if units is not None and len(script_json(units)) > budget * 1e6 / 4:
+        units = None  # spans and labels would crowd out the weights: no controls
+    budget -= len(script_json(units)) / 1e6 if units is not None else 0.0
+    payload = encode(trace, dtype=dtype, thumb_size=thumb, metrics=metrics_wanted(name, opts), budget_mb=budget,
+                     exact_layers=opts.get("exact_layers"), **common)
+    merge_units(payload, units)
+    return payload

@@ -68,6 +68,9 @@ def diff_view(
     prettify: bool | None = None,
     dtype: str | None = None,
     picture: bool | None = None,
+    by: str | None = None,
+    hide_sinks: bool | str | Sequence[int | str] | None = None,
+    renormalize: bool | None = None,
 ) -> DiffView:
     """Compare two traces of one model (or show a :class:`~attnscope.analysis.Comparison`) as a diff view.
 
@@ -76,8 +79,13 @@ def diff_view(
     with the model. ``layer``/``head`` pick the head shown at start (default: the most changed one, within the
     given layer or head); ``top`` is how many of the most changed heads the list shows (default 10);
     ``include_layers``/``include_heads`` keep only those heads in the file; ``theme``, ``prettify`` and ``dtype``
-    (``"uint8"`` default, ``"float16"`` exact) and ``picture`` as in the other views.
+    (``"uint8"`` default, ``"float16"`` exact) and ``picture`` as in the other views. ``by``, ``hide_sinks`` and
+    ``renormalize`` (as in :func:`~attnscope.views.head_view`) compare both traces as shown: over words or
+    sentences, without their sinks (:func:`attnscope.sinks.shown_trace`).
     """
+    units = {k: v for k, v in dict(by=by, hide_sinks=hide_sinks, renormalize=renormalize).items() if v is not None}
+    if units:
+        a, other = shown_pair(a, other, units)
     return DiffView(pair(a, other, kind), dict(
         layer=layer, head=head, top=top, include_layers=include_layers, include_heads=include_heads, theme=theme,
         prettify=prettify, dtype=dtype, picture=picture,
@@ -90,6 +98,18 @@ def render_diff(a: Trace | Comparison, options: dict[str, Any]) -> DiffView:
     if unknown:
         raise InputError(f"the diff view has no option(s) {unknown}; it takes {sorted(VIEW_OPTIONS['diff'])}")
     return diff_view(a, **options)
+
+
+def shown_pair(a, other, units: dict[str, Any]) -> tuple[Trace, Trace | None]:
+    """Both traces with ``by=`` / ``hide_sinks=`` / ``renormalize=`` applied (a Comparison is made already)."""
+    from ..sinks import shown_trace
+    from ._units import check_units
+
+    check_units(units)
+    if not isinstance(a, Trace):
+        raise InputError("by=, hide_sinks= and renormalize= apply to the two traces of a diff view: pass the traces, "
+                         "not a Comparison")
+    return shown_trace(a, **units), shown_trace(other, **units) if isinstance(other, Trace) else other
 
 
 def pair(a: Trace | Comparison, other: Trace | None, kind: str | None) -> Comparison:

@@ -23,6 +23,9 @@ def head_view(
     budget_mb: float | None = None,
     exact_layers: Sequence[int] | None = None,
     picture: bool | None = None,
+    by: str | None = None,
+    hide_sinks: bool | str | Sequence[int | str] | None = None,
+    renormalize: bool | None = None,
 ) -> View:
     """Lines from each query token (left) to the key tokens (right), one colour per head, opacity = weight.
 
@@ -42,9 +45,14 @@ def head_view(
     A trace captured with ``generate=N`` gets a step slider (keyboard, previous/next, play; "All" leaves it): step
     ``s`` shows the prompt and the first ``s`` generated tokens and draws the row of the last of them, i.e. what it
     attended to when the model chose the next token (shown beside the slider).
+    ``by`` (``"token"``, ``"word"``, ``"sentence"``, ``"paragraph"``) sets the view's Units control: attention to a
+    unit sums its pieces, attention from a unit averages them. ``hide_sinks`` sets its Hide sinks control (``True``:
+    the first and the special tokens; ``"first"``, ``"special"``, or token positions and strings): they leave what is
+    shown, the view says how much attention they held, colours scale to what is shown, ``renormalize=True`` divides
+    each row by what is shown (see :mod:`attnscope.views._units`).
     """
     return View("head", trace, dict(
         kind=kind, layer=layer, heads=heads, filter=filter, include_layers=include_layers,
         include_heads=include_heads, theme=theme, prettify=prettify, dtype=dtype, budget_mb=budget_mb,
-        exact_layers=exact_layers, picture=picture,
+        exact_layers=exact_layers, picture=picture, by=by, hide_sinks=hide_sinks, renormalize=renormalize,
     ))

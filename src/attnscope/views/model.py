@@ -24,6 +24,9 @@ def model_view(
     sort: bool | None = None,
     exact_layers: Sequence[int] | None = None,
     picture: bool | None = None,
+    by: str | None = None,
+    hide_sinks: bool | str | Sequence[int | str] | None = None,
+    renormalize: bool | None = None,
 ) -> View:
     """A grid of layers (rows) x heads (columns), each head drawn as a heatmap of its weights (sqrt scale).
 
@@ -43,5 +46,5 @@ def model_view(
     return View("model", trace, dict(
         kind=kind, filter=filter, include_layers=include_layers, include_heads=include_heads, theme=theme,
         prettify=prettify, dtype=dtype, budget_mb=budget_mb, thumb_size=thumb_size, metric=metric, sort=sort,
-        exact_layers=exact_layers, picture=picture,
+        exact_layers=exact_layers, picture=picture, by=by, hide_sinks=hide_sinks, renormalize=renormalize,
     ))

@@ -35,9 +35,11 @@ class Kind {
   // The reader of one head (Head, or for "qk" payloads recompute.js's heads); null for a layer of a "qk" payload
   // whose rows are neither in it nor on a server (its overview is all there is).
   head(li, hi) {
+    if (this.spec.onRead) this.spec.onRead(li, hi);  // units.js: which heads are on screen, for its note
     return this.cached("a" + li + "," + hi, () => {
       const s = this.spec;
       this.decoded++;
+      if (s.shown) return s.shown(li, hi);  // units.js: words, sentences or hidden sinks, from the token heads
       if (s.form === "qk") return qkHead(this, li, hi);
       const item = s.data[li][hi];
       if (typeof item === "string") return new Head(this.q, this.k, valuesOf(item, s.dtype));
@@ -66,7 +68,7 @@ class Kind {
       }
       const b = Math.max(1, Math.ceil(Math.max(q, k) / want));
       const rows = Math.ceil(q / b), cols = Math.ceil(k / b), out = new Uint8Array(rows * cols);
-      if (s.form === "dense" && s.dtype === "sqrt8" && b === 1) return { rows, cols, block: 1, bytes: bytesOf(s.data[li][hi]) };
+      if (s.form === "dense" && s.dtype === "sqrt8" && b === 1 && !s.shown) return { rows, cols, block: 1, bytes: bytesOf(s.data[li][hi]) };
       const h = this.head(li, hi);
       for (let i = 0; i < q; i++) {
         const [idx, val] = h.row(i), base = ((i / b) | 0) * cols;
