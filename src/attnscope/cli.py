@@ -279,34 +279,25 @@ class _Render:
         return render(self.view, trace, **options).save(self.output, **figure)
 
 
-#: Config fields that count a model's layers and attention heads (per stack, for encoder-decoders).
-_LAYER_FIELDS = ("num_hidden_layers", "num_layers", "encoder_layers", "decoder_layers", "num_decoder_layers")
-_HEAD_FIELDS = ("num_attention_heads", "num_heads", "encoder_attention_heads", "decoder_attention_heads")
-
-
 def _fit_model(config, model: str, *, kind=None, layer=None, head=None, indices=None, generate=0,
                target=None) -> None:
     """Check options against a model's config (read without the weights): what it cannot show or do is refused
     now, not after the model has loaded. Counts are the largest over the model's stacks, so what passes here may
     still be refused by the view for one kind (an encoder with fewer layers than its decoder)."""
-    from .capture.models import can_generate
+    from .capture import families
 
-    enc_dec = bool(getattr(config, "is_encoder_decoder", False))
-    kinds = ("encoder", "decoder", "cross") if enc_dec else ("self",)
+    enc_dec = families.is_encoder_decoder(config)
+    kinds = families.attention_kinds(config)
     if kind is not None and kind not in kinds:
         raise InputError(f"--kind {kind!r}: {model} has {', '.join(kinds)} attention")
-    if generate and not can_generate(config):
+    if generate and not families.can_generate(config):
         arch = (getattr(config, "architectures", None) or [getattr(config, "model_type", "this model")])[0]
         raise InputError(f"--generate {generate}: {model} ({arch}) cannot generate text (an encoder, or a model "
                          "without a language-model head); leave --generate out, or pick a causal language model")
     if target is not None and not enc_dec:
         raise InputError(f"--target is the decoder text of an encoder-decoder model, and {model} is not one; put "
                          "the whole text in TEXT")
-    subs = [config] + [getattr(config, name, None) for name in ("text_config", "encoder", "decoder")]
-    subs = [c for c in subs if c is not None and not isinstance(c, (int, float, str, bool))]
-    counts = {what: max((v for c in subs for f in fields if isinstance(v := getattr(c, f, None), int)
-                         and not isinstance(v, bool) and v > 0), default=None)
-              for what, fields in (("layer", _LAYER_FIELDS), ("head", _HEAD_FIELDS))}
+    counts = families.counts(config)
     for what, value in (("layer", layer), ("head", head)):
         count = counts[what]
         if value is not None and count is not None and value >= count:
@@ -690,6 +681,7 @@ def compare_texts(
     import attnscope
 
     from .analysis import compare as compare_traces
+    from .analysis.compare import predicts_next
 
     _start("compare", debug)
     text_a, text_b = _read_text(text_a, "first text"), _read_text(text_b, "second text")
@@ -702,7 +694,7 @@ def compare_texts(
         a = attnscope.capture(loaded, tokenizer, text_a)
         b = attnscope.capture(loaded, tokenizer, text_b)
         done["message"] = f"Captured {a.shape()[2]} and {b.shape()[2]} tokens"
-    causal = bool(a.meta.get("kinds", {}).get("self", {}).get("causal")) and _has_lm_head(loaded)
+    causal = predicts_next(loaded, a, b)
     with progress.step("Comparing"):
         comparison = compare_traces(a, b, kind=kind, top_k=next_k, model=loaded if causal else None,
                                     tokenizer=tokenizer)
@@ -779,11 +771,6 @@ class _DiffJob:
         console.print(_cell(_tables.summary(comparison)))
         _written(path, progress, self.open_it)
 
-
-def _has_lm_head(model) -> bool:
-    """Whether a model predicts tokens (a causal LM loaded with its head), so next tokens can be shown."""
-    get = getattr(model, "get_output_embeddings", None)
-    return callable(get) and get() is not None
 
 
 # --------------------------------------------------------------------------- serve (the web app: attnscope.server)

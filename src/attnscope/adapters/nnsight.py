@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..capture.families import is_encoder_decoder
 from ..errors import InputError, MissingDataError
 from ..trace import Trace
 
@@ -47,7 +48,7 @@ def from_nnsight(model, text: str, *, cache=None, batch: int = 0) -> Trace:
       (several invokes make a batch; the padding nnsight added is cut away).
     """
     hf = hf_model(model)
-    if getattr(hf.config, "is_encoder_decoder", False):
+    if is_encoder_decoder(hf.config):
         raise InputError(f"{type(hf).__name__} is an encoder-decoder; Trace.from_nnsight reads one-stack models. "
                          "Use attnscope.capture(model._module, model.tokenizer, text, target=...)")
     tokenizer = getattr(model, "tokenizer", None)

@@ -229,6 +229,16 @@ def _check_pair(a: Trace, b: Trace, kind: str | None) -> str:
     return kind
 
 
+def predicts_next(model, *traces: Trace) -> bool:
+    """Whether :func:`compare` can add next-token predictions for ``traces`` of ``model``: a one-stack model that
+    writes text (a causal language model with its head, :func:`attnscope.capture.families.generates`) and traces
+    of its causal self-attention."""
+    from ..capture.families import generates, is_encoder_decoder
+
+    return (not is_encoder_decoder(model.config) and generates(model)
+            and all("self" in t.attention and is_causal(t, "self") for t in traces))
+
+
 def next_tokens(trace_a: Trace, trace_b: Trace, model, tokenizer=None,
                 top_k: int = 5) -> tuple[tuple[NextToken, ...], tuple[NextToken, ...]]:
     """Top-k next tokens after each input's last token, each with its probability under both inputs.
@@ -237,6 +247,8 @@ def next_tokens(trace_a: Trace, trace_b: Trace, model, tokenizer=None,
     """
     import torch
 
+    from ..capture.families import is_encoder_decoder
+
     if isinstance(model, str):
         from ..capture.models import load_cached
 
@@ -244,7 +256,7 @@ def next_tokens(trace_a: Trace, trace_b: Trace, model, tokenizer=None,
         tokenizer = tokenizer or loaded_tok
     if tokenizer is None:
         raise InputError("next-token predictions need the tokenizer too: compare(..., model=model, tokenizer=tok)")
-    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+    if is_encoder_decoder(getattr(model, "config", None)):
         raise InputError("next-token predictions are for decoder-only causal models; this is an encoder-decoder")
     probs = []
     for name, t in (("trace_a", trace_a), ("trace_b", trace_b)):

@@ -1,6 +1,8 @@
-"""Where things sit inside each model family: attention modules, output projections, norms, the residual stream.
+"""Finding the parts of a loaded model: attention modules, output projections, norms, the residual stream.
 
-This is the one module that knows model layouts; everything that reaches into a model's modules asks here.
+Everything that reaches into a model's modules asks here; the names and layouts of each family it looks for are
+the tables of :mod:`attnscope.capture.families` (:data:`~attnscope.capture.families.QUERY_NAMES`,
+:data:`~attnscope.capture.families.OUTPUT_NAMES`, :data:`~attnscope.capture.families.LAYOUTS`).
 
 - :func:`attention_modules`: every attention module of one kind (``"self"``, ``"encoder"``, ``"decoder"``,
   ``"cross"``) in module order, with its output projection ``W_O``. Found by child names, so it covers every family
@@ -9,8 +11,8 @@ This is the one module that knows model layouts; everything that reaches into a 
 - :func:`layers`: the transformer layers of one self-attention stack, each with the layer module (whose input is
   the residual stream ``x``), its attention module, ``W_O`` and, for post-LN models, the LayerNorm applied after
   the residual add. Whether a family normalises before attention (pre-LN: GPT-2, Llama) or after the residual
-  (post-LN: BERT) decides how the context-mixing measures decompose a layer, so these come from :data:`LAYOUTS`,
-  a table by ``config.model_type``; a family missing from it gets an error that names the supported ones.
+  (post-LN: BERT) decides how the context-mixing measures decompose a layer, so these come from ``LAYOUTS``, a
+  table by ``config.model_type``; a family missing from it gets an error that names the supported ones.
 """
 
 from __future__ import annotations
@@ -21,14 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from .families import LAYOUTS, OUTPUT_NAMES, QUERY_NAMES, Layout, kind_map
 
 if TYPE_CHECKING:
     from torch import nn
-
-#: Children that project queries: a module owning one of these is an attention module.
-QUERY_NAMES = ("q_proj", "query", "q", "q_lin", "c_attn", "qkv_proj", "Wqkv", "query_key_value", "qkv")
-#: Children that are the output projection, looked up on the attention module itself.
-OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "o", "out_lin", "dense", "wo")
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,6 @@ class AttentionModule:
 def attention_modules(model, kind: str = "self") -> list[AttentionModule]:
     """The attention modules of ``kind`` in module order (the order capture numbers layers in)."""
     from torch import nn  # imported here so `import attnscope` stays light
-
-    from .hf import kind_map
 
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a Hugging Face model or an offline model name; got {type(model).__name__}")
@@ -84,35 +80,7 @@ def projection_matrix(projection) -> np.ndarray:
     return w.T if isinstance(projection, nn.Linear) else w
 
 
-# --------------------------------------------------------------------------- layer layouts (measures)
-@dataclass(frozen=True)
-class Layout:
-    """Dotted paths of one family's parts: ``stack`` ends the name of the layers' ``ModuleList``; the others are
-    relative to one layer. ``post_norm`` is the LayerNorm after the attention residual add (post-LN models), or
-    None when the family normalises before attention (pre-LN)."""
-
-    stack: str
-    attention: str
-    output: str
-    post_norm: str | None
-
-
-_BERT = Layout("encoder.layer", "attention.self", "attention.output.dense", "attention.output.LayerNorm")
-_LLAMA = Layout("layers", "self_attn", "self_attn.o_proj", None)
-#: Families the context-mixing measures can decompose, by ``config.model_type``.
-LAYOUTS: dict[str, Layout] = {
-    "bert": _BERT,
-    "roberta": _BERT,
-    "xlm-roberta": _BERT,
-    "electra": _BERT,
-    "distilbert": Layout("transformer.layer", "attention", "attention.out_lin", "sa_layer_norm"),
-    "gpt2": Layout("h", "attn", "attn.c_proj", None),
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
-    "qwen2": _LLAMA,
-}
-
-
+# --------------------------------------------------------------------------- layers (measures)
 @dataclass(frozen=True)
 class Layer:
     """One transformer layer as the measures see it: ``x`` (the layer's input) -> attention sub-block -> rest.
@@ -135,7 +103,7 @@ def layout(model) -> Layout:
         raise InputError(
             f"context-mixing measures need to know where the norms and residuals of a {model_type!r} model are, "
             f"and attnscope knows them for {', '.join(sorted(LAYOUTS))}; add the family to "
-            "attnscope.capture.blocks.LAYOUTS"
+            "attnscope.capture.families.LAYOUTS"
         )
     return LAYOUTS[model_type]
 

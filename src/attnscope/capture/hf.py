@@ -15,6 +15,7 @@ from ..attention import Attention, DenseAttention, PrunedAttention, PruneSpec
 from ..errors import CaptureError, InputError
 from ..qk import QKAttention
 from ..trace import Trace
+from .families import generates, is_encoder_decoder, kind_map, text_config
 from .inputs import Inputs, check_model, prepare, prepare_generated
 from .models import load_cached
 
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Past this many bytes of dense float32 attention, ``form="auto"`` captures the q/k form instead of the weights.
 DENSE_MAX_BYTES = 2 * 2**30
-_CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn")
 
 
 def capture(
@@ -65,10 +65,10 @@ def capture(
     check_model(model, tokenizer)
     if not isinstance(generate, int) or generate < 0:
         raise InputError(f"generate must be a whole number >= 0; got {generate!r}")
-    is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    is_enc_dec = is_encoder_decoder(model.config)
     with _eval_no_grad(model):
         if generate and not is_enc_dec:
-            if not (hasattr(model, "can_generate") and model.can_generate()):
+            if not generates(model):
                 raise InputError(
                     f"{type(model).__name__} cannot generate text (an encoder, or a model without a language-model "
                     "head); capture with generate=0, or load a causal LM with attnscope.load_model(name)"
@@ -96,7 +96,7 @@ def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, 
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
         raise InputError("capture_batch takes a non-empty list of strings; for one text use capture()")
     check_model(model, tokenizer)
-    if getattr(model.config, "is_encoder_decoder", False):
+    if is_encoder_decoder(model.config):
         return [capture(model, tokenizer, t, qkv=qkv, truncate=truncate) for t in texts]
     with _eval_no_grad(model):
         items = [prepare(model, tokenizer, t, truncate=truncate) for t in texts]
@@ -159,23 +159,6 @@ def _configs(model) -> list:
     return out
 
 
-def kind_map(model) -> dict[int, str]:
-    """``id(module) -> kind`` for an encoder-decoder's modules (encoder/decoder/cross); empty for one-stack models."""
-    if not getattr(model.config, "is_encoder_decoder", False):
-        return {}
-    encoder = model.get_encoder()
-    enc_ids = {id(m) for m in encoder.modules()}
-    kinds = {}
-    for name, m in model.named_modules():
-        if id(m) in enc_ids:
-            kinds[id(m)] = "encoder"
-        elif getattr(m, "is_cross_attention", False) or any(s in name.lower() for s in _CROSS_NAMES):
-            kinds[id(m)] = "cross"
-        else:
-            kinds[id(m)] = "decoder"
-    return kinds
-
-
 def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = False) -> interface.Recorder:
     import torch
 
@@ -221,7 +204,7 @@ def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
     out = model(**kwargs, output_attentions=True, use_cache=False)
     names = {"attentions": "self", "encoder_attentions": "encoder", "decoder_attentions": "decoder",
              "cross_attentions": "cross"}
-    if getattr(model.config, "is_encoder_decoder", False):
+    if is_encoder_decoder(model.config):
         names.pop("attentions")
     for field, kind in names.items():
         layers = getattr(out, field, None)
@@ -233,8 +216,8 @@ def _run_eager(model, kwargs: dict, rec: interface.Recorder) -> None:
 
 
 def _text_config(model):
-    """The config of the language part (a multimodal model's text config; the config itself otherwise)."""
-    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    """The config of the model's language part (:func:`attnscope.capture.families.text_config`)."""
+    return text_config(model.config)
 
 
 FORMS = ("auto", "dense", "qk", "pruned")

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import InputError, InputTooLongError
 from ..trace import Segment
+from .families import is_encoder_decoder, max_positions
 
 
 @dataclass
@@ -38,16 +39,6 @@ def check_model(model, tokenizer) -> None:
 def _tok(tokenizer):
     """The text tokenizer inside a processor, or the tokenizer itself."""
     return getattr(tokenizer, "tokenizer", tokenizer)
-
-
-def max_positions(model) -> int | None:
-    configs = [model.config, getattr(model.config, "encoder", None), getattr(model.config, "text_config", None)]
-    for c in configs:
-        for key in ("max_position_embeddings", "n_positions", "max_source_positions"):
-            value = getattr(c, key, None) if c is not None else None
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
 
 
 def check_encodable(text: str, what: str) -> None:
@@ -85,7 +76,7 @@ def _encode(model, tokenizer, text, pair, truncate: bool, what: str = "text"):
     check_encodable(text, what)
     if pair is not None:
         check_encodable(pair, "pair")
-    limit = max_positions(model)
+    limit = max_positions(model.config)
     tok = _tok(tokenizer)
     enc = tok(text, pair, return_tensors="pt", truncation=bool(truncate and limit),
               max_length=limit if truncate else None, return_offsets_mapping=bool(getattr(tok, "is_fast", False)))
@@ -122,7 +113,7 @@ def prepare(model, tokenizer, text, *, pair=None, target=None, generate=0, trunc
     import torch
 
     tok = _tok(tokenizer)
-    is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    is_enc_dec = is_encoder_decoder(model.config)
     segments: dict[str, Segment] = {}
     if features is not None:
         feats = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
@@ -204,7 +195,7 @@ def prepare_generated(model, tokenizer, text, n: int, truncate: bool) -> Inputs:
     enc = {k: v.to(model.device) for k, v in enc.items()}
     out = model.generate(**enc, max_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=pad)
     ids = out[0].tolist()
-    limit, prompt = max_positions(model), enc["input_ids"].shape[1]
+    limit, prompt = max_positions(model.config), enc["input_ids"].shape[1]
     if limit is not None and len(ids) > limit:
         raise InputTooLongError(f"prompt + {n} generated tokens exceed the model's {limit} positions; generate fewer")
     kwargs = {"input_ids": out.cpu(), "attention_mask": torch.ones_like(out).cpu()}

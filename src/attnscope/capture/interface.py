@@ -19,6 +19,7 @@ from torch import nn
 
 from ..attention import PruneSpec, prune_rows
 from . import long
+from .families import score_terms
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +136,9 @@ def attnscope_attention(
     key = _repeat_heads(key, H)
     value = _repeat_heads(value, H)
     scaling = D**-0.5 if scaling is None else scaling
-    bias = kwargs.get("position_bias")
-    softcap = kwargs.get("softcap")
+    terms = score_terms(module, kwargs)
+    bias, softcap, sinks = terms.bias, terms.softcap, terms.sinks
     mask = attention_mask[..., :K] if attention_mask is not None else None
-    sinks = getattr(module, "sinks", None)
 
     prune = rec.prune if rec is not None and B == 1 else None
     blocks = max(1, min(Q, _BLOCK_BYTES // max(1, B * H * K * 4)))
@@ -179,7 +179,7 @@ def attnscope_attention(
         if kr.allowed is None:
             kr.allowed = _allowed(mask, B, Q, K)
         kr.sinks = kr.sinks or sinks is not None
-        kr.windows.append(int(kwargs["sliding_window"]) if kwargs.get("sliding_window") else None)
+        kr.windows.append(terms.window)
         if dense is not None:
             kr.buffered += slot is not None
             kr.weights.append(dense.cpu().numpy())

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..qk import BLOCK_WEIGHTS, MaskRule, overview, overview_block, scores
+from .families import score_terms
 
 #: Query rows checked against the model's own mask per layer (spread over the sequence, plus its ends).
 _CHECKED_ROWS = 48
@@ -97,26 +98,26 @@ def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value:
     K = key.shape[-2]
     if B != 1:
         raise NotRecomputable("the q/k form records one text at a time (batch of one)")
-    if kwargs.get("position_bias") is not None:
+    terms = score_terms(module, kwargs)
+    if terms.bias is not None:
         raise NotRecomputable(f"{type(module).__name__} adds a learned position bias to its scores")
     if mask is not None and not isinstance(mask, LazyMask):
         raise NotRecomputable(f"{type(module).__name__} builds its own attention mask")
-    softcap = kwargs.get("softcap")
-    window = kwargs.get("sliding_window")
+    softcap = terms.softcap
     layer = len(rec.query)
     if layer == 0:
         rec.scaling, rec.softcap, rec.block = float(scaling), softcap, overview_block(Q, K)
         rec.causal = _is_causal(mask, Q, K, query.device)
     elif (float(scaling), softcap) != (rec.scaling, rec.softcap):
         raise NotRecomputable("the layers of one attention kind differ in scaling or soft-capping")
-    rec.windows.append(int(window) if window else None)
+    rec.windows.append(terms.window)
     rule = rec.rule()
     _check_rule(rule, layer, mask, Q, K, query.device)
 
     groups = H // key.shape[1]
     keys = key[0].repeat_interleave(groups, dim=0) if groups > 1 else key[0]  # [H, k, d]
     values = value[0].repeat_interleave(groups, dim=0) if groups > 1 else value[0]
-    sinks = getattr(module, "sinks", None)
+    sinks = terms.sinks
     fused = None if sinks is not None or softcap is not None or rule.windows[layer] is not None else \
         _fused(query[0], keys, values, rule.causal, rule.scaling)
     out, lse = fused if fused is not None else _blockwise(query[0], keys, values, rule, layer, sinks)

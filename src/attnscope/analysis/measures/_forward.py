@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...capture import blocks
+from ...capture import blocks, families
 from ...errors import CaptureError, InputError
 from ...trace import Trace
 
@@ -52,7 +52,7 @@ def reference(model, tokenizer, text: str, pair: str | None = None) -> Reference
     """Capture ``text`` with q/k/v (dense weights) while recording every layer of the self-attention stack."""
     from ...capture import capture
 
-    if getattr(model.config, "is_encoder_decoder", False):
+    if families.is_encoder_decoder(model.config):
         raise InputError(f"context-mixing measures read one self-attention stack; {type(model).__name__} is an "
                          "encoder-decoder: measure an encoder-only or decoder-only model")
     passes = [LayerPass(layer) for layer in blocks.layers(model)]
@@ -63,7 +63,7 @@ def reference(model, tokenizer, text: str, pair: str | None = None) -> Reference
     broken = [p.layer.index for p in passes if p.calls != 1 or p.projected is None]
     if len(passes) != L or broken:
         raise CaptureError(
-            f"{type(model).__name__}'s layers did not run as attnscope.capture.blocks.LAYOUTS describes its family "
+            f"{type(model).__name__}'s layers did not run as attnscope.capture.families.LAYOUTS describes its family "
             f"({len(passes)} layers found, {L} captured; layers {broken} not seen once); the layout needs fixing"
         )
     verified = trace.meta.get("verified", {}).get(KIND, {})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...capture.families import text_config
 from ...errors import InputError
 from ._attention import Interventions, evaluating, intervening
 from ._forward import KIND, Reference, first, hidden_of, with_hidden
@@ -58,7 +59,7 @@ def variants_per_call(model, n: int, heads: int, memory_mb: float) -> int:
     """How many copies of an ``n``-token input one layer call may take within ``memory_mb`` (at least 1)."""
     if not isinstance(memory_mb, (int, float)) or isinstance(memory_mb, bool) or not memory_mb > 0:
         raise InputError(f"memory_mb must be a positive number of megabytes; got {memory_mb!r}")
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = text_config(model.config)
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0) or getattr(config, "dim", 768))
     inner = int(getattr(config, "intermediate_size", 0) or getattr(config, "n_inner", 0)
                 or getattr(config, "hidden_dim", 0) or 4 * hidden)
