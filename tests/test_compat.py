@@ -12,6 +12,7 @@ import torch
 from attnscope import compat
 from attnscope.errors import InputError
 from conftest import random_attention
+from tiny_models import build
 
 
 def hf_attention(layers=3, heads=2, n=6, k=None, seed=0):
@@ -88,9 +89,35 @@ def test_misuse_gets_bertviz_like_messages():
         compat.head_view(att, list("abcde"))
 
 
+def test_empty_attention_from_bertviz_s_readme_names_the_fix():
+    """On transformers 5, BertViz's README (``attention = outputs[-1]``) hands over BERT's empty cross_attentions,
+    and SDPA, the default attention, gives no weights even with output_attentions=True."""
+    fix = r"attn_implementation='eager', or call attnscope\.capture"
+    eager, tok = build("bert", attn_implementation="eager")
+    encoded = tok("the cat sat on the mat", return_tensors="pt")
+    tokens = tok.convert_ids_to_tokens(encoded["input_ids"][0])
+    outputs = eager(**encoded, output_attentions=True)
+    with pytest.raises(InputError, match=rf"'attention' holds no attention weights \(an empty tuple\).*{fix}"):
+        compat.head_view(outputs[-1], tokens, html_action="return")
+    assert data_of(compat.head_view(outputs.attentions, tokens, html_action="return"))["view"] == "head"
+
+    sdpa, _ = build("bert")
+    assert sdpa.config._attn_implementation == "sdpa"
+    no_weights = sdpa(**encoded, output_attentions=True).attentions
+    with pytest.raises(InputError, match=rf"holds no attention weights.*SDPA.*{fix}"):
+        compat.model_view(no_weights, tokens, html_action="return")
+    with pytest.raises(InputError, match=rf"None for 2 of its 2 layers\).*{fix}"):  # SDPA's answer elsewhere
+        compat.head_view((None, None), tokens, html_action="return")
+    with pytest.raises(InputError, match=rf"'attention' holds no attention weights \(None\).*{fix}"):
+        compat.head_view(None, tokens, html_action="return")
+    with pytest.raises(InputError, match=rf"'cross_attention' holds no attention weights.*{fix}"):
+        compat.head_view(encoder_attention=hf_attention(n=3), cross_attention=(), encoder_tokens=list("abc"),
+                         decoder_tokens=list("xyz"), html_action="return")
+
+
 def test_neuron_view_show_has_bertviz_s_signature_and_checks_its_arguments():
     from attnscope.compat.neuron_view import show
-    from tiny_models import build
+
 
     assert list(inspect.signature(show).parameters) == [
         "model", "model_type", "tokenizer", "sentence_a", "sentence_b", "display_mode", "layer", "head", "html_action"]

@@ -8,6 +8,10 @@
 
 The signatures are BertViz's. ``html_action="view"`` displays the view in the notebook; ``"return"`` returns
 an object whose ``.data`` is the HTML (as BertViz's ``IPython.display.HTML``), which also opens as a file.
+
+On transformers 5, pass ``outputs.attentions`` of a model loaded with ``attn_implementation="eager"``: BertViz's
+``outputs[-1]`` is BERT's (empty) cross-attention there, and SDPA, the default, computes no weights. Empty
+attention is refused with a message saying so; ``attnscope.capture`` needs neither.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from ..views import head_view as _head_view
 from ..views import model_view as _model_view
 
 _ENC_DEC_ARGS = ("encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens", "decoder_tokens")
+#: What to do when the attention handed over holds no weights (:func:`_weights`).
+_FIX = ("pass outputs.attentions from a model loaded with attn_implementation='eager', or call "
+        "attnscope.capture(model, tokenizer, text), which records the weights under any attention implementation")
 
 
 def head_view(
@@ -87,7 +94,10 @@ def _trace(attention, tokens, sentence_b_start, encoder_attention, decoder_atten
            encoder_tokens, decoder_tokens) -> Trace:
     enc_dec = dict(zip(_ENC_DEC_ARGS, (encoder_attention, decoder_attention, cross_attention, encoder_tokens,
                                        decoder_tokens)))
+    if attention is None and tokens is not None and all(enc_dec[name] is None for name in _ENC_DEC_ARGS[:3]):
+        _weights("attention", attention)  # tokens with no attention: what BertViz's outputs[-1] can be
     if attention is not None:
+        attention = _weights("attention", attention)
         if tokens is None:
             raise InputError("'tokens' is required with 'attention' (the list of token strings)")
         given = [name for name, value in enc_dec.items() if value is not None]
@@ -98,8 +108,9 @@ def _trace(attention, tokens, sentence_b_start, encoder_attention, decoder_atten
             )
         return Trace.from_arrays(attention, tokens, sentence_b_start=sentence_b_start,
                                  meta={"source": "bertviz-compat"})
-    arrays = {k: v for k, v in (("encoder", encoder_attention), ("decoder", decoder_attention),
-                                ("cross", cross_attention)) if v is not None}
+    arrays = {k: _weights(f"{k}_attention", v) for k, v in (("encoder", encoder_attention),
+                                                             ("decoder", decoder_attention),
+                                                             ("cross", cross_attention)) if v is not None}
     if not arrays:
         raise InputError("you must pass 'attention' (self-attention models) or at least one of encoder_attention, "
                          "decoder_attention, cross_attention (encoder-decoder models)")
@@ -113,6 +124,20 @@ def _trace(attention, tokens, sentence_b_start, encoder_attention, decoder_atten
     if sentence_b_start is not None:
         raise InputError("sentence_b_start applies to self-attention models only (pass it with 'attention')")
     return Trace.from_arrays(arrays, toks, meta={"source": "bertviz-compat"})
+
+
+def _weights(name: str, value):
+    """``value``, unless it holds no attention weights (None, an empty tuple, or None for some layer): then an
+    InputError naming the two usual causes on transformers 5 and the fix."""
+    if value is None or isinstance(value, (tuple, list)) and (not value or any(v is None for v in value)):
+        got = ("None" if value is None else "an empty tuple" if not value
+               else f"None for {sum(v is None for v in value)} of its {len(value)} layers")
+        raise InputError(
+            f"{name!r} holds no attention weights ({got}). On transformers 5 BertViz's `outputs[-1]` is BERT's empty "
+            "cross_attentions, and a model running SDPA (the default attention) returns no weights even with "
+            f"output_attentions=True: {_FIX}"
+        )
+    return value
 
 
 def act(view: View, html_action: str) -> Any:
