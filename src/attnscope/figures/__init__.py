@@ -21,15 +21,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from .._files import atomic_write
 from ..errors import InputError
 from ..text import clean_text
 from ..views import _units as units
-from . import atlas, diff, disagreement, head, matrix, model, neuron, style
+
+# _matplotlib first: without matplotlib installed, importing it raises the error that names the [figures] extra
+from . import _matplotlib, atlas, diff, disagreement, head, matrix, model, neuron, style  # noqa: F401
 from .options import VIEW_OPTIONS, resolve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
