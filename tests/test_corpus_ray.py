@@ -80,11 +80,11 @@ def test_a_two_node_ray_cluster_runs_the_job_through_ray_address(model, fortunes
     port = _free_port()
     nodes = []
     try:
-        nodes.append(_node(["--head", f"--port={port}", "--include-dashboard=false"], env, tmp_path / "head.log"))
         address = f"127.0.0.1:{port}"
-        _wait(lambda: _nodes(address, env) >= 1, nodes, "the head node")
-        nodes.append(_node([f"--address={address}"], env, tmp_path / "worker.log"))
-        _wait(lambda: _nodes(address, env) >= 2, nodes, "the second node")
+        _start(nodes, ["--head", f"--port={port}", "--include-dashboard=false"], env, tmp_path / "head.log",
+               lambda: _nodes(address, env) >= 1, "the head node")
+        _start(nodes, [f"--address={address}"], env, tmp_path / "worker.log", lambda: _nodes(address, env) >= 2,
+               "the second node")
         # one CPU per node and two actors of one CPU each: the job needs both nodes
         run = subprocess.run([str(BIN / "attnscope"), "corpus", model, str(fortunes), "-o", str(tmp_path / "c"),
                               "--ray-address", address, "--actors", "2", *CLI_OPTIONS],
@@ -161,12 +161,23 @@ def _nodes(address: str, env: dict) -> int:
     return sum(1 for line in active.splitlines() if "node_" in line)
 
 
-def _wait(ready, nodes: list[subprocess.Popen], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert all(n.poll() is None for n in nodes), f"{what}: a ray start process exited"
-        assert time.monotonic() < deadline, f"{what} did not come up in {timeout} s"
-        time.sleep(1)
+def _start(nodes: list[subprocess.Popen], args: list[str], env: dict, log: Path, ready, what: str,
+           tries: int = 3, timeout: float = 120) -> None:
+    """Start a node and wait until the cluster counts it. Ray gives a node's raylet 30 s to register and then
+    gives up, which happens on a busy 2-core machine: a node whose ``ray start`` exited is started again."""
+    for attempt in range(1, tries + 1):
+        node = _node(args, env, log)
+        nodes.append(node)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if node.poll() is not None:
+                break
+            assert time.monotonic() < deadline, f"{what} did not come up in {timeout} s"
+            time.sleep(1)
+        else:
+            return
+        _stop(nodes.pop())
+        assert attempt < tries, f"{what}: ray start exited {tries} times; see {log}"
 
 
 def _stop(node: subprocess.Popen) -> None:

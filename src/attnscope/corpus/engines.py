@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 ENGINES = ("ray", "local")
 #: Object store of a local Ray started here: shards of texts and metrics are small.
 OBJECT_STORE_BYTES = 256 * 2**20
+#: Read tasks at a time: reading a shard takes milliseconds beside its forward passes, and each concurrent read
+#: task may hold a Ray worker process of its own (hundreds of MB), so a few suffice.
+READERS = 2
 #: Attempts at starting a local Ray (its start-up times out on an overloaded machine).
 STARTS = 3
 
@@ -77,8 +80,9 @@ def run_ray(plan: Plan, pending: list[Shard], spec: WorkerSpec, address: str | N
             return
         actors = spec.actors or _fitting_actors(spec)
         counts = {s.index: s.count for s in pending}
-        # reading takes no CPU of its own: model actors may hold every CPU, and reads must still run
-        ds = ray.data.read_datasource(_shard_source(plan, pending), override_num_blocks=len(pending), num_cpus=0)
+        # reading takes no CPU of its own (model actors may hold every CPU, and reads must still run), and few at once
+        ds = ray.data.read_datasource(_shard_source(plan, pending), override_num_blocks=len(pending), num_cpus=0,
+                                      concurrency=READERS)
         with warnings.catch_warnings():  # max_restarts has no named parameter: Ray warns about **ray_remote_args
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             ds = _map(ds, spec, actors)
