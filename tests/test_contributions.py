@@ -20,6 +20,7 @@ import torch
 
 import attnscope
 import tiny_models
+from attnscope.analysis import explain
 from attnscope.analysis.measures import contributions, rollout_layers
 from attnscope.errors import InputError
 
@@ -287,9 +288,9 @@ def test_a_trace_is_measured_with_its_own_text_and_every_view_draws_the_result(t
 def test_minilm_smoke_values(minilm):
     """The embedded model: the residual keeps most of each token (ALTI's diagonal), and special tokens that draw
     much attention move little (Kobayashi et al.)."""
-    text = "The cat sat on the mat because it was tired."
-    measured = {m: contributions(minilm, text, method=m).dense()[:, 0] for m in ("alti", "norm", "value_zeroing")}
-    attention = attnscope.capture(*minilm, text).dense().mean(1)  # [L, n, n]
+    e = explain(minilm, "The cat sat on the mat because it was tired.", methods=("alti", "norm", "value_zeroing"))
+    measured = {m: t.dense()[:, 0] for m, t in e.measures.items()}
+    attention = e.trace.dense().mean(1)  # [L, n, n]
     n = attention.shape[-1]
     special = [0, n - 1]  # [CLS], [SEP]
     diagonal = {m: float(np.mean([np.trace(c) / n for c in v])) for m, v in measured.items()}

@@ -48,3 +48,14 @@ def test_an_honest_capture_carries_the_verified_mark(page, tmp_path, minilm_trac
     show(page, attnscope.head_view(plain), tmp_path / "plain.html")
     text, mark, _ = footer(page)
     assert mark is None and "verified" not in text
+
+
+def test_the_diff_view_names_the_input_that_is_not_verified(page, tmp_path):
+    model, tok = build("llama")
+    honest = attnscope.capture(model, tok, TEXT, qkv=True)
+    show(page, attnscope.diff_view(honest, patched_trace()), tmp_path / "diff.html")
+    text, mark, _ = footer(page)
+    assert mark == "failed" and "NOT verified: input B: layer 1" in text
+    show(page, attnscope.diff_view(honest, honest), tmp_path / "same.html")
+    text, mark, _ = footer(page)
+    assert mark == "ok" and "\u2713 verified" in text

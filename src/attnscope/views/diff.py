@@ -232,7 +232,8 @@ def build_payload(comparison: Comparison, opts: dict[str, Any]) -> dict[str, Any
         "format": PAYLOAD_FORMAT,
         "version": PAYLOAD_VERSION,
         "kind": comparison.kind,
-        "meta": {k: str(a_trace.meta[k]) for k in ("model", "model_type", "architecture") if a_trace.meta.get(k)},
+        "meta": {**{k: str(a_trace.meta[k]) for k in ("model", "model_type", "architecture") if a_trace.meta.get(k)},
+                 **_verified(a_trace, b_trace)},
         "texts": {"a": _text(a_trace), "b": _text(b_trace)},
         "query": _axis(comparison.query_alignment),
         "key": None if same_axis else _axis(comparison.key_alignment),
@@ -250,6 +251,21 @@ def build_payload(comparison: Comparison, opts: dict[str, Any]) -> dict[str, Any
         "ranked": [list(where[lh]) for lh in ranked_heads(comparison, layers, heads, opts.get("top", TOP))],
         "next": _next(comparison),
     }
+
+
+def _verified(a: Trace, b: Trace) -> dict[str, Any]:
+    """The footer's verified-capture note when both inputs were checked: the first failed one (named), else the
+    larger difference (see :mod:`attnscope.capture.verify`)."""
+    from ..capture.verify import summary
+
+    found = {"A": summary(a.meta), "B": summary(b.meta)}
+    if any(s is None for s in found.values()):
+        return {}
+    failed = [(side, s) for side, s in found.items() if s["ok"] is not True]
+    if failed:
+        side, s = failed[0]
+        return {"verified": {**s, "problem": f"input {side}: {s['problem'] or 'not checked'}"}}
+    return {"verified": max(found.values(), key=lambda s: s["maxAbsDiff"] or 0.0)}
 
 
 def _axis(alignment: Alignment) -> dict[str, Any]:

@@ -263,7 +263,11 @@ views.diff = function renderDiff(root, p, options) {
     let mean = 0;
     for (const v of divergence) mean += v / divergence.length;
     parts.push(`mean JS divergence ${fmt(mean, 3)} bits over ${p.rows.length} compared rows`);
+    const v = verifiedNote(p.meta && p.meta.verified);
+    if (v) parts.push(v.text);
     ui.caption.textContent = parts.join(" \u00b7 ");
+    ui.caption.classList.toggle("as-warn", v !== null && !v.ok);
+    if (v) ui.caption.dataset.verified = v.ok ? "ok" : "failed";
   }
 
   // ---- hover: the same cell outlined in all three panels, its weights in the tooltip
