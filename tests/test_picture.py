@@ -144,3 +144,25 @@ def test_the_diff_view_has_a_picture_of_a_b_and_their_difference(minilm):
     pic = view.picture()
     assert "diff view" in pic.alt and rgb(pic.png).shape[:2] == (pic.height, pic.width)
     assert "data:image/png" in view.html() and attnscope.diff_view(she, he, picture=False).picture() is None
+
+
+def test_a_pruned_traces_model_picture_comes_from_the_thumbnails_its_payload_ships(make_trace):
+    dense = make_trace(2, 3, 80)
+    pruned = dense.prune(mass=1.0, top_k=80)  # every weight kept: the same heads, another form
+    view = attnscope.model_view(pruned, thumb_size=40)  # 40 x 40 thumbnails of 2 x 2 tokens, as the picture's cells
+    assert view.payload["kinds"]["self"]["thumb"]["shape"] == [40, 40]
+    a, b = rgb(attnscope.model_view(dense, thumb_size=40).picture().png), rgb(view.picture().png)
+    assert a.shape == b.shape and (np.abs(a.astype(int) - b.astype(int)).max(-1) > 8).mean() < 0.005
+
+
+@pytest.mark.slow
+def test_a_long_qk_trace_gets_pictures_of_its_first_rows_and_its_overview():
+    from long_qk import long_qk_trace
+
+    trace = long_qk_trace()  # 2,500 tokens in the q/k form
+    for name in VIEWS:
+        pic = attnscope.views.render(name, trace).picture()
+        px = rgb(pic.png)
+        assert px.shape[:2] == (pic.height, pic.width) and (px.sum(-1) < 600).mean() > 0.002, name
+    head = attnscope.head_view(trace).picture()  # the view's window: 40 rows
+    assert head.height == picture.PAD + 24 + picture.WINDOW * picture.ROW + 8 + picture.ROW + picture.PAD

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..attention import block_max
-from ..codec import sqrt8
+from ..codec import inflate85, sqrt8
 from ..encode import dequantize
 from ..tokens import prettify_tokens
 from . import _raster as R
@@ -140,15 +140,23 @@ def _column(f: R.Font, labels: list[str], cap: int) -> int:
     return min(int(max([24.0, *map(f.width, labels)])) + 12, cap)
 
 
-def _pooled(att, layer: int, heads: list[int], rows: tuple[int, int], cols: tuple[int, int], size: int) -> list:
-    """Block-max pooled weights of each head's ``rows x cols`` so that neither side exceeds ``size``."""
+def _pooled(att, spec: dict[str, Any], li: int, rows: tuple[int, int], cols: tuple[int, int], size: int) -> list:
+    """sqrt8 bytes of each shown head of layer ``li`` (index into ``spec["layers"]``), block-max pooled over
+    ``rows x cols`` so that neither side exceeds ``size``: from the payload's own thumbnails where it ships them
+    (pruned and q/k payloads, long inputs), else from the weights, all heads at once for dense ones."""
+    layer, heads = spec["layers"][li], spec["heads"]
     _, _, q, k = att.shape
-    if att.form == "dense":  # all heads at once: strided maxima, far faster than one reshape-max per head
-        block = att.weights[layer, heads, rows[0] : rows[1], cols[0] : cols[1]]
-        return list(_block_max(block, size))
+    thumb = spec.get("thumb")
+    if thumb is not None:  # what the model view draws itself: pooled already, in blocks of thumb["block"] tokens
+        b, (tr, tc) = thumb["block"], thumb["shape"]
+        ra, rb, ca, cb = rows[0] // b, max(rows[0] // b + 1, -(-rows[1] // b)), cols[0] // b, max(cols[0] // b + 1, -(-cols[1] // b))
+        tiles = [np.frombuffer(inflate85(item), np.uint8, tr * tc).reshape(tr, tc)[ra:rb, ca:cb] for item in thumb["data"][li]]
+        return [_block_max(t, size) for t in tiles]
+    if att.form == "dense":  # strided maxima over every head at once: far faster than one reshape-max per head
+        return list(sqrt8(_block_max(att.weights[layer, heads, rows[0] : rows[1], cols[0] : cols[1]], size)))
     if rows == (0, q) and cols == (0, k):
-        return [att.pooled(layer, h, size) for h in heads]
-    return [block_max(att.rows(layer, h, *rows)[:, cols[0] : cols[1]], size) for h in heads]
+        return [sqrt8(att.pooled(layer, h, size)) for h in heads]
+    return [sqrt8(block_max(att.rows(layer, h, *rows)[:, cols[0] : cols[1]], size)) for h in heads]
 
 
 def _block_max(x: np.ndarray, size: int) -> np.ndarray:
@@ -185,6 +193,7 @@ def _model(view):
     L0, H0, _, _ = trace.shape(kind)
     layers, heads = _shown(o, "include_layers", L0), _shown(o, "include_heads", H0)
     rows, cols = _ranges(trace, kind, o.get("filter"))
+    spec = view.payload["kinds"][kind]
     ink = _Ink(o)
     metric = _metric(view, kind, o)
     ramp = ink.palette.add(_stops(ink.theme["ramp"], 64)) if metric is not None else 0
@@ -205,7 +214,7 @@ def _model(view):
         y = y0 + li * step
         c.text(str(layer), x0 - 6, y + cell // 2 + 4, ink.muted, align="right")
         size = cell - 2 * (max(2, round(cell * 0.05)) if metric is not None else 0)
-        thumbs = _pooled(att, layer, heads, rows, cols, size)
+        thumbs = _pooled(att, spec, li, rows, cols, size)
         for hi, pooled in enumerate(thumbs):
             x = x0 + (metric[1][li][hi] if metric is not None else hi) * step
             inset = 0
@@ -216,7 +225,7 @@ def _model(view):
             else:  # the view's 1 px outline in the grid colour
                 c.rect(x - 1, y - 1, cell + 2, cell + 2, ink.grid)
                 c.rect(x, y, cell, cell, ink.bg)
-            tile = _scale(ink.heat_index(pooled), max(1, size // max(pooled.shape)))
+            tile = _scale((pooled >> 1) + np.uint8(ink.heat), max(1, size // max(pooled.shape)))
             c.paste(x + inset + (size - tile.shape[1]) // 2, y + inset + (size - tile.shape[0]) // 2, tile)
     caption = _caption(trace, kind, "model view")
     c.text(caption, PAD, height - PAD - 5, ink.muted, max_width=width - 2 * PAD)
