@@ -258,7 +258,7 @@ def _verified(a: Trace, b: Trace) -> dict[str, Any]:
     larger difference (see :mod:`attnscope.capture.verify`)."""
     from ..capture.verify import summary
 
-    found = {"A": summary(a.meta), "B": summary(b.meta)}
+    found: dict[str, Any] = {"A": summary(a.meta), "B": summary(b.meta)}
     if any(s is None for s in found.values()):
         return {}
     failed = [(side, s) for side, s in found.items() if s["ok"] is not True]
