@@ -109,6 +109,8 @@ function withUnits(render) {
         }
       },
       destroy() { if (view) view.destroy(); },
+      current: () => (view && view.current ? view.current() : null),  // the selection (layer, head), for widgets
+      select: (layer, head) => view && view.select && view.select(layer, head),
       get probe() { return view.probe; },
       units: {  // test hook: the state, the drawn payload's tokens, a weight as drawn
         state: () => Object.assign({}, st),
