@@ -153,8 +153,11 @@ def _node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
 
 
 def _nodes(address: str, env: dict) -> int:
-    out = subprocess.run([str(BIN / "ray"), "status", f"--address={address}"], capture_output=True, text=True,
-                         env=env, timeout=60)
+    try:
+        out = subprocess.run([str(BIN / "ray"), "status", f"--address={address}"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    except subprocess.TimeoutExpired:  # the head's GCS is not answering yet
+        return 0
     if out.returncode != 0 or "Active:" not in out.stdout:
         return 0
     active = out.stdout.split("Active:")[1].split("Pending:")[0]
