@@ -837,8 +837,5 @@ def _check_port_free(host: str, port: int) -> None:
                              "--port") from None
 
 
-from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)
-
-
-from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)
 from .analysis.measures import command as _explain_command  # noqa: E402, F401  (registers attnscope explain)
+from .corpus import command as _corpus_command  # noqa: E402, F401  (registers attnscope corpus and atlas)
