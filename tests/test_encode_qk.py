@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_the_budget_decides_how_many_layers_carry_their_vectors_and_is_respected
     qk = payload["kinds"]["self"]["qk"]
     assert size <= budget_mb * 1e6
     carried = qk["layers"]
-    assert carried == {0.3: [], 0.9: [0], 100: [0, 1]}[budget_mb]  # a layer's vectors take 0.57 MB
+    assert carried == {0.3: [], 0.9: [0], 100: [0, 1]}[budget_mb]  # a layer's vectors take 0.6 MB
     for li in range(2):
         assert (qk["query"][li] is not None) == (li in carried) and (qk["lse"][li] is not None) == (li in carried)
 
@@ -93,6 +94,20 @@ def test_exact_layers_carry_the_layers_asked_for_or_say_the_budget_is_too_small(
         attnscope.head_view(make_trace(1, 2, 5), exact_layers=[0])
     view = attnscope.head_view(trace, exact_layers=[0])
     assert view.payload["kinds"]["self"]["qk"]["layers"] == [0]
+
+
+def test_a_page_carries_the_vectors_after_the_views_script_so_it_draws_before_reading_them(trace):
+    view = attnscope.head_view(trace)
+    page = view.html(id="long")
+    loader = page.index('("long");</script><!--attnscope-blob')  # the loader's call, then the vectors
+    blobs = re.findall(r"<!--attnscope-blob:long:(\d+)\n([A-Za-z0-9+/=]+)-->", page)
+    qk = view.payload["kinds"]["self"]["qk"]
+    in_order = [s for li in range(2) for part in ("query", "key", "lse") for s in qk[part][li]]
+    assert [int(n) for n, _ in blobs] == list(range(len(in_order))) and [b for _, b in blobs] == in_order
+    assert page.index("<!--attnscope-blob:long:0") > loader
+    data = page[page.index("attnscope:long"):loader]
+    assert qk["query"][0][0] not in data and '"query":[[{"blob":0},{"blob":1}' in data
+    assert view.payload["kinds"]["self"]["qk"]["query"][0][0] == in_order[0]  # the view's own payload is unchanged
 
 
 @pytest.mark.parametrize("name", ["gemma2", "gpt_oss"])

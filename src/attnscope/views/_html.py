@@ -36,6 +36,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from ..encode import script_json
+from ..encode_qk import split_vectors
 
 if TYPE_CHECKING:
     from .picture import Picture
@@ -92,7 +93,9 @@ def new_id(data: str) -> str:
 
 def fragment(view: str, data: dict, *, id: str | None = None, picture: Picture | None = None) -> str:
     """An HTML fragment (notebook output) drawing ``view`` from ``data`` (view, options, payload); ``picture`` is
-    shown until the script draws (and where it never runs)."""
+    shown until the script draws (and where it never runs). The queries and keys of a q/k payload follow the
+    loader, one ``attnscope-blob:ID:N`` comment each (:func:`attnscope.encode_qk.split_vectors`)."""
+    data, blobs = split_vectors(data)
     text = script_json(data)
     id = id or new_id(text)
     img = ""
@@ -109,7 +112,8 @@ def fragment(view: str, data: dict, *, id: str | None = None, picture: Picture |
         f'<script type="application/json" id="{id}-data">{text}</script>'
         f'<script>(function () {{\n"use strict";\n{script(view)}\nboot("{id}");\n}})();</script>\n-->'
         f'<script>{loader()}("{id}");</script>'
-        "</div>"
+        + "".join(f"<!--attnscope-blob:{id}:{n}\n{blob}-->" for n, blob in enumerate(blobs))  # base64: no ">"
+        + "</div>"
     )
 
 

@@ -18,6 +18,7 @@ function boot(id) {
     root.dataset.state = "drawing";
     try {
       const data = JSON.parse(dataEl.textContent);
+      data.payload.blob = blobReader(root.parentNode, id);
       const render = views[data.view];
       if (!render) throw new Error(`unknown view ${JSON.stringify(data.view)}`);
       root.attnscope = render(root, data.payload, data.options || {});
@@ -33,4 +34,24 @@ function boot(id) {
     }
   };
   start(0);
+}
+
+// The large arrays that follow the view's script ("attnscope-blob:ID:N" comments after it, views/_html.py), read
+// when a view first needs one: the view draws before the browser has read them. n -> text, or null while not yet
+// read (the page is still loading).
+function blobReader(box, id) {
+  const prefix = `attnscope-blob:${id}:`, found = new Map();
+  let last = null;  // the last child looked at: blobs arrive after it
+  return (n) => {
+    if (!found.has(n) && box) {
+      for (let c = last ? last.nextSibling : box.firstChild; c; c = c.nextSibling) {
+        last = c;
+        if (c.nodeType === 8 && c.data.startsWith(prefix)) {
+          const cut = c.data.indexOf("\n");
+          found.set(Number(c.data.slice(prefix.length, cut)), c.data.slice(cut + 1));
+        }
+      }
+    }
+    return found.has(n) ? found.get(n) : null;
+  };
 }

@@ -18,6 +18,7 @@ class Kind {
     [this.q, this.k] = spec.shape;
     this.layers = spec.layers;
     this.heads = spec.heads;
+    this.blob = payload.blob || null;  // arrays sent after the view's script (boot.js's blobReader)
     this.queryTokens = payload.tokens[spec.query];
     this.keyTokens = payload.tokens[spec.key];
     this.cache = new Map();
@@ -50,8 +51,13 @@ class Kind {
   hasRows(li) {
     return this.spec.form !== "qk" || rowsOf(this, li) !== null;
   }
-  // Ask for the rows the last draw missed (heads streamed from a server; see recompute.js); onArrive redraws.
+  // Ask for the rows the last draw missed (heads streamed from a server; see recompute.js), or draw again shortly
+  // when vectors the draw needed were not read yet (a page still loading); onArrive redraws.
   flush(onArrive) {
+    if (this.waiting) {
+      this.waiting = false;
+      setTimeout(onArrive, 50);
+    }
     if (!this.stream) return;
     this.stream.redraw = onArrive;
     this.stream.flush();

@@ -170,7 +170,7 @@ views.neuron = function renderNeuron(root, payload, options) {
     st.last = r;
     note.textContent = r ? "" : st.why || "";
     note.hidden = !note.textContent;
-    if (!r) return;
+    if (!r) { kind.flush(draw); return; }  // vectors still being read: drawn again shortly
     // the query vector at the query's row (at the window's edge when it is off screen), lines to the keys on screen
     const yi = Math.max(ROW / 2, Math.min(height - ROW / 2, y(i))) - ROW / 2, qmax = maxAbs(r.q);
     for (let c = 0; c < d; c++) { a.fillStyle = signColor(r.q[c], qmax); a.fillRect(c * cw, yi + 3, cw, ROW - 6); }

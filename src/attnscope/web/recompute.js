@@ -9,27 +9,36 @@
 const STREAM_BLOCKS = 96;  // fetched blocks kept per kind (oldest dropped first)
 const STREAM_MAX = 1 << 21;  // weights asked for at once at most (the server's limit: attnscope/server/payloads.py)
 
-// float16 values coded as low bytes then high bytes, deflated in z85 text ("f16planes") -> their bits, Uint16Array.
+// float16 values coded as low bytes then high bytes, deflated, in base64 ("f16planes") -> their bits, Uint16Array.
 function halfPlanes(text, n) {
-  const b = inflate85(text, 2 * n), out = new Uint16Array(n);
+  const b = inflate(bytesOf(text), 2 * n), out = new Uint16Array(n);
   if (b.length < 2 * n) throw new Error("attnscope: a q/k array in the payload is too short");
   for (let i = 0; i < n; i++) out[i] = b[i] | (b[n + i] << 8);
   return out;
 }
 
-// Rows of one head of a carried layer, recomputed from its queries (one head), keys (its key/value head) and LSEs.
-// Keys are held as float32 (the inner loop reads them all); queries stay float16 bits, one row's made float on use.
+// The texts of head (li, hi)'s query, key and LSE arrays ([q, k, lse]), or null while the page still reads one of them
+// (a saved page sends them after the view's script: {"blob": n}, read through kind.blob).
+function qkTexts(kind, li, hi) {
+  const s = kind.spec.qk, got = [s.query[li][hi], s.key[li][s.kv[hi]], s.lse[li][hi]];
+  const texts = got.map((v) => (typeof v === "string" ? v : v && kind.blob ? kind.blob(v.blob) : null));
+  return texts.includes(null) ? null : texts;
+}
+
+// Rows of one head of a carried layer, recomputed from its queries (one head), keys (its key/value head) and LSEs
+// (`texts`: qkTexts). Keys are held as float32 (the inner loop reads them all); queries stay float16 bits, one row's
+// made float on use.
 class QKHead {
-  constructor(kind, li, hi) {
+  constructor(kind, li, hi, texts) {
     const s = kind.spec.qk, q = kind.q, k = kind.k, d = s.d, kv = s.kv[hi];
     Object.assign(this, { q, k, d, scaling: s.scaling, softcap: s.softcap, causal: s.causal, window: s.windows[li] });
-    this.query = halfPlanes(s.query[li][hi], q * d);
+    this.query = halfPlanes(texts[0], q * d);
     this.keys = kind.cached("k" + li + "," + kv, () => {
-      const bits = halfPlanes(s.key[li][kv], k * d), t = halfTable(), out = new Float32Array(k * d);
+      const bits = halfPlanes(texts[1], k * d), t = halfTable(), out = new Float32Array(k * d);
       for (let n = 0; n < out.length; n++) out[n] = t[bits[n]];
       return out;
     });
-    this.lse = new Float32Array(bytesOf(s.lse[li][hi]).buffer);
+    this.lse = new Float32Array(bytesOf(texts[2]).buffer);
     this.rows = new Map();  // whole rows computed lately (a focused token is redrawn often)
     this.at = -1;  // the query whose vector is in this.vec
     this.vec = new Float64Array(d);
@@ -171,10 +180,15 @@ function rowsOf(kind, li, hi) {
   return s.fetchRows ? "server" : null;
 }
 
-// The head (li, hi) of a "qk" kind: recomputed, streamed, or null when its layer is not carried.
+// The head (li, hi) of a "qk" kind: recomputed, streamed, or null when its layer is not carried; undefined while the
+// page still reads its vectors (kind.waiting: the view's next kind.flush asks it to draw again shortly).
 function qkHead(kind, li, hi) {
   const where = rowsOf(kind, li, hi);
-  if (where === "payload") return new QKHead(kind, li, hi);
+  if (where === "payload") {
+    const texts = qkTexts(kind, li, hi);
+    if (!texts) { kind.waiting = true; return undefined; }
+    return new QKHead(kind, li, hi, texts);
+  }
   if (where === null) return null;
   if (!kind.stream) kind.stream = new RowStream(kind, kind.spec.fetchRows);
   return new StreamedHead(kind.stream, li, hi);
@@ -211,9 +225,11 @@ function spans(list) {
   return out.join(", ");
 }
 
-// Why layer li of a kind shows no rows right now ("" when it does): not carried, or the server failed.
+// Why layer li of a kind shows no rows right now ("" when it does): still being read, not carried, or the server
+// failed.
 function rowsProblem(kind, li) {
   if (kind.spec.form !== "qk") return "";
+  if (kind.waiting) return `reading the queries and keys of layer ${kind.layers[li]}\u2026`;
   if (rowsOf(kind, li) === null) {
     const carried = kind.spec.qk.layers;
     return `layer ${kind.layers[li]}: overview only (this file carries the queries and keys of ` +
