@@ -52,6 +52,7 @@ bench: $(STAMP) chromium fortunes
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/metrics_pruned.py
 	$(BIN)/python benchmarks/corpus.py
+	$(BIN)/python benchmarks/measures.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
