@@ -82,7 +82,7 @@ def test_several_views_in_an_executed_exported_notebook_all_draw(browser, tmp_pa
     assert pixels(page, ".as-heat")["ink"] > 50 and pixels(page, ".as-kvec")["alpha"] > 1000
     # each view keeps its own state: a layer change in the first head view leaves the others as they were
     others = [pixels(page, ".as-lines", i)["hash"] for i in (1, 2)]
-    page.locator(".attnscope[data-view=head] >> nth=0").locator(".as-bar select").select_option(label="2")
+    page.locator(".attnscope[data-view=head] >> nth=0").locator(".as-bar select").first.select_option(label="2")  # Layer
     assert [pixels(page, ".as-lines", i)["hash"] for i in (1, 2)] == others
     assert page.get_attribute(".attnscope[data-view=model]", "data-theme") == "dark"
     page.context.close()
