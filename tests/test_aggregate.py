@@ -211,6 +211,33 @@ def test_the_sentence_splitter_keeps_abbreviations_decimals_and_quotes():
     assert split_sentences("") == [] and split_sentences("no stop at the end") == [(0, 18)]
 
 
+ENDING = ("We met at 5 p.m. Then we left. The U.S. Army came at 6 a.m. on Monday. It moved to the U.S. The "
+          "army followed, e.g. Paris and Rome. Dr. Jones saw J. A. Smith, Jr. She waved. The answer was no. No. 5 "
+          "won, i.e. This Team did. Apples, pears etc. But nobody came. We met at 5 p.m. \"Then\" he spoke.")
+ENDING_SENTENCES = [
+    "We met at 5 p.m.",
+    "Then we left.",
+    "The U.S. Army came at 6 a.m. on Monday.",
+    "It moved to the U.S.",
+    "The army followed, e.g. Paris and Rome.",
+    "Dr. Jones saw J. A. Smith, Jr.",
+    "She waved.",
+    "The answer was no.",
+    "No. 5 won, i.e. This Team did.",
+    "Apples, pears etc.",
+    "But nobody came.",
+    "We met at 5 p.m.",
+    '"Then" he spoke.',
+]
+
+
+def test_an_abbreviation_ends_a_sentence_when_a_sentence_start_follows_it():
+    assert [ENDING[s:e] for s, e in split_sentences(ENDING)] == ENDING_SENTENCES
+    lower = "we met at 5 p.m. then we left. pears etc. and so on. e.g. the end."
+    assert [lower[s:e] for s, e in split_sentences(lower)] == ["we met at 5 p.m.", "then we left.",
+                                                              "pears etc. and so on.", "e.g. the end."]
+
+
 def test_sentences_of_a_captured_text_follow_its_offsets(minilm):
     trace = attnscope.capture(*minilm, HELD)
     got = trace.aggregate("sentence").tokens["input"]

@@ -22,11 +22,14 @@ source, a word always starts where rule 3's markers start one):
 else text rebuilt from the token strings by the same markers. :func:`split_sentences` is a small rule-based
 splitter (no NLP dependency): a sentence ends at ``.``, ``!``, ``?`` or ``…`` (runs such as ``?!`` or ``...``), with
 any closing quotes or brackets after it, when whitespace follows and the next word does not start in lower case
-(in cased text), and the word before the stop is not an abbreviation (:data:`ABBREVIATIONS`, single initials
-such as ``J.``, dotted ones such as ``e.g.`` or ``U.S.``). A decimal point (``3.14``) has no whitespace after it, so
-it never ends one. A blank line ends a sentence and a paragraph (:func:`split_paragraphs`); a single line break
-does neither (wrapped prose). A token belongs to the sentence its first visible character is in; a token of only
-whitespace stays with the token before it.
+(in cased text). A full stop after an abbreviation is weighed by what follows: after a title or a word that leads
+into something (:data:`LEADING`: ``Dr.``, ``e.g.``, ``vs.``) the sentence goes on; after any other abbreviation
+(:data:`ABBREVIATIONS`: ``p.m.``, ``etc.``), a single initial (``J.``) or a dotted one (``U.S.``) it ends only when
+the next word is a common sentence start (:data:`SENTENCE_STARTERS`, capitalised: ``at 5 p.m. Then we left`` ends
+one, ``the U.S. Army`` does not). A decimal point (``3.14``) has no whitespace after it, so it never ends one.
+A blank line ends a sentence and a paragraph (:func:`split_paragraphs`); a single line break does neither (wrapped
+prose). A token belongs to the sentence its first visible character is in; a token of only whitespace stays with the
+token before it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,24 @@ ABBREVIATIONS = frozenset(
     "ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt capt rev hon gov sen rep a.m p.m "
     "u.s u.k u.n ph.d b.a m.a".split()
 )
+#: Abbreviations that lead into what follows (a name, an example, a number) and so never end a sentence:
+#: titles, "e.g.", "i.e.", "cf.", "vs.", "fig.", "vol.", "pp." and the like ("no." is not one of them: "the answer
+#: was no." ends a sentence).
+LEADING = frozenset(
+    "mr mrs ms dr prof mt vs e.g i.e cf fig figs vol vols pp approx gen col lt sgt capt rev hon gov sen rep".split()
+)
+#: Words that start sentences far more often than they follow an abbreviation inside one: after any other
+#: abbreviation ("5 p.m.", "etc.", "the U.S.", "Jr.") or an initial, one of these (capitalised, in cased text)
+#: starts a new sentence: "We met at 5 p.m. Then we left." is two sentences, "the U.S. Army" one.
+SENTENCE_STARTERS = frozenset(
+    "i we you he she it they me us him them the a an this that these those there here then now but and or nor so "
+    "yet if when while after before since because as although though once however meanwhile still thus hence "
+    "therefore also later today yesterday tomorrow in on at for from to by with without of our my his her its their "
+    "your what who whom whose why how where which some many most all each every no not none one both neither either "
+    "such other another let please yes only soon finally first next".split()
+)
+#: Starters that join clauses too ("etc. and so on"): in text without capitals they do not start a sentence.
+_CONJUNCTIONS = frozenset("and or nor but yet so".split())
 _STOP = re.compile(r"(?:\.{2,}|[.!?…]+)[\"'”’»)\]]*(?=\s|$)")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -99,9 +120,26 @@ def _ends_sentence(text: str, m: re.Match, limit: int, cased: bool) -> bool:
     found = re.search(r"[\w.]*$", text[: m.start()])  # always matches (maybe the empty string)
     before = found.group(0) if found else ""
     word = before.lower()
-    if word in ABBREVIATIONS or re.fullmatch(r"[^\W\d_]", before):  # "Dr." or an initial "J."
+    initial = re.fullmatch(r"[^\W\d_]", before) or re.fullmatch(r"(?:[^\W\d_]\.)+[^\W\d_]", before)
+    if word in LEADING:
+        return False  # "Dr. Smith", "e.g. Paris", "No. 5"
+    if word in ABBREVIATIONS or initial:  # "5 p.m.", "etc.", an initial "J.", a dotted "U.S."
+        return _starts_sentence(rest, cased)
+    return True
+
+
+def _starts_sentence(rest: str, cased: bool) -> bool:
+    """Whether the text after an abbreviation's stop begins a new sentence: its first word is one of
+    :data:`SENTENCE_STARTERS` (capitalised in cased text) and not itself an initial ("J. A. Smith")."""
+    found = re.match(r"[\"'“‘«(\[]*([^\W\d_]+)(\.?)", rest)
+    if not found:
         return False
-    return not re.fullmatch(r"(?:[^\W\d_]\.)+[^\W\d_]", before)  # "e.g." / "U.S." end no sentence
+    word, stop = found.group(1), found.group(2)
+    if stop and len(word) == 1:
+        return False  # the next word is an initial: "J. A. Smith", "U. S. Grant"
+    if cased:
+        return word[0].isupper() and word.lower() in SENTENCE_STARTERS
+    return word in SENTENCE_STARTERS and word not in _CONJUNCTIONS
 
 
 def _trim(text: str, start: int, end: int) -> Span:
