@@ -176,7 +176,7 @@ def test_the_cli_renders_words_with_hidden_sinks(bert_pair, tmp_path):
                                       "--renormalize", "-o", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     text = out.read_text(encoding="utf-8")
-    assert '"by":"word"' in text and '"hideSinks":true' in text and '"renormalize":true' in text
+    assert '"by":"word"' in text and '"hideSinks":"auto"' in text and '"renormalize":true' in text
     result = CliRunner().invoke(app, ["render", str(path), "--view", "neuron", "--by", "word", "-o",
                                       str(tmp_path / "n.html")])
     assert result.exit_code != 0 and "--by does not apply to the neuron view" in result.output

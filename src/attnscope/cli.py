@@ -76,6 +76,7 @@ class _Group(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         _run.command, _run.debug = "", False
+        args = _bare_hide_sinks(sys.argv[1:] if args is None else list(args))
         try:
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except TyperException as exc:  # typer's (vendored click's) usage errors
@@ -92,6 +93,26 @@ class _Group(TyperGroup):
         except Exception as exc:  # the one place that turns any error into a message and an exit code
             code = _fail_with(exc)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _bare_hide_sinks(args: list[str]) -> list[str]:
+    """``--hide-sinks`` with no value (last, or before another option) means ``--hide-sinks auto``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        out.append(arg)
+        after = args[i + 1] if i + 1 < len(args) else "-"
+        if arg == "--hide-sinks" and after.startswith("-") and not after[1:2].isdigit():  # "-1" is a value
+            out.append("auto")
+    return out
+
+
+def _hide_sinks(value: str | None):
+    """``--hide-sinks``'s value as the views' ``hide_sinks=`` takes it (:func:`attnscope.sinks.parse_which`)."""
+    from .sinks import parse_which
+
+    return None if value is None else parse_which(value)
 
 
 def _fail(message: str, hint: str, code: int) -> int:
@@ -170,8 +191,9 @@ ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HT
 Raw = Annotated[bool, typer.Option("--raw-tokens", help="Show tokens as the tokenizer wrote them (Ġ, ▁, ##).")]
 By = Annotated[str | None, typer.Option("--by", help="Units: token, word, sentence or paragraph (attention to a unit "
                                         "sums its pieces, attention from a unit averages them).")]
-HideSinks = Annotated[bool, typer.Option("--hide-sinks", help="Leave out the first and the special tokens and say how "
-                                         "much attention they held.")]
+HideSinks = Annotated[str | None, typer.Option(
+    "--hide-sinks", metavar="WHICH", help="Leave out sink tokens and say how much attention they held: bare or 'auto' "
+    "the first and the special tokens, 'first', 'special', or token positions and texts, e.g. 0,5 or '[CLS],[SEP]'.")]
 Renormalize = Annotated[bool, typer.Option("--renormalize", help="With --hide-sinks: divide each row by what is "
                                            "shown.")]
 Dpi = Annotated[float | None, typer.Option(help="Figure pixel density (PNG), default 150.")]
@@ -230,7 +252,7 @@ class _Render:
 
     @classmethod
     def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size, by=None,
-              hide_sinks=False, renormalize=False):
+              hide_sinks=None, renormalize=False):
         if view not in VIEWS:
             raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
         output = Path(output) if output is not None else Path(f"attnscope-{view}.html")
@@ -242,7 +264,7 @@ class _Render:
         flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
                  "prettify": ("--raw-tokens", False if raw else None), "by": ("--by", by),
-                 "hide_sinks": ("--hide-sinks", hide_sinks or None), "renormalize": ("--renormalize", renormalize or None),
+                 "hide_sinks": ("--hide-sinks", _hide_sinks(hide_sinks)), "renormalize": ("--renormalize", renormalize or None),
                  "include_layers": ("--layers", _Indices.parse(layers, "--layers")),
                  ("include_heads" if view == "model" else "heads"): ("--heads", _Indices.parse(heads, "--heads"))}
         from .views import VIEW_OPTIONS
@@ -429,7 +451,7 @@ def show(
     view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
-    debug: Debug = False, by: By = None, hide_sinks: HideSinks = False, renormalize: Renormalize = False,
+    debug: Debug = False, by: By = None, hide_sinks: HideSinks = None, renormalize: Renormalize = False,
 ) -> None:
     """Capture TEXT with a model and write one view of it, in one step."""
     _start("show", debug)
@@ -480,7 +502,7 @@ def render(
     view: ViewOpt = "head", output: Output = None, open_: Open = False, layer: Layer = None, head: Head = None,
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
-    debug: Debug = False, by: By = None, hide_sinks: HideSinks = False, renormalize: Renormalize = False,
+    debug: Debug = False, by: By = None, hide_sinks: HideSinks = None, renormalize: Renormalize = False,
 ) -> None:
     """Write one view of a saved TRACE as HTML or a figure."""
     import attnscope

@@ -20,6 +20,7 @@ options: aggregation to units first (the hidden tokens kept units of their own),
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -45,10 +46,12 @@ def sink_positions(trace: Trace, which: str | Sequence[str | int] = "auto") -> d
     """Token positions to hide per stream: ``"first"`` (each stream's first token), ``"special"`` (its special
     tokens: [CLS], [SEP], <s>, <|endoftext|>...), ``"auto"`` (both), or a list of positions and token strings
     (raw, ``Ġthe``, or as shown, ``the``: every occurrence). A rule that would hide a whole stream hides none of it;
-    a list that would is refused."""
+    a list that would is refused, and so is a token string that names no token of any stream (a typo would
+    otherwise hide nothing)."""
     from .analysis.metrics import is_special_token
 
     out: dict[str, list[int]] = {}
+    named: set[str] = set()
     for stream, tokens in trace.tokens.items():
         if isinstance(which, str):
             if which not in WHICH:
@@ -66,7 +69,9 @@ def sink_positions(trace: Trace, which: str | Sequence[str | int] = "auto") -> d
                         raise InputError(f"hide_sinks position {item} is outside the {len(tokens)} {stream!r} tokens")
                     picked.add(int(item))
                 elif isinstance(item, str):
-                    picked |= {i for i, (t, s) in enumerate(zip(tokens, shown)) if item in (t, s)}
+                    hits = {i for i, (t, s) in enumerate(zip(tokens, shown)) if item in (t, s)}
+                    named |= {item} if hits else set()
+                    picked |= hits
                 else:
                     raise InputError(f"hide_sinks lists {item!r}; give token positions (int) or token strings")
         if len(picked) >= len(tokens):
@@ -75,7 +80,31 @@ def sink_positions(trace: Trace, which: str | Sequence[str | int] = "auto") -> d
             else:
                 raise InputError(f"hiding {sorted(picked)} would leave no {stream!r} token to show; hide fewer")
         out[stream] = sorted(picked)
+    missing = [x for x in which if isinstance(x, str) and x not in named] if not isinstance(which, str) else []
+    if missing:
+        some = list(dict.fromkeys(t for tokens in trace.tokens.values() for t in prettify_tokens(tokens)))[:8]
+        raise InputError(f"hide_sinks names {missing[0]!r}, which is no token of this trace; name tokens as "
+                         f"shown ({', '.join(map(repr, some))}, ...) or give their positions")
     return out
+
+
+def parse_which(text: str) -> str | list[int | str]:
+    """A command line's ``--hide-sinks`` value as :func:`sink_positions` takes it: ``auto``, ``first`` or
+    ``special``, else comma-separated items, each a token position (a whole number) or a token string (``\\,``
+    for a comma inside one): ``"0,5"`` -> ``[0, 5]``, ``"[CLS],[SEP]"`` -> ``["[CLS]", "[SEP]"]``."""
+    if text.strip() in WHICH:
+        return text.strip()
+    items: list[int | str] = []
+    for raw in re.split(r"(?<!\\),", text):
+        item = raw.strip().replace("\\,", ",")
+        if not item:
+            raise InputError(f"--hide-sinks {text!r} has an empty item; give {', '.join(WHICH)}, or token positions "
+                             "and token texts separated by commas, e.g. 0,5 or [CLS],[SEP]")
+        if re.fullmatch(r"-[0-9]+", item):
+            raise InputError(f"--hide-sinks {text!r}: token positions count from 0 (the first token); {item} is none "
+                             "of them")
+        items.append(int(item) if re.fullmatch(r"[0-9]+", item) else item)
+    return items
 
 
 def held_share(trace: Trace, positions: Mapping[str, Sequence[int]], kind: str | None = None) -> np.ndarray:
