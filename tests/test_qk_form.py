@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import attnscope
+from attnscope import qk
 from attnscope.capture import hf, long
 from attnscope.errors import InputError
 from attnscope.qk import QKAttention
@@ -57,19 +58,71 @@ def test_the_mask_rule_holds_sliding_windows_softcap_and_sinks():
     assert np.triu(oss.head(0, 0), 1).max() == 0.0 and oss.head(0, 0)[10, :7].max() == 0.0  # window of 4
 
 
-def test_overview_cells_equal_pooling_the_dense_matrix(monkeypatch):
-    monkeypatch.setattr(long, "overview_block", lambda q, k: 3)
-    model, tok = build("llama")
-    att = attnscope.capture(model, tok, TEXT, form="qk").attention["self"]
-    dense = att.dense()
-    L, H, q, k = att.shape
-    padded = np.zeros((L, H, 18, 18), dtype=np.float32)
+def pooled_dense(dense: np.ndarray, block: int, how: str = "max") -> np.ndarray:
+    """``[..., q, k]`` weights pooled to cells of ``block`` tokens (zero padding), the reference for the overview."""
+    *lead, q, k = dense.shape
+    R, C = -(-q // block), -(-k // block)
+    padded = np.zeros((*lead, R * block, C * block), dtype=np.float64)
     padded[..., :q, :k] = dense
-    cells = padded.reshape(L, H, 6, 3, 6, 3)
-    np.testing.assert_allclose(att.maxima, cells.max(axis=(3, 5)), atol=1e-6)
-    np.testing.assert_allclose(att.sums, cells.sum(axis=(3, 5)), atol=1e-5)
-    thumb = att.pooled(1, 2, size=3)  # a block of 6 tokens: two overview cells a side, pooled exactly
-    np.testing.assert_allclose(thumb, padded[1, 2].reshape(3, 6, 3, 6).max(axis=(1, 3)), atol=1e-6)
+    cells = padded.reshape(*lead, R, block, C, block)
+    return cells.max(axis=(-3, -1)) if how == "max" else cells.sum(axis=(-3, -1))
+
+
+@pytest.mark.parametrize("name", ["llama", "mistral", "gemma2", "gpt_oss", "bert", "bart"])
+def test_overview_cells_equal_pooling_the_dense_matrix(monkeypatch, name):
+    """Causal, sliding windows, soft-capping, learned sinks, bidirectional and cross attention (queries and keys of
+    different lengths): each cell's maximum is exactly the pooled dense weights', padded edges included."""
+    monkeypatch.setattr(long, "overview_block", lambda q, k: 3)
+    model, tok = build(name)
+    kw = {"target": "the dog runs"} if model.config.is_encoder_decoder else {}
+    trace = attnscope.capture(model, tok, TEXT, form="qk", **kw)
+    for kind in trace.kinds:
+        att = trace.attention[kind]
+        assert att.block == 3 and att.sums is None
+        dense = att.dense()
+        np.testing.assert_allclose(att.maxima, pooled_dense(dense, 3), atol=1e-6, err_msg=kind)
+        L, H, q, k = att.shape
+        size = -(-max(q, k) // 6)  # at most 6 tokens a cell: two overview cells a side
+        block = -(-max(q, k) // size // 3) * 3
+        thumb = att.pooled(L - 1, H - 1, size)
+        np.testing.assert_allclose(thumb, pooled_dense(dense[L - 1, H - 1], block), atol=1e-6, err_msg=kind)
+        lazy = QKAttention(att.query, att.key, att.lse, att.rule, kv_index=att.kv_index)  # no overview: per head
+        np.testing.assert_allclose(lazy.pooled(L - 1, H - 1, 4), pooled_dense(dense[L - 1, H - 1], -(-max(q, k) // 4)),
+                                   atol=1e-6, err_msg=kind)
+
+
+def test_overview_tiles_cover_long_windows_and_many_heads(monkeypatch):
+    """Tiles of a few rows and one head at a time (as at 32k tokens) give the same cells as one big tile."""
+    att = attnscope.capture(*build("mistral"), TEXT, form="qk").attention["self"]
+    q, k, lse = (torch.from_numpy(np.array(a[1], dtype=np.float32)) for a in (att.query, att.key[:, att.kv_index],
+                                                                           att.lse))
+    whole = qk.cell_maxima(q, k, lse, att.rule, 1, 2).numpy()
+    monkeypatch.setattr(qk, "TILE_SCORES", 8)
+    np.testing.assert_array_equal(qk.cell_maxima(q, k, lse, att.rule, 1, 2).numpy(), whole)
+    np.testing.assert_allclose(whole, pooled_dense(att.layer(1), 2), atol=1e-6)
+
+
+def test_learned_sink_shares_come_from_the_rule_and_older_files_with_cell_sums_still_load(tmp_path):
+    model, tok = build("gpt_oss")
+    trace = attnscope.capture(model, tok, TEXT, form="qk")
+    att = trace.attention["self"]
+    dense = att.dense()
+    assert att.rule.sinks is not None and len(att.rule.sinks) == 2 and len(att.rule.sinks[0]) == 4
+    np.testing.assert_allclose(att.row_mass(1, 2), dense[1, 2].sum(-1), atol=1e-6)
+    want = 1.0 - dense.astype(np.float64).sum(-1).mean(-1)
+    assert want.min() > 1e-3  # the sinks do take a share
+    np.testing.assert_allclose(attnscope.sinks.learned_share(trace), want, atol=1e-6)
+    back = attnscope.load(trace.save(tmp_path / "sinks.safetensors"))
+    assert back.attention["self"].rule == att.rule and back.attention["self"].sums is None
+    # a file as written before: cell sums beside the maxima, no sink logits in its rule
+    old_rule = qk.MaskRule(att.rule.scaling, att.rule.causal, att.rule.windows, att.rule.softcap)
+    old = QKAttention(att.query, att.key, att.lse, old_rule, maxima=att.maxima, block=att.block,
+                      sums=pooled_dense(dense, att.block, "sum").astype(np.float32))
+    path = attnscope.Trace(trace.tokens, {"self": old}, meta=trace.meta).save(tmp_path / "old.safetensors")
+    loaded = attnscope.load(path)
+    assert loaded.attention["self"].sums is not None and loaded.attention["self"].rule.sinks is None
+    np.testing.assert_allclose(attnscope.sinks.learned_share(loaded), want, atol=1e-5)
+    np.testing.assert_array_equal(loaded.dense(), trace.dense())
 
 
 def test_q_k_traces_round_trip_through_files(tmp_path):

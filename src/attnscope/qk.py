@@ -8,12 +8,15 @@ window, logit soft-capping) and one number per row, its log-sum-exp ``lse`` ``[L
 
 So :class:`QKAttention` reads every row, block, head or pooled overview exactly, on demand, in ``O(n d)`` per row,
 without an ``n x n`` matrix ever existing. A learned attention sink (an extra logit in the softmax that attends to
-nothing) lives entirely in ``lse``: rows then sum to less than 1, as the model's do.
+nothing) lives in ``lse``: rows then sum to ``1 - exp(sink - lse_i)``, as the model's do; the rule keeps each
+head's sink logit, so that share is known per row in O(1).
 
 The **overview** is what a whole head looks like at a glance: for square cells of ``block`` x ``block`` tokens,
-the largest weight and the sum of the weights in each cell (``[L, H, ceil(q/block), ceil(k/block)]``), computed
-once during capture. Thumbnails of any size are pooled from it exactly (their block is a multiple of its block).
-All arithmetic is torch, so the same code runs on CUDA during capture and on the CPU when a trace is read.
+the largest weight in each cell (``maxima`` ``[L, H, ceil(q/block), ceil(k/block)]``), computed once during capture
+by :func:`cell_maxima` (or per head on first use when a trace has none). Thumbnails of any size are pooled from it
+exactly (their block is a multiple of its block). Trace files written before also hold each cell's sum (``sums``);
+they load and are read as before. All arithmetic is torch, so the same code runs on CUDA during capture and on the
+CPU when a trace is read.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from .attention import block_max, refuse_large_dense
+from .attention import refuse_large_dense
 from .errors import InputError
 
 #: Weights computed at once when recomputing blocks of rows (keeps temporaries at a few tens of MB).
 BLOCK_WEIGHTS = 1 << 22
+#: Scores computed at once by :func:`cell_maxima`: small enough to stay in the CPU's cache between the matrix
+#: product that writes them and the pooling that reads them (four times as many made it 30 % slower).
+TILE_SCORES = 1 << 20
 #: The overview grid: at most this many cells a side (256: 32k tokens in cells of 128; the model view's
-#: thumbnails and the long views' minimaps are smaller). Each cell costs 8 bytes per head (maximum and sum).
+#: thumbnails and the long views' minimaps are smaller). Each cell costs 4 bytes per head (its maximum).
 OVERVIEW_SIZE = 256
 
 
@@ -41,22 +47,35 @@ class MaskRule:
 
     ``windows[layer]``: the sliding window of that layer (key ``j`` is allowed for query ``i`` only when
     ``i - j < window``, as transformers' ``sliding_window``), or None. ``softcap``: scores become
-    ``softcap * tanh(s / softcap)`` (Gemma 2). Queries and keys are positions ``0..q-1`` / ``0..k-1`` of the same
-    sequence (padding cut away).
+    ``softcap * tanh(s / softcap)`` (Gemma 2). ``sinks[layer]``: each query head's learned sink logit in that
+    layer (gpt-oss), which joins the softmax and attends to nothing, or None; ``sinks`` is None when no layer has
+    one (rows then sum to 1). Queries and keys are positions ``0..q-1`` / ``0..k-1`` of the same sequence
+    (padding cut away).
     """
 
     scaling: float
     causal: bool
     windows: tuple[int | None, ...]
     softcap: float | None = None
+    sinks: tuple[tuple[float, ...] | None, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "windows": list(self.windows)}
+        out = {**asdict(self), "windows": list(self.windows)}
+        out["sinks"] = None if self.sinks is None else [None if h is None else list(h) for h in self.sinks]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MaskRule:
+        sinks = data.get("sinks")  # absent in files written before sinks were kept
         return cls(float(data["scaling"]), bool(data["causal"]), tuple(data["windows"]),
-                   None if data.get("softcap") is None else float(data["softcap"]))
+                   None if data.get("softcap") is None else float(data["softcap"]),
+                   None if sinks is None else tuple(None if h is None else tuple(map(float, h)) for h in sinks))
+
+    def select(self, layers: Sequence[int], heads: Sequence[int]) -> MaskRule:
+        """The rule of some layers (and query heads, for the sink logits), in that order."""
+        sinks = None if self.sinks is None else tuple(
+            None if logits is None else tuple(logits[h] for h in heads) for logits in (self.sinks[i] for i in layers))
+        return MaskRule(self.scaling, self.causal, tuple(self.windows[i] for i in layers), self.softcap, sinks)
 
     def allowed(self, layer: int, rows, cols):
         """``[len(rows), len(cols)]`` bool torch tensor: which key positions ``cols`` the query positions ``rows``
@@ -78,6 +97,18 @@ class MaskRule:
         lo = max(0, start - window + 1) if window is not None else 0
         return lo // align * align, max(hi, lo // align * align)
 
+    def forbidden_spans(self, layer: int, start: int, stop: int, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The key spans within ``[lo, hi)`` where the rule forbids some pair with query rows ``start..stop-1``
+        (a causal mask: keys after ``start``; a window: keys before ``stop - window``); elsewhere it allows all,
+        so masking these spans alone is exact."""
+        spans = []
+        window = self.windows[layer]
+        if window is not None and lo < min(hi, stop - window):
+            spans.append((lo, min(hi, stop - window)))
+        if self.causal and max(lo, start + 1) < hi:
+            spans.append((max(lo, start + 1), hi))
+        return spans
+
 
 def scores(query, key, rule: MaskRule, layer: int, rows, cols):
     """Masked scores ``[..., c, len(cols)]`` float32 of queries ``[..., c, d]`` at positions ``rows`` against keys
@@ -92,36 +123,50 @@ def scores(query, key, rule: MaskRule, layer: int, rows, cols):
     return s if ok is None else s.masked_fill_(~ok, float("-inf"))
 
 
-def overview(query, key, lse, rule: MaskRule, layer: int, block: int):
-    """Cell maxima and sums ``([H, R, C], [H, R, C])`` float32 torch tensors of one layer's weights, cells of
-    ``block`` x ``block`` tokens; ``query`` ``[H, q, d]``, ``key`` ``[H, k, d]`` (repeated per query head), ``lse``
-    ``[H, q]``. Computed ``block``-aligned rows at a time, over the keys those rows may attend to (a causal head
-    costs half a square, a sliding window a band): memory O(rows x k)."""
+def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
+    """The largest weight of each cell of ``block`` x ``block`` tokens, ``[H, ceil(q/block), ceil(k/block)]``
+    float32 torch, of one layer: ``query`` ``[H, q, d]``, ``key`` ``[H, k, d]`` (repeated per query head), ``lse``
+    ``[H, q]``.
+
+    Exact and cheap: since ``exp`` grows with its argument, a cell's largest weight is
+    ``exp(max_i (max_j s_ij - lse_i))``, so only the scores themselves are computed (a matrix product over the keys
+    each row may attend to: half a square when causal, a band for a sliding window), pooled to each row's maximum
+    per key cell while still in cache, and only those ``q x k / block`` numbers exponentiated. The mask is applied
+    only to the spans it cuts (:meth:`MaskRule.forbidden_spans`). Memory: one tile of :data:`TILE_SCORES`."""
     import torch
 
-    H, q, _ = query.shape
+    H, q, d = query.shape
     k = key.shape[-2]
     R, C = -(-q // block), -(-k // block)
-    maxima = torch.zeros(H, R, C, dtype=torch.float32, device=query.device)
-    sums = torch.zeros(H, R, C, dtype=torch.float32, device=query.device)
-    step = max(block, BLOCK_WEIGHTS // max(1, H * k) // block * block)
-    for start in range(0, q, step):
-        stop = min(q, start + step)
-        lo, hi = rule.key_range(layer, start, stop, k, align=block)
-        if hi <= lo:
-            continue
-        rows = torch.arange(start, stop, device=query.device)
-        cols = torch.arange(lo, hi, device=query.device)
-        w = scores(query[:, start:stop], key[:, lo:hi], rule, layer, rows, cols)
-        w = torch.exp_(w.sub_(lse[:, start:stop, None]))
-        rpad, cpad = -(stop - start) % block, -(hi - lo) % block
-        if rpad or cpad:
-            w = torch.nn.functional.pad(w, (0, cpad, 0, rpad))
-        cells = w.reshape(H, w.shape[1] // block, block, w.shape[2] // block, block)
-        r0, c0 = start // block, lo // block
-        maxima[:, r0 : r0 + cells.shape[1], c0 : c0 + cells.shape[3]] = cells.amax(dim=(2, 4))
-        sums[:, r0 : r0 + cells.shape[1], c0 : c0 + cells.shape[3]] = cells.sum(dim=(2, 4))
-    return maxima, sums
+    device = query.device
+    # pad queries and keys to whole cells: padded keys score -inf, padded rows have lse +inf (their weights are 0)
+    query = torch.nn.functional.pad(query.float() * rule.scaling, (0, 0, 0, R * block - q))
+    key = torch.nn.functional.pad(key.float(), (0, 0, 0, C * block - k))
+    lse = torch.nn.functional.pad(lse.float(), (0, R * block - q), value=float("inf"))
+    out = torch.zeros(H, R, C, dtype=torch.float32, device=device)
+    heads = max(1, min(H, TILE_SCORES // max(1, block * k)))
+    rows = max(block, TILE_SCORES // max(1, heads * k) // block * block)
+    for h0 in range(0, H, heads):
+        h1 = min(H, h0 + heads)
+        for start in range(0, R * block, rows):
+            stop = min(R * block, start + rows)
+            lo, hi = rule.key_range(layer, start, stop, k, align=block)
+            hi = -(-hi // block) * block
+            if hi <= lo:
+                continue
+            s = torch.matmul(query[h0:h1, start:stop], key[h0:h1, lo:hi].transpose(-1, -2))
+            if rule.softcap is not None:
+                s = torch.tanh(s.div_(rule.softcap)).mul_(rule.softcap)
+            for a, b in rule.forbidden_spans(layer, start, stop, lo, min(hi, k)):
+                ok = rule.allowed(layer, torch.arange(start, stop, device=device), torch.arange(a, b, device=device))
+                s[..., a - lo : b - lo].masked_fill_(~ok, float("-inf"))
+            if hi > k:
+                s[..., k - lo :] = float("-inf")
+            best = torch.nn.functional.max_pool1d(s.view(-1, 1, hi - lo), block, block)  # [h * r, 1, c]
+            best = best.view(h1 - h0, stop - start, -1).sub_(lse[h0:h1, start:stop, None])
+            cells = best.view(h1 - h0, (stop - start) // block, block, -1).amax(dim=2)
+            out[h0:h1, start // block : stop // block, lo // block : hi // block] = torch.exp_(cells)
+    return out
 
 
 def _tensor(arr: np.ndarray):
@@ -141,7 +186,9 @@ class QKAttention:
 
     ``query`` ``[L, H, q, d]``, ``key`` ``[L, H_kv, k, d]`` (float32 or float16 numpy), ``lse`` ``[L, H, q]`` float32,
     ``kv_index`` ``[H]``: the key head of each query head (grouped-query attention; default ``h // (H / H_kv)``),
-    ``maxima``/``sums`` ``[L, H, R, C]``: the overview with cells of ``block`` tokens (see the module docstring).
+    ``maxima`` ``[L, H, R, C]``: the overview with cells of ``block`` tokens (see the module docstring; None: each
+    head's is computed when first asked for); ``sums`` ``[L, H, R, C]``: each cell's sum, held by files written
+    before (None otherwise).
     """
 
     form = "qk"
@@ -235,14 +282,22 @@ class QKAttention:
     def looks_causal(self, layer: int) -> bool:
         return self.rule.causal
 
+    def row_mass(self, layer: int, head: int) -> np.ndarray:
+        """Each query row's attention over the tokens ``[q]`` float64: 1, or ``1 - exp(sink - lse_i)`` where a
+        learned sink (:class:`MaskRule`) takes its share of the softmax; O(q), nothing recomputed."""
+        _, _, q, _ = self.shape
+        sinks = None if self.rule.sinks is None else self.rule.sinks[layer]
+        if sinks is None:
+            return np.ones(q)
+        return -np.expm1(sinks[head] - np.asarray(self.lse[layer, head], dtype=np.float64))
+
     def pooled(self, layer: int, head: int, size: int) -> np.ndarray:
         """Block-max thumbnail with at most ``size`` cells a side; its block is a multiple of the overview's
         block, so it is pooled exactly from the overview (computed from q/k when the trace has none)."""
         _, _, q, k = self.shape
         want = max(1, -(-max(q, k) // size))
         if self.maxima is None:
-            return block_max(self.head(layer, head), size) if want == 1 else self._computed_overview(
-                layer, head, want)[0]
+            return self._computed_maxima(layer, head, want)
         factor = -(-want // self.block)
         cells = self.maxima[layer, head].astype(np.float32)
         if factor == 1:
@@ -252,13 +307,11 @@ class QKAttention:
         padded[:R, :C] = cells
         return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
 
-    def _computed_overview(self, layer: int, head: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-
+    def _computed_maxima(self, layer: int, head: int, block: int) -> np.ndarray:
         q = _tensor(self.query[layer, head : head + 1])
         k = _tensor(self.key[layer, self.kv_index[head : head + 1]])
         lse = _tensor(self.lse[layer, head : head + 1])
-        maxima, sums = overview(q, k, lse, self.rule, layer, block)
-        return maxima[0].numpy(), sums[0].numpy()
+        return cell_maxima(q, k, lse, self.rule, layer, block)[0].numpy()
 
     # ----------------------------------------------------------------- transforms and files
     def astype(self, dtype) -> QKAttention:
@@ -267,8 +320,7 @@ class QKAttention:
 
     def select(self, layers: list[int], heads: list[int]) -> QKAttention:
         kv = sorted(set(self.kv_index[heads].tolist()))
-        rule = MaskRule(self.rule.scaling, self.rule.causal, tuple(self.rule.windows[i] for i in layers),
-                        self.rule.softcap)
+        rule = self.rule.select(layers, heads)
         pick = np.ix_(layers, heads)
         return QKAttention(
             self.query[pick], self.key[np.ix_(layers, kv)], self.lse[pick], rule,
@@ -283,8 +335,10 @@ class QKAttention:
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"query": self.query, "key": self.key, "lse": self.lse}
-        if self.maxima is not None and self.sums is not None:
-            out.update(maxima=self.maxima, sums=self.sums)
+        if self.maxima is not None:
+            out["maxima"] = self.maxima
+        if self.sums is not None:
+            out["sums"] = self.sums
         return out
 
     def __repr__(self) -> str:

@@ -192,7 +192,8 @@ def check_pruned(kind: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, 
 def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any], check_values: bool = True
              ) -> MaskRule:
     """The q/k form: its mask rule, key heads and overview block in the header; queries, keys, row log-sum-exps
-    and the overview (cell maxima and sums) consistent with them and finite. Returns the rule."""
+    and the overview (cell maxima; cell sums in files written before; either may be absent) consistent with them
+    and finite. Returns the rule."""
     p = f"attention/{kind}/"
     L, H, q, k = info["shape"]
     rule_raw: Any = info.get("rule")
@@ -202,19 +203,23 @@ def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
         valid = (rule.scaling > 0 and np.isfinite(rule.scaling) and len(rule.windows) == L
                  and all(w is None or (_is_int(w) and w > 0) for w in rule.windows)
                  and (rule.softcap is None or (np.isfinite(rule.softcap) and rule.softcap > 0))
+                 and (rule.sinks is None or (len(rule.sinks) == L and all(
+                     s is None or (len(s) == H and bool(np.isfinite(s).all())) for s in rule.sinks)))
                  and isinstance(rule_raw["causal"], bool))
     except (TypeError, KeyError, ValueError):
         valid = False
     if not valid:
         raise TraceFormatError(f"attention[{kind!r}]['rule'] must be {{'scaling': > 0, 'causal': bool, 'windows': "
-                               f"[{L} x null or a positive window], 'softcap': null or > 0}}; got {rule_raw!r}")
+                               f"[{L} x null or a positive window], 'softcap': null or > 0, 'sinks': null or "
+                               f"[{L} x null or {H} finite logits]}}; got {rule_raw!r}")
     if not (_is_int(block) and block >= 1):
         raise TraceFormatError(f"attention[{kind!r}]['block'] must be a positive integer; got {block!r}")
-    missing = [n for n in ("query", "key", "lse", "maxima", "sums") if n not in arrays]
+    missing = [n for n in ("query", "key", "lse") if n not in arrays]
     if missing:
         raise TraceFormatError(f"q/k attention {kind!r} lacks {[p + n for n in missing]}")
-    query, key, lse, maxima, sums = (arrays[n] for n in ("query", "key", "lse", "maxima", "sums"))
-    for name, arr in (("query", query), ("key", key), ("lse", lse), ("maxima", maxima), ("sums", sums)):
+    query, key, lse = (arrays[n] for n in ("query", "key", "lse"))
+    overview = {n: arrays[n] for n in ("maxima", "sums") if n in arrays}
+    for name, arr in (("query", query), ("key", key), ("lse", lse), *overview.items()):
         _check_float(p + name, arr)
     if query.ndim != 4 or tuple(query.shape[:3]) != (L, H, q) or query.shape[3] < 1:
         raise TraceFormatError(f"{p}query has shape {list(query.shape)}; expected [{L}, {H}, {q}, head size]")
@@ -226,15 +231,17 @@ def check_qk(kind: str, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any
     if lse.shape != (L, H, q):
         raise TraceFormatError(f"{p}lse has shape {list(lse.shape)}; expected [{L}, {H}, {q}]")
     cells = (L, H, -(-q // block), -(-k // block))
-    for name, arr in (("maxima", maxima), ("sums", sums)):
+    for name, arr in overview.items():
         if tuple(arr.shape) != cells:
             raise TraceFormatError(f"{p}{name} has shape {list(arr.shape)}; expected {list(cells)} (cells of {block})")
     if not check_values:
         return rule
     for name, arr in (("query", query), ("key", key), ("lse", lse)):
         _check_range(p + name, arr, -np.inf, np.inf, what="finite numbers")
-    _check_range(p + "maxima", maxima, *WEIGHT_RANGE)
-    _check_range(p + "sums", sums, WEIGHT_RANGE[0], block * WEIGHT_RANGE[1])
+    if "maxima" in overview:
+        _check_range(p + "maxima", overview["maxima"], *WEIGHT_RANGE)
+    if "sums" in overview:
+        _check_range(p + "sums", overview["sums"], WEIGHT_RANGE[0], block * WEIGHT_RANGE[1])
     return rule
 
 

@@ -13,7 +13,6 @@ import numpy as np
 from .._version import __version__
 from ..attention import Attention, DenseAttention, PrunedAttention, PruneSpec
 from ..errors import CaptureError, InputError
-from ..qk import QKAttention
 from ..trace import Trace
 from .families import generates, is_encoder_decoder, kind_map, text_config
 from .inputs import Inputs, check_model, prepare, prepare_generated
@@ -250,8 +249,7 @@ def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, leng
     attention: dict[str, Attention] = {}
     qkv_out, bias, kinds = {}, {}, {}
     for kind, qk in rec.qk_kinds.items():
-        att = QKAttention(np.stack(qk.query), np.stack(qk.key), np.stack(qk.lse), qk.rule(),
-                          maxima=np.stack(qk.maxima), sums=np.stack(qk.sums), block=qk.block)
+        att = qk.attention()
         attention[kind] = att
         kinds[kind] = _mask_facts(qk.scaling, qk.causal, qk.windows)
         if qkv:  # the neuron view's vectors: the same queries, keys repeated per query head

@@ -8,8 +8,8 @@ While a :class:`~attnscope.capture.interface.Recorder` with ``form="qk"`` is act
 - the attention function calls :func:`record`: torch's fused kernel computes the attention output and each row's
   log-sum-exp at the speed of the model's own SDPA (:func:`_fused`; a block of query rows at a time where the
   kernel cannot serve: soft-capping, learned sinks, sliding windows), then one pass over the keys each row may
-  attend to gives the overview's cell maxima and sums. Memory per layer: the queries, keys and values plus one
-  block of scores.
+  attend to gives the overview's cell maxima (:func:`attnscope.qk.cell_maxima`: scores pooled while in cache, no
+  exponential per weight). Memory per layer: the queries, keys and values plus one tile of scores.
 
 A model whose scores are not ``softcap(q . k * scaling)`` under a causal / bidirectional / sliding-window mask (an
 additive position bias such as T5's, a mask the rule does not reproduce) cannot be recomputed from q and k:
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..qk import BLOCK_WEIGHTS, MaskRule, overview, overview_block, scores
+from ..qk import BLOCK_WEIGHTS, MaskRule, QKAttention, cell_maxima, overview_block, scores
 from .families import score_terms
 
 #: Query rows checked against the model's own mask per layer (spread over the sequence, plus its ends).
@@ -80,15 +80,21 @@ class QKRecord:
     key: list[np.ndarray] = field(default_factory=list)  # per layer [H_kv, k, d] (not repeated)
     lse: list[np.ndarray] = field(default_factory=list)  # per layer [H, q]
     maxima: list[np.ndarray] = field(default_factory=list)  # per layer [H, R, C]
-    sums: list[np.ndarray] = field(default_factory=list)  # per layer [H, R, C]
     windows: list[int | None] = field(default_factory=list)
+    sinks: list[tuple[float, ...] | None] = field(default_factory=list)  # per layer: each query head's sink logit
     scaling: float = 1.0
     causal: bool = False
     softcap: float | None = None
     block: int = 1
 
     def rule(self) -> MaskRule:
-        return MaskRule(self.scaling, self.causal, tuple(self.windows), self.softcap)
+        sinks = tuple(self.sinks) if any(s is not None for s in self.sinks) else None
+        return MaskRule(self.scaling, self.causal, tuple(self.windows), self.softcap, sinks)
+
+    def attention(self) -> QKAttention:
+        """The recorded layers as one :class:`~attnscope.qk.QKAttention`."""
+        return QKAttention(np.stack(self.query), np.stack(self.key), np.stack(self.lse), self.rule(),
+                           maxima=np.stack(self.maxima), block=self.block)
 
 
 def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask,
@@ -110,23 +116,23 @@ def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value:
         rec.causal = _is_causal(mask, Q, K, query.device)
     elif (float(scaling), softcap) != (rec.scaling, rec.softcap):
         raise NotRecomputable("the layers of one attention kind differ in scaling or soft-capping")
+    sinks = terms.sinks
     rec.windows.append(terms.window)
+    rec.sinks.append(None if sinks is None else tuple(sinks.detach().float().cpu().reshape(H).tolist()))
     rule = rec.rule()
     _check_rule(rule, layer, mask, Q, K, query.device)
 
     groups = H // key.shape[1]
     keys = key[0].repeat_interleave(groups, dim=0) if groups > 1 else key[0]  # [H, k, d]
     values = value[0].repeat_interleave(groups, dim=0) if groups > 1 else value[0]
-    sinks = terms.sinks
     fused = None if sinks is not None or softcap is not None or rule.windows[layer] is not None else \
         _fused(query[0], keys, values, rule.causal, rule.scaling)
     out, lse = fused if fused is not None else _blockwise(query[0], keys, values, rule, layer, sinks)
-    maxima, sums = overview(query[0], keys, lse, rule, layer, rec.block)
+    maxima = cell_maxima(query[0], keys, lse, rule, layer, rec.block)
     rec.query.append(query[0].detach().float().cpu().numpy())
     rec.key.append(key[0].detach().float().cpu().numpy())
     rec.lse.append(lse.float().cpu().numpy())
     rec.maxima.append(maxima.cpu().numpy())
-    rec.sums.append(sums.cpu().numpy())
     return out.to(query.dtype).unsqueeze(0).transpose(1, 2).contiguous()
 
 
