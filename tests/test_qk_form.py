@@ -91,13 +91,16 @@ def test_overview_cells_equal_pooling_the_dense_matrix(monkeypatch, name):
                                    atol=1e-6, err_msg=kind)
 
 
-def test_overview_tiles_cover_long_windows_and_many_heads(monkeypatch):
-    """Tiles of a few rows and one head at a time (as at 32k tokens) give the same cells as one big tile."""
+def test_overview_tiles_of_a_few_cells_give_the_cells_of_one_big_tile(monkeypatch):
+    """Tiles of one cell of rows x two cells of keys, across a sliding window's band: the cells of one big tile."""
     att = attnscope.capture(*build("mistral"), TEXT, form="qk").attention["self"]
     q, k, lse = (torch.from_numpy(np.array(a[1], dtype=np.float32)) for a in (att.query, att.key[:, att.kv_index],
                                                                            att.lse))
+    monkeypatch.setattr(qk, "TILE_ROWS", 1 << 20)
+    monkeypatch.setattr(qk, "TILE_KEYS", 1 << 20)
     whole = qk.cell_maxima(q, k, lse, att.rule, 1, 2).numpy()
-    monkeypatch.setattr(qk, "TILE_SCORES", 8)
+    monkeypatch.setattr(qk, "TILE_ROWS", 2)
+    monkeypatch.setattr(qk, "TILE_KEYS", 4)
     np.testing.assert_array_equal(qk.cell_maxima(q, k, lse, att.rule, 1, 2).numpy(), whole)
     np.testing.assert_allclose(whole, pooled_dense(att.layer(1), 2), atol=1e-6)
 
