@@ -128,8 +128,9 @@ def learned_share(trace: Trace, kind: str | None = None) -> np.ndarray:
     kind = kind or trace.default_kind
     att = trace.attention[kind]
     L, H, q, _ = att.shape
-    if isinstance(att, QKAttention) and att.sums is not None:  # the overview's cell sums add up to every row's sum, exactly
-        totals = att.sums.astype(np.float64).sum(axis=(2, 3))
+    if isinstance(att, QKAttention):  # O(q) a head: the rule's sink logits, or older files' cell sums (exact)
+        totals = att.sums.astype(np.float64).sum(axis=(2, 3)) if att.sums is not None else np.array(
+            [[att.row_mass(layer, head).sum() for head in range(H)] for layer in range(L)])
     else:
         totals = np.array([[row_totals(att, layer, head).sum() for head in range(H)] for layer in range(L)])
     return np.clip(1.0 - totals / q, 0.0, 1.0)
