@@ -179,7 +179,7 @@ def test_models_lists_offline_models_with_install_commands():
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["render", "TRACE", "--view", "neuron", "--heads", "1"], 2, "--heads does not apply to the neuron view"),
-    (["render", "TRACE", "--layer", "9", "-o", "x.png"], 2, "layer 9 is not shown; choose one of [0, 1, 2, 3, 4, 5]"),
+    (["render", "TRACE", "--layer", "9", "-o", "x.png"], 2, "layer=9 is out of range: there are 6 layers (0 to 5"),
     (["render", "TRACE", "-o", "x.jpg"], 2, "cannot write 'x.jpg'; use .html"),
     (["render", "TRACE", "-o", "x.png", "--size", "big"], 2, "--size takes WIDTHxHEIGHT"),
     (["render", "TRACE", "-o", "x.html", "--dpi", "300"], 2, "--dpi and --size apply to figures"),

@@ -196,9 +196,9 @@ def test_render_and_a_comparison_give_the_same_view():
     (lambda a, b: attnscope.diff_view(compare(a, b), b), InputError, r"either a Comparison or two traces"),
     (lambda a, b: attnscope.diff_view(compare(a, b), kind="cross"), InputError, r"kind='cross' needs compare"),
     (lambda a, b: attnscope.diff_view(a, b, kind="cross"), MissingDataError, r"has no 'cross' attention"),
-    (lambda a, b: attnscope.diff_view(a, b, layer=5), InputError, r"layer 5 is not shown; choose one of \[0, 1\]"),
+    (lambda a, b: attnscope.diff_view(a, b, layer=5), InputError, r"layer=5 is out of range: there are 2 layers \(0 to 1"),
     (lambda a, b: attnscope.diff_view(a, b, head=1, include_heads=[0, 2]), InputError, r"head 1 is not shown"),
-    (lambda a, b: attnscope.diff_view(a, b, include_layers=[0, 0]), InputError, r"distinct layer indices in 0\.\.1"),
+    (lambda a, b: attnscope.diff_view(a, b, include_layers=[0, 2]), InputError, r"include_layers=2 is out of range"),
     (lambda a, b: attnscope.diff_view(a, b, top=0), InputError, r"top must be a whole number >= 1"),
     (lambda a, b: attnscope.diff_view(a, b, theme="blue"), InputError, r"theme must be one of"),
     (lambda a, b: attnscope.diff_view(a, b, dtype="int4"), InputError, r"dtype must be one of"),
@@ -270,7 +270,7 @@ def test_figure_takes_two_traces_or_a_comparison_and_is_deterministic(tmp_path):
     light = figure("diff", a, other=b, layer=1, head=2)
     assert [ax.get_title() for ax in light.axes[:3]] == ["A", "B", "B \u2212 A"]
     assert light.axes[0].images[0].get_array().shape == (9, 9)
-    with pytest.raises(InputError, match=r"the diff figure has no option\(s\) \['query'\]"):
+    with pytest.raises(InputError, match=r"the diff view has no option\(s\) \['query'\]"):
         figure("diff", a, other=b, query=2)
     with pytest.raises(InputError, match=r"compares two traces"):
         figure("diff", a)

@@ -162,7 +162,7 @@ def test_rows_route_returns_exact_blocks_of_some_heads(served, trace):
     ({"layer": 0, "heads": "4", "start": 0, "stop": 1}, "heads must be in 0..3"),
     ({"layer": 0, "start": 5, "stop": 5}, "not a block"),
     ({"layer": 0, "start": 0, "stop": 1, "key_start": 10, "key_stop": N + 1}, "not a block"),
-    ({"layer": 0, "heads": "0;1", "start": 0, "stop": 1}, "heads takes indices"),
+    ({"layer": 0, "heads": "0;1", "start": 0, "stop": 1}, "heads takes whole numbers (up to 6 digits)"),
     ({"kind": "cross", "start": 0, "stop": 1}, "no 'cross' attention"),
 ])
 def test_rows_route_refuses_what_is_not_a_small_block(served, params, match):

@@ -246,10 +246,10 @@ def test_cross_attention_has_different_query_and_key_tokens(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"layer": 9}, r"layer=9 is out of range: this trace has 2 layers \(0 to 1\)"),
+    ({"layer": 9}, r"layer=9 is out of range: there are 2 layers \(0 to 1"),
     ({"heads": []}, "heads is empty"),
-    ({"theme": "sepia"}, "unknown theme 'sepia'"),
-    ({"query": 1}, r"the head figure has no option\(s\) \['query'\]"),
+    ({"theme": "sepia"}, r"theme must be one of \['auto', 'light', 'dark'\]; got 'sepia'"),
+    ({"query": 1}, r"the head view has no option\(s\) \['query'\]"),
     ({"size": (3, 0)}, "size must be between"),
     ({"dpi": 0}, "dpi must be"),
 ])

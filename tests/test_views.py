@@ -13,8 +13,9 @@ from attnscope.analysis import head_metrics
 from attnscope.encode import HEAD_METRICS, script_json
 from attnscope.errors import InputError, MissingDataError
 from attnscope.views import View, render
-from attnscope.views._html import VIEW_SCRIPTS, asset
-from attnscope.views._options import js_options
+from attnscope.views.assets import asset
+from attnscope.views.options import js_options
+from attnscope.views.registry import VIEWS as REGISTRY
 
 VIEWS = ("head", "model", "neuron", "matrix")
 
@@ -42,7 +43,7 @@ def test_every_view_is_one_root_one_json_block_and_one_script_with_no_network_re
 
 
 def test_assets_are_ascii_so_a_fragment_saved_without_a_charset_still_reads_right():
-    for name in {f for files in VIEW_SCRIPTS.values() for f in files} | {"boot.js", "style.css"}:
+    for name in {f for s in REGISTRY.values() for f in (*s.scripts, *s.styles)} | {"boot.js", "style.css"}:
         asset(name).encode("ascii")
 
 
@@ -119,25 +120,27 @@ def test_save_as_png_draws_a_figure_through_attnscope_figures(make_trace, tmp_pa
 
 def test_bad_options_name_what_is_allowed(make_trace, minilm_trace):
     trace = make_trace(2, 3, 5, sentence_b_start=2)
-    with pytest.raises(InputError, match=r"unknown view 'graph'; expected one of \['diff', 'head', 'matrix', 'model', 'neuron'\]"):
+    with pytest.raises(InputError, match=r"unknown view 'graph'; expected one of head, model, neuron, matrix, diff, atlas"):
         render("graph", trace)
     with pytest.raises(InputError, match=r"the head view has no option\(s\) \['colour'\]"):
         render("head", trace, colour="red")
-    with pytest.raises(InputError, match=r"layer 5 is not shown; choose one of \[0, 1\]"):
+    with pytest.raises(InputError, match=r"layer=5 is out of range: there are 2 layers \(0 to 1"):
         attnscope.head_view(trace, layer=5)
     with pytest.raises(InputError, match=r"layer 0 is not shown; choose one of \[1\]"):
         attnscope.head_view(trace, layer=0, include_layers=[1])
-    with pytest.raises(InputError, match=r"subset of the shown heads \[0, 1, 2\]"):
+    with pytest.raises(InputError, match=r"heads=7 is out of range: there are 3 heads"):
         attnscope.head_view(trace, heads=[7])
+    with pytest.raises(InputError, match=r"heads \[2\] are not shown; choose among the shown heads \[0, 1\]"):
+        attnscope.head_view(trace, heads=[2], include_heads=[0, 1])
     with pytest.raises(InputError, match=r"theme must be one of \['auto', 'light', 'dark'\]"):
         attnscope.model_view(trace, theme="blue")
     with pytest.raises(InputError, match=r"choose one of \['All', 'A->A', 'A->B', 'B->A', 'B->B'\]"):
         attnscope.matrix_view(trace, filter="A->C")
-    with pytest.raises(InputError, match=r"query must be a token index in 0\.\.4"):
+    with pytest.raises(InputError, match=r"query=5 is out of range: there are 5 query tokens \(0 to 4"):
         attnscope.matrix_view(trace, query=5)
     with pytest.raises(MissingDataError, match=r"no 'cross' attention; pass kind= one of \['self'\]"):
         attnscope.head_view(trace, kind="cross")
-    with pytest.raises(InputError, match=r"thumb_size must be an int >= 8"):
+    with pytest.raises(InputError, match=r"thumb_size must be a whole number of pixels from 8 to 1024"):
         attnscope.model_view(trace, thumb_size=2)
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from .encode import script_json
 from .errors import InputError, require
-from .views import View, render
-from .views._html import VIEW_SCRIPTS, asset, styles
+from .views import View, assets, render
+from .views.registry import TRACE_VIEWS
 
 
 def widget(trace_or_view: Any, view: str = "model", **options: Any):
@@ -40,14 +40,14 @@ def widget(trace_or_view: Any, view: str = "model", **options: Any):
     return _widget_class()(shown)
 
 
-#: Views a widget can show: those whose script tells what is selected (``current()``).
-WIDGET_VIEWS = ("head", "matrix", "model", "neuron")
+#: Views a widget can show: the views of one trace (each script tells what is selected: ``current()``).
+WIDGET_VIEWS = TRACE_VIEWS
 
 
 @cache
 def esm(view: str) -> str:
     """The widget's front-end module for ``view``: the view's scripts, web/widget.js and its export."""
-    return "\n".join(asset(name) for name in (*VIEW_SCRIPTS[view], "widget.js")) + "\nexport default { render };\n"
+    return assets.scripts(view) + "\n" + assets.asset("widget.js") + "\nexport default { render };\n"
 
 
 @cache
@@ -64,7 +64,7 @@ def _widget_class():
         query = traitlets.Int(default_value=None, allow_none=True).tag(sync=True)
 
         def __init__(self, view: View):
-            self._esm, self._css = esm(view.name), styles(view.name)  # anywidget makes them synced traits
+            self._esm, self._css = esm(view.name), assets.styles(view.name)  # anywidget makes them synced traits
             super().__init__(_data=script_json(view.data()))
             self.view = view
 

@@ -49,9 +49,11 @@ from .errors import (
     ModelLoadError,
     TraceFormatError,
 )
+from .index_list import IndexList
+from .views.options import VIEW_OPTIONS
+from .views.registry import TRACE_VIEWS, spec
 
 DEMO_TEXT = "The cat sat on the mat because it was tired."
-VIEWS = ("head", "model", "neuron", "matrix")
 HTML_SUFFIXES = (".html", ".htm")
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 _BAD_INPUT = (InputError, TraceFormatError, MissingDataError)
@@ -175,16 +177,18 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (written paths still print).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 TraceFile = Annotated[Path, typer.Argument(metavar="TRACE", help="A trace saved by attnscope capture.")]
-ViewOpt = Annotated[str, typer.Option("--view", "-v", help="head, model, neuron or matrix.")]
+ViewOpt = Annotated[str, typer.Option("--view", "-v", help=", ".join(TRACE_VIEWS) + ".")]
 Output = Annotated[Path | None, typer.Option(
     "--output", "-o", help="File to write: .html (interactive) or .png/.svg/.pdf (figure). "
     "Default: attnscope-VIEW.html here.")]
-Layer = Annotated[int | None, typer.Option(help="Layer of the head, neuron and matrix views (default 0).", min=0)]
-Head = Annotated[int | None, typer.Option(help="Head of the neuron and matrix views (default 0).", min=0)]
+Layer = Annotated[int | None, typer.Option(help="Layer of the head, neuron and matrix views (default: the first "
+                                           "shown; -1 is the last).")]
+Head = Annotated[int | None, typer.Option(help="Head of the neuron and matrix views (default: the first shown; -1 is "
+                                          "the last).")]
 Heads = Annotated[str | None, typer.Option(help="Heads of the head view or model grid, e.g. 0,3,5-7 (default all).")]
 Layers = Annotated[str | None, typer.Option(help="Layers of the model grid, e.g. 0-3 (default all).")]
-Query = Annotated[int | None, typer.Option(help="Query token of the neuron view (outlined in the matrix view).",
-                                           min=0)]
+Query = Annotated[int | None, typer.Option(help="Query token of the neuron view (outlined in the matrix view; -1 is "
+                                           "the last).")]
 Kind = Annotated[str | None, typer.Option(help="Attention kind: self, or encoder, decoder, cross (default: first).")]
 Filter = Annotated[str | None, typer.Option("--filter", help="Segments to show, e.g. A->B (sentence pairs).")]
 ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HTML also: auto).")]
@@ -201,43 +205,6 @@ Size = Annotated[str | None, typer.Option(help="Figure size in inches, WIDTHxHEI
 Open = Annotated[bool, typer.Option("--open", help="Open the written file (browser or image viewer).")]
 
 
-@dataclass(frozen=True)
-class _Indices:
-    """A ``--layers``/``--heads`` value such as ``0,3,5-7``, kept as ranges: the list of indices is made only once
-    it is known to fit the model or trace, so ``0-99999999999`` is refused, never built."""
-
-    flag: str
-    text: str
-    ranges: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def parse(cls, text: str | None, flag: str) -> _Indices | None:
-        if text is None:
-            return None
-        ranges = []
-        for part in text.replace(" ", "").split(","):
-            lo, dash, hi = part.partition("-")
-            try:
-                first, last = int(lo), int(hi) if dash else int(lo)
-            except ValueError:
-                raise InputError(f"{flag} takes whole numbers and ranges such as 0,3,5-7; got {text!r}") from None
-            if last < first:
-                raise InputError(f"{flag} {text}: the range {part} runs backwards; write it as {last}-{first}")
-            ranges.append((first, last))
-        return cls(flag, text, tuple(ranges))
-
-    @property
-    def top(self) -> int:
-        return max(last for _, last in self.ranges)
-
-    def within(self, count: int, what: str, where: str) -> list[int]:
-        """The indices, or an InputError when the largest is not below ``count`` (``what``: layer or head)."""
-        if self.top >= count:
-            raise InputError(f"{self.flag} {self.text} goes up to {what} {self.top}, but {where} has {count} "
-                             f"{what}s (0-{count - 1})")
-        return [i for first, last in self.ranges for i in range(first, last + 1)]
-
-
 @dataclass
 class _Render:
     """Rendering flags of show/render: their form checked together before anything loads, then against the model's
@@ -246,15 +213,14 @@ class _Render:
     view: str
     output: Path
     options: dict[str, Any]
-    indices: dict[str, _Indices]  # view option (include_layers, heads, include_heads) -> its flag's value
+    indices: dict[str, IndexList]  # view option (include_layers, heads, include_heads) -> its flag's value
     dpi: float | None
     size: tuple[float, float] | None
 
     @classmethod
     def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size, by=None,
               hide_sinks=None, renormalize=False):
-        if view not in VIEWS:
-            raise InputError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+        spec(view, "trace")  # an InputError names the views of a trace
         output = Path(output) if output is not None else Path(f"attnscope-{view}.html")
         suffix = output.suffix.lower()
         if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
@@ -265,15 +231,13 @@ class _Render:
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
                  "prettify": ("--raw-tokens", False if raw else None), "by": ("--by", by),
                  "hide_sinks": ("--hide-sinks", _hide_sinks(hide_sinks)), "renormalize": ("--renormalize", renormalize or None),
-                 "include_layers": ("--layers", _Indices.parse(layers, "--layers")),
-                 ("include_heads" if view == "model" else "heads"): ("--heads", _Indices.parse(heads, "--heads"))}
-        from .views import VIEW_OPTIONS
-
+                 "include_layers": ("--layers", IndexList.parse(layers, "--layers")),
+                 ("include_heads" if view == "model" else "heads"): ("--heads", IndexList.parse(heads, "--heads"))}
         options, indices = {}, {}
         for name, (flag, value) in flags.items():
             if value is not None and name not in VIEW_OPTIONS[view]:
                 raise InputError(f"{flag} does not apply to the {view} view")
-            if isinstance(value, _Indices):
+            if isinstance(value, IndexList):
                 indices[name] = value
             elif value is not None:
                 options[name] = value
@@ -322,7 +286,7 @@ def _fit_model(config, model: str, *, kind=None, layer=None, head=None, indices=
     counts = families.counts(config)
     for what, value in (("layer", layer), ("head", head)):
         count = counts[what]
-        if value is not None and count is not None and value >= count:
+        if value is not None and count is not None and not -count <= value < count:
             raise InputError(f"--{what} {value} is out of range: {model} has {count} {what}s (0-{count - 1})")
     for name, chosen in (indices or {}).items():
         what = "layer" if name == "include_layers" else "head"
@@ -462,7 +426,7 @@ def show(
     progress = _Progress(quiet)
     pair = _read_text(pair, "pair")
     trace = _capture(progress, model, text, lambda config: job.fit_model(config, model, generate, target), pair=pair,
-                     target=target, generate=generate, qkv=view == "neuron")
+                     target=target, generate=generate, qkv=spec(view).vectors)
     with progress.step(f"Rendering the {view} view"):
         path = job.write(trace)
     _written(path, progress, open_)

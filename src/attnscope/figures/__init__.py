@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,23 +28,33 @@ from .._files import atomic_write
 from ..errors import InputError
 from ..text import clean_text
 from ..views import _units as units
+from ..views.options import VIEW_OPTIONS
+from ..views.registry import VIEWS as REGISTRY
+from ..views.registry import Reads, spec
 
 # _matplotlib first: without matplotlib installed, importing it raises the error that names the [figures] extra
-from . import _matplotlib, atlas, diff, disagreement, head, matrix, model, neuron, style  # noqa: F401
-from .options import VIEW_OPTIONS, resolve
+from . import _matplotlib, style  # noqa: F401
+from .options import resolve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
-VIEWS = {"head": head, "model": model, "neuron": neuron, "matrix": matrix}
+
+def _modules(reads: Reads) -> dict:
+    """The figure module of each registered view that reads ``reads`` (``figures/<view>.py``)."""
+    return {name: import_module(f".{name}", __name__) for name, s in REGISTRY.items() if s.reads == reads}
+
+
+#: Views of one trace: name -> figure module.
+VIEWS = _modules("trace")
 #: Views of two traces: ``trace`` is a Comparison, or the first Trace with the second as ``other=``.
-PAIR_VIEWS = {"diff": diff}
+PAIR_VIEWS = _modules("pair")
 #: Views of a corpus atlas (``attnscope.corpus.Atlas``, ``other=`` a second one); their options are their own.
-ATLAS_VIEWS = {"atlas": atlas}
+ATLAS_VIEWS = _modules("atlas")
 #: Views of an Explanation (``attnscope.analysis.explain``): attention beside context-mixing measures.
-EXPLAIN_VIEWS = {"disagreement": disagreement}
+EXPLAIN_VIEWS = _modules("explanation")
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 #: metadata that would otherwise carry the time of writing (the rest is fixed by matplotlib's version)
 _STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
@@ -57,8 +68,8 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     ``size=None`` picks a size from the number of tokens, layers and heads. ``dpi`` sets the pixel density that
     PNG output and thumbnail resolution use. See the module docstring for the views and options.
     """
-    module = _view_module(view)
-    own = view in ATLAS_VIEWS or view in EXPLAIN_VIEWS  # views of other inputs than traces check their own options
+    module = import_module(f".{spec(view).name}", __name__)
+    own = spec(view).options is None  # views of other inputs than traces (atlas, explanation) check their own options
     if not own:  # by= / hide_sinks= / renormalize=: the trace the view's first state shows (views/_units.py)
         trace, options = units.figure_input(trace, options)
     opts = module.resolve(trace, **options) if own else resolve(view, trace, **options)
@@ -115,14 +126,6 @@ def _encodable_text(fig: Figure) -> None:
                     return clean_text(str(label(x, pos)))
 
                 formatter.func = relabel
-
-
-def _view_module(view: str):
-    module = VIEWS.get(view) or PAIR_VIEWS.get(view) or ATLAS_VIEWS.get(view) or EXPLAIN_VIEWS.get(view)
-    if module is None:
-        known = [*VIEWS, *PAIR_VIEWS, *ATLAS_VIEWS, *EXPLAIN_VIEWS]
-        raise InputError(f"unknown view {view!r}; expected one of {', '.join(known)}")
-    return module
 
 
 def _size(size) -> tuple[float, float]:

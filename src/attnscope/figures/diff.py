@@ -18,7 +18,8 @@ from matplotlib.colors import FuncNorm, LinearSegmentedColormap
 from ..analysis import Comparison
 from ..analysis.compare import aligned_head, ranked_heads
 from ..tokens import prettify_tokens
-from ..views.diff import check, indices, pair
+from ..views.diff import check, pair
+from ..views.options import given
 from . import style
 from .style import THEMES, Theme
 
@@ -40,17 +41,15 @@ class DiffOptions:
     prettify: bool
 
 
-def resolve(trace, *, other=None, kind=None, layer=None, head=None, top=None, include_layers=None,
-            include_heads=None, theme=None, prettify=None, dtype=None) -> DiffOptions:
-    """Check the options as the HTML diff view does; ``dtype`` (the HTML payload's precision) has no effect."""
+def resolve(trace, *, other=None, kind=None, **options) -> DiffOptions:
+    """Check the options as the HTML diff view does (:func:`attnscope.views.diff.check`); ``dtype`` and
+    ``picture`` (of the HTML page) have no effect on a figure."""
     comparison = pair(trace, other, kind)
-    opts = check(comparison, dict(layer=layer, head=head, top=top, include_layers=include_layers,
-                                  include_heads=include_heads, theme=theme, dtype=dtype))
-    L, H = comparison.divergence.shape
-    layers = indices(include_layers, L, "include_layers", "layer")
-    heads = indices(include_heads, H, "include_heads", "head")
-    return DiffOptions(comparison, opts["layer"], opts["head"], ranked_heads(comparison, layers, heads, opts["top"]),
-                       THEMES["light" if theme in (None, "auto") else theme], prettify is not False)
+    opts = check(comparison, given("diff", options))
+    ranked = ranked_heads(comparison, opts["include_layers"], opts["include_heads"], opts["top"])
+    theme = opts.get("theme", "auto")
+    return DiffOptions(comparison, opts["layer"], opts["head"], ranked, THEMES["light" if theme == "auto" else theme],
+                       opts.get("prettify", True))
 
 
 def default_size(trace, opts: DiffOptions) -> tuple[float, float]:

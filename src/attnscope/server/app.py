@@ -38,7 +38,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
-from ..views import _html
+from ..views import assets
 from . import errors
 from .guard import Guard
 from .routes_atlas import router as atlas_router
@@ -63,8 +63,7 @@ def static_dir():
 def views_script() -> str:
     """Every view's JavaScript (the same files a saved view inlines) in one closure, published as
     ``window.attnscope.views`` (name -> ``render(root, payload, options)``)."""
-    names = list(dict.fromkeys(name for files in _html.VIEW_SCRIPTS.values() for name in files))
-    body = "\n".join(_html.asset(name) for name in names)
+    body = assets.every_script()
     return ("(function () {\n\"use strict\";\n" + body +
             "\nwindow.attnscope = Object.freeze({ views: Object.freeze(Object.assign({}, views)) });\n})();\n")
 
@@ -72,8 +71,7 @@ def views_script() -> str:
 @lru_cache(maxsize=1)
 def views_css() -> str:
     """Every view's style sheets (style.css first), as the saved views inline them."""
-    names = ["style.css", *dict.fromkeys(n for sheets in _html.VIEW_STYLES.values() for n in sheets)]
-    return "\n".join(_html.asset(name) for name in names)
+    return assets.every_style()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

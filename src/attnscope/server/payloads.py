@@ -13,6 +13,7 @@ file uses.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..errors import InputError
 from ..qk import QKAttention
 from ..trace import Trace
 from ..views import View
-from ..views._options import js_options, metrics_wanted
+from ..views.options import js_options, metrics_wanted
 from .store import Entry
 
 THUMB_SIZE = 64
@@ -105,7 +106,7 @@ def vectors_payload(trace: Trace, kind: str | None, layer: int, head: int) -> di
     return {"kind": kind, "layer": layer, "head": head, **head_vectors(att, layer, head)}
 
 
-def estimate_bytes(trace: Trace, view: str, opts: dict[str, Any]) -> int:
+def estimate_bytes(trace: Trace, view: str, opts: Mapping[str, Any]) -> int:
     """Roughly how many bytes the view's full payload would take (base64 included)."""
     total = 0
     per_value = 2 if _dtype(view, opts) == "float16" else 1
@@ -128,7 +129,7 @@ def estimate_bytes(trace: Trace, view: str, opts: dict[str, Any]) -> int:
     return total * 4 // 3
 
 
-def skeleton(entry: Entry, view: str, opts: dict[str, Any]) -> dict[str, Any]:
+def skeleton(entry: Entry, view: str, opts: Mapping[str, Any]) -> dict[str, Any]:
     """The view's payload with every head's data left ``null`` (see the module docstring)."""
     trace = entry.trace
     kinds = _kinds(trace, view)
@@ -184,5 +185,5 @@ def _kinds(trace: Trace, view: str) -> list[str]:
     return list(trace.kinds)
 
 
-def _dtype(view: str, opts: dict[str, Any]) -> str:
+def _dtype(view: str, opts: Mapping[str, Any]) -> str:
     return opts.get("dtype", "float16" if view == "matrix" else "uint8")

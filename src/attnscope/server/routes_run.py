@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from .._version import __version__
+from ..views.registry import TRACE_VIEWS
 from .bodies import JsonBody
 from .errors import ApiError
 from .models import CaptureJob
 from .routes_measures import measures
-from .routes_traces import VIEW_NAMES, hold, trace_info
+from .routes_traces import hold, trace_info
 from .state import App, AppState
 
 router = APIRouter(prefix="/api")
@@ -38,7 +39,7 @@ def config(app: App) -> dict:
     return {
         "version": __version__,
         "models": app.models.describe(),
-        "views": list(VIEW_NAMES),
+        "views": list(TRACE_VIEWS),
         "measures": measures(),
         "limits": {"max_chars": s.max_chars, "max_tokens": s.max_tokens, "max_generate": s.max_generate,
                    "max_body_bytes": s.max_body_bytes, "queue_size": s.queue_size},

@@ -17,8 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from ..index_list import IndexList
 from ..trace import Trace
 from ..views import View
+from ..views.registry import spec, views_of
 from .errors import ApiError, JsonResponse, utf8
 from .guard import VIEW_CSP_MARK
 from .payloads import head_payload, rows_payload, vectors_payload, view_data
@@ -27,11 +29,6 @@ from .store import Entry
 
 router = APIRouter(prefix="/api/traces")
 
-VIEW_NAMES = ("head", "model", "neuron", "matrix")
-#: ``0,3,5-7``: indices and ranges; at most 6 digits each (no layer, head or token count needs more, and
-#: Python refuses to turn numbers of over 4300 digits into ints).
-_INDEX_LIST = re.compile(r"^\d{1,6}(-\d{1,6})?(,\d{1,6}(-\d{1,6})?)*$")
-MAX_INDICES = 4096
 
 
 def describe(trace: Trace) -> dict[str, Any]:
@@ -52,8 +49,7 @@ def describe(trace: Trace) -> dict[str, Any]:
         "default_kind": t.default_kind, "tokens": {s: len(v) for s, v in t.tokens.items()},
         "segments": {n: {"stream": s.stream, "start": s.start, "end": s.end} for n, s in t.segments.items()},
         "qkv": [k for k in t.kinds if t.has_qkv(k)],
-        "views": [v for v in VIEW_NAMES if v != "neuron" or any(t.has_qkv(k) or t.attention[k].form == "qk"
-                                                                 for k in t.kinds)],
+        "views": views_of(t),
     }
 
 
@@ -78,22 +74,10 @@ def held(trace_id: str, app: App) -> Entry:
 
 
 def indices(text: str | None, name: str) -> list[int] | None:
-    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``: the one parser of index lists in query strings (a 422 for anything
-    else, for numbers of more than 6 digits and for more than ``MAX_INDICES`` indices)."""
-    if text is None or text == "":
-        return None
-    if not _INDEX_LIST.match(text.replace(" ", "")):
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise ApiError(422, f"{name} takes indices (up to 6 digits) and ranges such as 0,3,5-7; got {shown!r}")
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        lo, _, hi = part.partition("-")
-        if hi and int(hi) - int(lo) > MAX_INDICES:
-            raise ApiError(422, f"{name}: the range {part} is too long")
-        out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-        if len(out) > MAX_INDICES:
-            raise ApiError(422, f"{name} lists more than {MAX_INDICES} indices")
-    return out
+    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]`` (:class:`attnscope.index_list.IndexList`; at most
+    :data:`~attnscope.index_list.MAX_INDICES` indices, anything else a 422)."""
+    parsed = IndexList.parse(text, name)
+    return None if parsed is None else parsed.indices()
 
 
 def view_options(
@@ -104,8 +88,7 @@ def view_options(
     sort: bool | None = None, by: str | None = None, hide_sinks: bool | None = None, renormalize: bool | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The view name and its options from the query string (only those given; the view checks them)."""
-    if view not in VIEW_NAMES:
-        raise ApiError(422, f"unknown view {view!r}; choose one of {', '.join(VIEW_NAMES)}")
+    spec(view, "trace")  # a 422 naming the views of a trace
     given = {"kind": kind, "layer": layer, "head": head, "heads": indices(heads, "heads"), "query": query,
              "filter": filter, "theme": theme, "prettify": prettify,
              "include_layers": indices(include_layers, "include_layers"),

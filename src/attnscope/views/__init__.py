@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
-from ._options import VIEW_OPTIONS
 from ._view import View
 from .atlas import AtlasView, atlas_view
 from .diff import DiffView, diff_view, render_diff
@@ -19,25 +17,25 @@ from .head import head_view
 from .matrix import matrix_view
 from .model import model_view
 from .neuron import neuron_view
-
-_VIEWS = {"head": head_view, "model": model_view, "neuron": neuron_view, "matrix": matrix_view}
+from .options import VIEW_OPTIONS
+from .registry import VIEWS, spec
 
 
 def render(view: str, trace: Any, **options: Any) -> View:
-    """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``), or
-    two traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``."""
-    if view == "diff":
+    """Render ``trace`` with the view named ``view`` (``"head"``, ``"model"``, ``"neuron"``, ``"matrix"``); two
+    traces with ``"diff"``: ``render("diff", trace_a, other=trace_b)`` or ``render("diff", comparison)``; a corpus
+    atlas with ``"atlas"`` and an Explanation with ``"disagreement"`` (the views of :data:`VIEWS`)."""
+    reads = spec(view).reads
+    if reads == "pair":
         return render_diff(trace, options)
-    if view == "atlas":  # a corpus atlas, not a trace: render("atlas", atlas, other=..., metric=...)
+    if reads == "atlas":  # a corpus atlas, not a trace: render("atlas", atlas, other=..., metric=...)
         return atlas_view(trace, **options)
-    if view == "disagreement":  # an Explanation (attnscope.analysis.explain), not a trace
+    if reads == "explanation":  # an Explanation (attnscope.analysis.explain), not a trace
         return disagreement_view(trace, **options)
-    if view not in _VIEWS:
-        raise InputError(f"unknown view {view!r}; expected one of {sorted([*_VIEWS, 'diff'])}")
     return View(view, trace, options)
 
 
 __all__ = [
-    "VIEW_OPTIONS", "AtlasView", "DiffView", "DisagreementView", "View", "atlas_view", "diff_view", "disagreement_view",
+    "VIEWS", "VIEW_OPTIONS", "AtlasView", "DiffView", "DisagreementView", "View", "atlas_view", "diff_view", "disagreement_view",
     "head_view", "matrix_view", "model_view", "neuron_view", "render",
 ]

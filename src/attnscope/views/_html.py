@@ -30,60 +30,16 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
-import re
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING
 
 from ..encode import script_json
 from ..encode_qk import split_vectors
+from .assets import loader, script, styles
 
 if TYPE_CHECKING:
     from .picture import Picture
 
-#: The JavaScript files each view needs, in load order (core first, boot last).
-VIEW_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "head": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js"),
-    "model": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "minimap.js", "head.js", "fit.js",
-              "model.js"),
-    "neuron": ("core.js", "decode.js", "recompute.js", "controls.js", "window.js", "fit.js", "neuron.js"),
-    "matrix": ("core.js", "decode.js", "recompute.js", "controls.js", "minimap.js", "matrix.js"),
-    "diff": ("core.js", "decode.js", "recompute.js", "controls.js", "diff.js"),
-}
-#: The Units and Hide sinks controls (units.js) wrap the views of weights, so they load after them.
-for _view in ("head", "model", "matrix"):
-    VIEW_SCRIPTS[_view] = (*VIEW_SCRIPTS[_view], "units.js")
-#: Style sheets a view needs besides style.css.
-VIEW_STYLES: dict[str, tuple[str, ...]] = {"diff": ("diff.css",)}
-#: The atlas view colours its grid with the model view's ramp and opens exemplar texts in the head view.
-VIEW_SCRIPTS["atlas"] = (*VIEW_SCRIPTS["model"], "atlas.js")
-VIEW_STYLES["atlas"] = ("atlas.css",)
-#: The disagreement view draws an Explanation (attnscope.analysis.explain): bars over the keys, a layer x head grid.
-VIEW_SCRIPTS["disagreement"] = ("core.js", "decode.js", "controls.js", "disagreement.js")
-VIEW_STYLES["disagreement"] = ("disagreement.css",)
-
 _counter = itertools.count(1)
-
-
-@cache
-def asset(name: str) -> str:
-    """The text of one file in ``attnscope/web``."""
-    text = (resources.files("attnscope") / "web" / name).read_text(encoding="utf-8")
-    if "</script" in text.lower() or "<!--" in text or "-->" in text or "--!>" in text:
-        raise RuntimeError(f"attnscope/web/{name} contains '</script', '<!--', '-->' or '--!>' and cannot be inlined")
-    return text
-
-
-@cache
-def script(view: str) -> str:
-    """The JavaScript ``view`` needs (shared code, the view, the boot code), to be wrapped in one IIFE."""
-    return "\n".join(asset(name) for name in (*VIEW_SCRIPTS[view], "boot.js"))
-
-
-@cache
-def styles(view: str) -> str:
-    """The CSS ``view`` needs (style.css plus its own sheets)."""
-    return "".join(asset(name) for name in ("style.css", *VIEW_STYLES.get(view, ())))
 
 
 def new_id(data: str) -> str:
@@ -125,15 +81,6 @@ def fallback(view: str, pictured: bool) -> str:
         "\u201cTrust Notebook\u201d in the command palette (Ctrl+Shift+C); in classic Notebook, File \u203a Trust "
         "Notebook; in VS Code, trust the notebook or its workspace when asked; or run the cell again."
     )
-
-
-@cache
-def loader() -> str:
-    """web/loader.js on one line without its comments and the spaces around punctuation (it follows every view, and
-    shows as text where a sanitizer escapes it; none of its strings holds a space)."""
-    lines = (line.strip() for line in asset("loader.js").splitlines())
-    code = " ".join(line for line in lines if line and not line.startswith("//"))
-    return re.sub(r"\s*([{}();,=!&|<>+?:])\s*", r"\1", code)
 
 
 def document(view: str, data: dict, *, title: str, id: str | None = None, picture: Picture | None = None) -> str:

@@ -19,6 +19,7 @@ past the dense limit carries no weights to sum in the browser: its options are a
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,10 @@ from ..errors import InputError
 from ..sinks import LEARNED_MIN, WHICH, held_share, learned_share, row_totals, shown_trace, sink_labels, sink_positions
 from ..trace import Trace
 from ..units import LEVELS, unit_spans
+from .registry import UNIT_OPTIONS, VIEWS
 
-#: The options, as the views take them (snake_case).
-UNIT_OPTIONS = ("by", "hide_sinks", "renormalize")
-#: The views that draw weights, and so take :data:`UNIT_OPTIONS`.
-UNIT_VIEWS = ("head", "model", "matrix")
+#: The views that draw weights and have the Units and Hide sinks controls (the registry's ``units=True``).
+UNIT_VIEWS = tuple(name for name, spec in VIEWS.items() if spec.units)
 BY = ("token", *LEVELS)
 
 
@@ -61,7 +61,7 @@ def browser_side(trace: Trace) -> bool:
     return not any(a.form == "qk" for a in att) or weights <= DENSE_MAX
 
 
-def trace_for(name: str, trace: Trace, opts: dict[str, Any]) -> Trace:
+def trace_for(name: str, trace: Trace, opts: Mapping[str, Any]) -> Trace:
     """The trace the payload of view ``name`` is built from: ``trace`` (the browser applies the options), or for
     a long q/k trace the options applied here."""
     if name not in UNIT_VIEWS or browser_side(trace):
@@ -70,7 +70,7 @@ def trace_for(name: str, trace: Trace, opts: dict[str, Any]) -> Trace:
     return shown_trace(trace, by=opts.get("by") or "token", hide_sinks=hide, renormalize=opts.get("renormalize", False))
 
 
-def units_payload(trace: Trace, opts: dict[str, Any]) -> dict[str, Any] | None:
+def units_payload(trace: Trace, opts: Mapping[str, Any]) -> dict[str, Any] | None:
     """``{"units": ..., "kinds": {kind: {"sinkHeld", "learned"}}}``: what :func:`merge_units` adds to the payload of
     ``trace`` (module docstring), for the layers and heads the options include; None when the browser cannot use it
     (a long q/k trace, or one already aggregated or without its sinks)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,12 @@ from ..errors import InputError
 from ..text import clean_text
 from ..trace import Trace
 from . import _html
-from ._options import check, js_options, metrics_wanted
 from ._units import merge_units, trace_for, units_payload
+from .options import js_options, metrics_wanted, resolve
 from .picture import Picture
 from .picture import picture as picture_of
+from .registry import has_vectors, spec
 
-_NAMES = {"head": "head view", "model": "model view", "neuron": "neuron view", "matrix": "matrix view",
-          "diff": "diff view"}
 _FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 _HTML_SUFFIXES = (".html", ".htm")
 
@@ -38,7 +38,7 @@ class View:
     def __init__(self, name: str, trace: Trace, options: dict[str, Any]):
         self.name = name
         self.trace = trace
-        self.options = check(name, trace, options)
+        self.options = resolve(name, trace, options)
         self._payload: dict[str, Any] | None = None
 
     @property
@@ -84,7 +84,7 @@ class View:
         tokens and metadata they travel as JSON ``\\ud800`` escapes, which the page shows as U+FFFD.
         """
         model = clean_text(str(self.trace.meta.get("model") or "attention"))
-        return _html.document(self.name, self.data(), title=f"{model} · {_NAMES[self.name]} · attnscope", id=id,
+        return _html.document(self.name, self.data(), title=f"{model} · {spec(self.name).title} · attnscope", id=id,
                               picture=self.picture())
 
     def save(self, path: str | Path, **figure_options: Any) -> Path:
@@ -112,18 +112,19 @@ class View:
     def __repr__(self) -> str:
         L, H, q, k = self.trace.shape(self.options.get("kind"))
         model = self.trace.meta.get("model", "trace")
-        return f"<attnscope {_NAMES[self.name]}: {model}, {L} layers x {H} heads, {q}x{k} tokens>"
+        return f"<attnscope {spec(self.name).title}: {model}, {L} layers x {H} heads, {q}x{k} tokens>"
 
 
-def _build_payload(name: str, trace: Trace, opts: dict[str, Any]) -> dict[str, Any]:
+def _build_payload(name: str, trace: Trace, opts: Mapping[str, Any]) -> dict[str, Any]:
+    view = spec(name)
     common: dict[str, Any] = {"include_layers": opts.get("include_layers"), "include_heads": opts.get("include_heads")}
-    if name == "neuron":  # q/k only: the view recomputes the weights (options.check made sure they exist)
-        kinds = [k for k in trace.kinds if trace.has_qkv(k) or trace.attention[k].form == "qk"]
+    if view.vectors:  # q/k only: the view recomputes the weights (the resolver made sure they exist)
+        kinds = [k for k in trace.kinds if has_vectors(trace, k)]
         if any(trace.attention[k].form == "qk" for k in kinds):  # the "qk" form holds the vectors (and each LSE)
             return encode(trace, kinds=kinds, qkv=any(trace.has_qkv(k) for k in kinds), recompute=True, **common)
         return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
-    dtype = opts.get("dtype", "float16" if name == "matrix" else "uint8")
-    thumb = opts.get("thumb_size", 64) if name == "model" else None
+    dtype = opts.get("dtype", view.dtype)
+    thumb = opts.get("thumb_size", 64) if view.thumbs else None
     trace = trace_for(name, trace, opts)  # by= / hide_sinks= of a long q/k trace are applied here (views/_units.py)
     units = units_payload(trace, opts)  # what the Units and Hide sinks controls need (web/units.js), in the budget
     budget = opts.get("budget_mb", BUDGET_MB)

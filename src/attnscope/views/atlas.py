@@ -24,15 +24,15 @@ Payload (``format == "attnscope-atlas"``, JSON; histograms as base64):
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from ._options import THEMES
 from ._view import View
+from .options import THEMES
 
 PAYLOAD_FORMAT = "attnscope-atlas"
 PAYLOAD_VERSION = 1
@@ -95,7 +95,7 @@ class AtlasView(View):
         return self._payload
 
     def data(self) -> dict[str, Any]:
-        from ._options import js_options
+        from .options import js_options
 
         return {"view": "atlas", "options": js_options(self.options), "payload": self.payload}
 
@@ -146,7 +146,7 @@ def check(atlas, other, options: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- payload
-def build_payload(atlas, other, opts: dict[str, Any], embed: int, model) -> dict[str, Any]:
+def build_payload(atlas, other, opts: Mapping[str, Any], embed: int, model) -> dict[str, Any]:
     """The atlas view's payload (layout in the module docstring)."""
     texts: list[dict[str, Any]] = []
     index: dict[int, int] = {}  # text id -> its place in texts

@@ -27,8 +27,7 @@ Payload (``format == "attnscope-diff"``; arrays as base64, JSON only for small m
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,8 +38,8 @@ from ..analysis.compare import aligned_head, most_changed_head, ranked_heads
 from ..encode import DTYPES, _b64, quantize
 from ..errors import InputError
 from ..trace import Trace
-from ._options import THEMES, VIEW_OPTIONS, js_options
 from ._view import View
+from .options import check_common, given, js_options, pick_one, pick_shown, whole
 
 PAYLOAD_FORMAT = "attnscope-diff"
 PAYLOAD_VERSION = 1
@@ -94,10 +93,7 @@ def diff_view(
 
 def render_diff(a: Trace | Comparison, options: dict[str, Any]) -> DiffView:
     """``render("diff", a, **options)``: unknown option names are refused with the list of known ones."""
-    unknown = sorted(set(options) - set(VIEW_OPTIONS["diff"]))
-    if unknown:
-        raise InputError(f"the diff view has no option(s) {unknown}; it takes {sorted(VIEW_OPTIONS['diff'])}")
-    return diff_view(a, **options)
+    return diff_view(a, **given("diff", options))
 
 
 def shown_pair(a, other, units: dict[str, Any]) -> tuple[Trace, Trace | None]:
@@ -173,50 +169,28 @@ class DiffView(View):
 
 # --------------------------------------------------------------------------- options
 def check(comparison: Comparison, options: dict[str, Any]) -> dict[str, Any]:
-    """Validate the diff view's options; fills in ``layer``/``head`` (the most changed shown head) and ``top``."""
+    """Validate the diff view's options by the rules of :mod:`attnscope.views.options`; fills in ``layer``/``head``
+    (the most changed shown head) and ``top``, and ``include_layers``/``include_heads`` as lists."""
     opts = {k: v for k, v in options.items() if v is not None}
     L, H = comparison.divergence.shape
-    layers = indices(opts.get("include_layers"), L, "include_layers", "layer")
-    heads = indices(opts.get("include_heads"), H, "include_heads", "head")
-    for name, value, shown in (("layer", opts.get("layer"), layers), ("head", opts.get("head"), heads)):
-        if value is not None and (not _whole(value) or value not in shown):
-            raise InputError(f"{name} {value!r} is not shown; choose one of {shown}")
+    layers = pick_shown(opts, "include_layers", L, "layers")
+    heads = pick_shown(opts, "include_heads", H, "heads")
+    pick_one(opts, "layer", L, "layers", shown=layers)
+    pick_one(opts, "head", H, "heads", shown=heads)
     opts["layer"], opts["head"] = most_changed_head(comparison, layers, heads, opts.get("layer"), opts.get("head"))
     top = opts.get("top", TOP)
-    if not _whole(top) or top < 1:
+    if not whole(top) or top < 1:
         raise InputError(f"top must be a whole number >= 1 (heads listed); got {top!r}")
     opts["top"] = int(top)
-    if opts.get("theme", "auto") not in THEMES:
-        raise InputError(f"theme must be one of {list(THEMES)}; got {opts['theme']!r}")
-    if opts.get("dtype", "uint8") not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}; got {opts['dtype']!r}")
-    if "prettify" in opts:
-        opts["prettify"] = bool(opts["prettify"])
+    check_common(opts)
+    opts["include_layers"], opts["include_heads"] = layers, heads
     return opts
 
 
-def indices(chosen, n: int, name: str, what: str) -> list[int]:
-    """``chosen`` (None: all of ``0..n-1``) as a checked list of distinct indices."""
-    if chosen is None:
-        return list(range(n))
-    if isinstance(chosen, str) or not isinstance(chosen, Sequence | np.ndarray):
-        raise InputError(f"{name} must be a list of {what} indices; got {chosen!r}")
-    picked = [int(i) if _whole(i) else i for i in chosen]
-    if not picked or any(not _whole(i) or not 0 <= i < n for i in picked) or len(set(picked)) != len(picked):
-        raise InputError(f"{name} must list distinct {what} indices in 0..{n - 1}; got {list(chosen)}")
-    return picked
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 # --------------------------------------------------------------------------- payload
-def build_payload(comparison: Comparison, opts: dict[str, Any]) -> dict[str, Any]:
+def build_payload(comparison: Comparison, opts: Mapping[str, Any]) -> dict[str, Any]:
     """The diff view's payload (layout in the module docstring)."""
-    L, H = comparison.divergence.shape
-    layers = indices(opts.get("include_layers"), L, "include_layers", "layer")
-    heads = indices(opts.get("include_heads"), H, "include_heads", "head")
+    layers, heads = opts["include_layers"], opts["include_heads"]
     code = DTYPES[opts.get("dtype", "uint8")]
     n_q, n_k = len(comparison.query_alignment.slots), len(comparison.key_alignment.slots)
     size = 2 * len(layers) * len(heads) * n_q * n_k * (2 if code == "f16" else 1)

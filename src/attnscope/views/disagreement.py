@@ -27,8 +27,8 @@ from ..analysis.measures.explain import ATTENTION, ROLLOUT, Explanation
 from ..capture.verify import summary as verify_summary
 from ..encode import _b64
 from ..errors import InputError
-from ._options import THEMES
 from ._view import View
+from .options import THEMES
 
 PAYLOAD_FORMAT = "attnscope-disagreement"
 PAYLOAD_VERSION = 1
@@ -79,7 +79,7 @@ class DisagreementView(View):
         return self._payload
 
     def data(self) -> dict[str, Any]:
-        from ._options import js_options
+        from .options import js_options
 
         opts = {k: v for k, v in self.options.items() if k in JS_OPTIONS}
         return {"view": self.name, "options": js_options(opts), "payload": self.payload}

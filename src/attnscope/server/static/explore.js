@@ -2,7 +2,6 @@
 import { api, apiUrl, downloadLink, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEW_LABELS = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
 const st = { config: null, trace: null, base: null, view: "head", drawn: null, busy: false };
 
 function setBusy(on, message) {
@@ -29,7 +28,7 @@ function viewButtons() {
   const box = $("views");
   box.textContent = "";
   for (const name of st.config.views) {
-    const b = el("button", { type: "button", "data-view": name, class: "seg-btn" }, VIEW_LABELS[name] || name);
+    const b = el("button", { type: "button", "data-view": name, class: "seg-btn" }, name[0].toUpperCase() + name.slice(1));
     const has = !st.trace || st.trace.views.includes(name);
     b.disabled = !has;
     if (!has) b.title = "this trace has no query/key vectors (inputs over the server's q/k limit drop them)";
