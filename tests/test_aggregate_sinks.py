@@ -180,3 +180,19 @@ def test_the_cli_renders_words_with_hidden_sinks(bert_pair, tmp_path):
     result = CliRunner().invoke(app, ["render", str(path), "--view", "neuron", "--by", "word", "-o",
                                       str(tmp_path / "n.html")])
     assert result.exit_code != 0 and "--by does not apply to the neuron view" in result.output
+
+
+def test_the_diff_figure_says_what_each_inputs_sinks_held(minilm):
+    from attnscope.figures import figure
+    from attnscope.sinks import held_share, sink_positions
+
+    a = attnscope.capture(*minilm, "The doctor said she was tired.")
+    b = attnscope.capture(*minilm, "The doctor said he was tired.")
+    fig = figure("diff", a, other=b, hide_sinks=True, layer=2, head=5)
+    share = [held_share(t, sink_positions(t, "auto"))[2, 5] for t in (a, b)]
+    want = (f"[CLS] and [SEP] hidden: they held {100 * share[0]:.0f} % of this head's attention in A, "
+            f"{100 * share[1]:.0f} % in B")
+    assert want in [t.get_text() for t in fig.texts]
+    fig = figure("diff", a, other=b, hide_sinks=["[SEP]"], renormalize=True, layer=2, head=5)
+    assert any(t.get_text().startswith("[SEP] hidden: it held") and t.get_text().endswith("renormalised over what "
+                                                                                          "is shown") for t in fig.texts)

@@ -120,13 +120,21 @@ def test_identical_inputs_differ_nowhere():
     assert p["rowMax"] == 0.0
 
 
+def weight_chars(payload: dict) -> int:
+    """Characters of base64 weights in a diff payload, the Units and Hide sinks states' included."""
+    own = len(json.dumps([payload["a"], payload["b"]]))
+    return own + sum(weight_chars(v) for v in payload.get("units", {}).get("variants", {}).values())
+
+
 def test_include_layers_and_heads_keep_only_those_heads_and_rank_among_them():
     a, b = pair(3, 4)
-    full = json.dumps(attnscope.diff_view(a, b).payload)
+    full = attnscope.diff_view(a, b).payload
     view = attnscope.diff_view(a, b, include_layers=[2], include_heads=[0, 3])
     p = view.payload
     assert p["layers"] == [2] and p["heads"] == [0, 3] and len(p["a"]) == 1 and len(p["a"][0]) == 2
-    assert len(json.dumps(p)) < len(full) / 3
+    assert weight_chars(p) < weight_chars(full) / 3
+    assert p["units"]["variants"] and all(len(v["a"]) == 1 and len(v["a"][0]) == 2 and v["heads"] == [0, 3]
+                                          for v in p["units"]["variants"].values())  # the controls' states too
     comparison = compare(a, b)
     best = max(((2, 0), (2, 3)), key=lambda lh: comparison.divergence[lh])
     assert (view.options["layer"], view.options["head"]) == best
@@ -182,9 +190,11 @@ def test_render_and_a_comparison_give_the_same_view():
     a, b = pair()
     direct = attnscope.diff_view(a, b, layer=1, head=0)
     assert isinstance(direct, DiffView) and isinstance(direct, attnscope.views.View)
-    for other in (render("diff", a, other=b, layer=1, head=0), attnscope.render("diff", a, other=b, layer=1, head=0),
-                  render("diff", compare(a, b), layer=1, head=0)):
+    for other in (render("diff", a, other=b, layer=1, head=0), attnscope.render("diff", a, other=b, layer=1, head=0)):
         assert other.data() == direct.data()
+    shown = render("diff", compare(a, b), layer=1, head=0).data()  # a Comparison: no Units / Hide sinks states
+    whole = direct.data()
+    assert shown == {**whole, "payload": {k: v for k, v in whole["payload"].items() if k not in ("units", "scaled")}}
     assert "diff_view" in attnscope.__all__ and attnscope.__all__ == sorted(attnscope.__all__)
     assert repr(direct) == "<attnscope diff view: trace, 2 layers x 3 heads, self attention, 9 aligned tokens>"
 
@@ -286,5 +296,7 @@ def test_minilm_pronoun_probe_end_to_end(minilm, tmp_path):
     labels = [s for s in view.payload["query"]["slots"] if not s[4]]
     assert len(labels) == 1 and view.payload["shape"] == [11, 11]
     html = view.save(tmp_path / "d.html")
-    assert html.stat().st_size < 150_000
+    states = view.payload["units"]["variants"]
+    assert set(states) == {"token|1|0", "token|1|1", "sentence|0|0", "sentence|1|0", "sentence|1|1", "paragraph|0|0"}
+    assert html.stat().st_size < 40_000 * (1 + len(states))  # each Units / Hide sinks state adds one comparison
     assert view.save(tmp_path / "d.png").stat().st_size > 10_000

@@ -211,13 +211,18 @@ def sink_labels(tokens: Sequence[str], positions: Sequence[int]) -> list[str]:
 def sink_note(labels: Sequence[str], share: float, heads: int = 1, low: float | None = None,
               high: float | None = None) -> str:
     """``"first token hidden: it held 71 % of this head's attention"``; for several heads the mean and the range."""
-    names = list(labels)
-    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    pronoun = "it" if len(names) == 1 else "they"
+    who = _names(labels)
+    pronoun = "it" if len(labels) == 1 else "they"
     if heads == 1:
         return f"{who} hidden: {pronoun} held {100 * share:.0f} % of this head's attention"
     spread = f" ({100 * low:.0f}-{100 * high:.0f} %)" if low is not None and high is not None else ""
     return f"{who} hidden: {pronoun} held {100 * share:.0f} % of these {heads} heads' attention on average{spread}"
+
+
+def _names(labels: Sequence[str]) -> str:
+    """``"[CLS]"``, ``"[CLS] and [SEP]"``, ``"first token, [CLS] and [SEP]"``."""
+    names = list(labels)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def trace_note(trace: Trace, layer: int | None = None, head: int | None = None, kind: str | None = None) -> str:
@@ -241,6 +246,27 @@ def trace_note(trace: Trace, layer: int | None = None, head: int | None = None, 
         share = share[layer] if layer is not None else share
         share = share[head] if head is not None and layer is not None else share
         text += f"; the learned sink ({SINK_TOKEN}) took {100 * float(np.mean(share)):.0f} %"
+    return text
+
+
+def pair_note(a: Trace, b: Trace, layer: int, head: int, kind: str | None = None) -> str:
+    """The diff view's line for two traces made by :func:`hide_sinks`, for one head: ``"[CLS] and [SEP] hidden:
+    they held 34 % of this head's attention in A, 32 % in B"``; ``""`` when neither hides anything."""
+    infos = [t.meta.get("hidden_sinks") or {} for t in (a, b)]
+    if not any(infos):
+        return ""
+    labels = [[n for names in info.get("labels", {}).values() for n in names] for info in infos]
+    shares = [f"{100 * float(np.asarray(info['held'][kind or t.default_kind])[layer, head]):.0f} %" if info else ""
+              for info, t in zip(infos, (a, b))]
+    if labels[0] == labels[1]:
+        text = (f"{_names(labels[0])} hidden: {'it' if len(labels[0]) == 1 else 'they'} held {shares[0]} of this "
+                f"head's attention in A, {shares[1]} in B")
+    else:
+        sides = [f"in {side} {_names(names)} ({share})" if names else f"nothing in {side}"
+                 for side, names, share in zip("AB", labels, shares)]
+        text = f"hidden: {sides[0]}, {sides[1]} of this head's attention"
+    if any(info.get("renormalized") for info in infos):
+        text += "; rows renormalised over what is shown"
     return text
 
 

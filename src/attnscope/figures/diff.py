@@ -17,6 +17,7 @@ from matplotlib.colors import FuncNorm, LinearSegmentedColormap
 
 from ..analysis import Comparison
 from ..analysis.compare import aligned_head, ranked_heads
+from ..sinks import pair_note
 from ..tokens import prettify_tokens
 from ..views.diff import check, pair
 from ..views.options import given
@@ -120,6 +121,9 @@ def draw(fig, trace, opts: DiffOptions) -> None:
     if len(c.trace_a.kinds) > 1:
         parts.append(c.kind)
     fig.suptitle(style.title_of(c.trace_a, "diff view", parts), fontsize=10)
+    note = pair_note(c.trace_a, c.trace_b, opts.layer, opts.head, c.kind)
+    if note:  # what the hidden sinks held in each input, under the figure
+        fig.text(0.01, 0.004, note, fontsize=7, color=theme.muted, va="bottom")
 
 
 def _mark_changed(axis, changed: list[bool], color: str) -> None:

@@ -143,8 +143,8 @@ def figure_note(trace, view: str, layer: int | None, head: int | None, kind: str
     """The line a figure adds under a trace whose sinks are hidden (:func:`attnscope.sinks.trace_note`)."""
     from ..sinks import trace_note
 
-    if not isinstance(trace, Trace) or "hidden_sinks" not in trace.meta:
-        return ""
+    if not isinstance(trace, Trace) or "hidden_sinks" not in trace.meta or view == "diff":
+        return ""  # the diff figure says what each input's sinks held itself (attnscope.sinks.pair_note)
     if view == "matrix":
         return trace_note(trace, layer, head, kind)
     return trace_note(trace, layer if view == "head" else None, None, kind)

@@ -38,6 +38,7 @@ from ..analysis.compare import aligned_head, most_changed_head, ranked_heads
 from ..encode import DTYPES, _b64, quantize
 from ..errors import InputError
 from ..trace import Trace
+from ._diff_units import diff_units
 from ._view import View
 from .options import check_common, given, js_options, pick_one, pick_shown, whole
 
@@ -80,15 +81,18 @@ def diff_view(
     ``include_layers``/``include_heads`` keep only those heads in the file; ``theme``, ``prettify`` and ``dtype``
     (``"uint8"`` default, ``"float16"`` exact) and ``picture`` as in the other views. ``by``, ``hide_sinks`` and
     ``renormalize`` (as in :func:`~attnscope.views.head_view`) compare both traces as shown: over words or
-    sentences, without their sinks (:func:`attnscope.sinks.shown_trace`).
+    sentences, without their sinks (:func:`attnscope.sinks.shown_trace`); they set the first state of the view's
+    Units and Hide sinks controls, which compare both inputs again at each state (:mod:`._diff_units`; a view of a
+    Comparison has no such controls).
     """
     units = {k: v for k, v in dict(by=by, hide_sinks=hide_sinks, renormalize=renormalize).items() if v is not None}
+    sources = (a, other, kind, units) if isinstance(a, Trace) and isinstance(other, Trace) else None
     if units:
         a, other = shown_pair(a, other, units)
     return DiffView(pair(a, other, kind), dict(
         layer=layer, head=head, top=top, include_layers=include_layers, include_heads=include_heads, theme=theme,
         prettify=prettify, dtype=dtype, picture=picture,
-    ))
+    ), controls=sources)
 
 
 def render_diff(a: Trace | Comparison, options: dict[str, Any]) -> DiffView:
@@ -137,12 +141,15 @@ def pair(a: Trace | Comparison, other: Trace | None, kind: str | None) -> Compar
 class DiffView(View):
     """The diff view of a :class:`~attnscope.analysis.Comparison`: displays itself, saves as HTML or a figure.
 
-    ``comparison`` holds both traces (``comparison.trace_a`` / ``trace_b``); ``trace`` is input A's.
+    ``comparison`` holds both traces (``comparison.trace_a`` / ``trace_b``); ``trace`` is input A's. ``controls``:
+    ``(trace a, trace b, kind, unit options)`` as given, before the unit options were applied: the payload then
+    carries the other states of the Units and Hide sinks controls (:func:`._diff_units.diff_units`).
     """
 
-    def __init__(self, comparison: Comparison, options: dict[str, Any]):
+    def __init__(self, comparison: Comparison, options: dict[str, Any], controls: tuple | None = None):
         self.name = "diff"
         self.comparison = comparison
+        self.controls = controls
         self.trace = comparison.trace_a
         self.options = check(comparison, options)
         self._payload: dict[str, Any] | None = None
@@ -150,7 +157,15 @@ class DiffView(View):
     @property
     def payload(self) -> dict[str, Any]:
         if self._payload is None:
-            self._payload = build_payload(self.comparison, self.options)
+            payload = build_payload(self.comparison, self.options)
+            if self.controls is not None:
+                a, b, kind, units = self.controls
+                extra = diff_units(a, b, kind, units, payload["layers"], payload["heads"],
+                                   lambda comparison: build_payload(comparison, self.options))
+                if extra is not None:
+                    payload["units"] = extra
+                    payload["scaled"] = bool(units.get("hide_sinks"))
+            self._payload = payload
         return self._payload
 
     def data(self) -> dict[str, Any]:

@@ -83,7 +83,7 @@ VIEWS: dict[str, ViewSpec] = {s.name: s for s in (
           (*COMMON_OPTIONS, "layer", "head", "query"), vectors=True),
     ViewSpec("matrix", "trace", (*_BASE, "minimap.js", "matrix.js", "units.js"),
           (*COMMON_OPTIONS, "layer", "head", "query", *_WEIGHTS), dtype="float16", units=True),
-    ViewSpec("diff", "pair", (*_BASE, "diff.js"), (*COMMON_OPTIONS, "layer", "head", "top", "dtype", "other",
+    ViewSpec("diff", "pair", (*_BASE, "diff.js", "units.js"), (*COMMON_OPTIONS, "layer", "head", "top", "dtype", "other",
                                                  *UNIT_OPTIONS), styles=("diff.css",)),
     # the atlas colours its grid with the model view's ramp and opens exemplar texts in the head view
     ViewSpec("atlas", "atlas", (*_MODEL_SCRIPTS, "atlas.js"), styles=("atlas.css",)),

@@ -216,7 +216,11 @@ views.diff = function renderDiff(root, p, options) {
   function paint() {
     const { li, hi } = st, A = weights("a", li, hi), B = weights("b", li, hi), rd = rowDivergence(li, hi);
     const heat = heatLut(ui.theme), dl = diffLut(ui.theme), gap = rgbOf(THEMES[ui.theme].grid);
-    let max = 0;
+    let max = 0, top = 0;  // the largest |B - A|, and the largest weight shown (colours scale to it when p.scaled)
+    for (let i = 0; p.scaled && i < nq; i++) {
+      for (let j = 0; j < nk; j++) top = Math.max(top, qs[i].inA ? A[i * nk + j] : 0, qs[i].inB ? B[i * nk + j] : 0);
+    }
+    const gain = p.scaled && top > 0 ? 1 / top : 1;
     for (let i = 0; i < nq; i++) {
       if (!qs[i].inA || !qs[i].inB) continue;
       for (let j = 0; j < nk; j++) max = Math.max(max, Math.abs(B[i * nk + j] - A[i * nk + j]));
@@ -228,8 +232,8 @@ views.diff = function renderDiff(root, p, options) {
       const inA = qs[i].inA, inB = qs[i].inB;
       for (let j = 0; j < nk; j++) {
         const n = i * nk + j, d = n * 4;
-        if (inA) put(images[0], d, heat, toSqrt8(A[n]) * 4); else blank(images[0], d);
-        if (inB) put(images[1], d, heat, toSqrt8(B[n]) * 4); else blank(images[1], d);
+        if (inA) put(images[0], d, heat, toSqrt8(A[n] * gain) * 4); else blank(images[0], d);
+        if (inB) put(images[1], d, heat, toSqrt8(B[n] * gain) * 4); else blank(images[1], d);
         if (inA && inB) put(images[2], d, dl, (DIFF_MID + Math.round((max > 0 ? (B[n] - A[n]) / max : 0) * DIFF_MID)) * 4);
         else blank(images[2], d);
       }
@@ -242,6 +246,8 @@ views.diff = function renderDiff(root, p, options) {
     }
     sctx.putImageData(simg, 0, 0);
     dLegend.paint(ui.theme, max);
+    const end = weightLegend.querySelector(".as-label:last-child");
+    if (end) end.textContent = `${p.scaled ? fmt(top, 3) : 1} (\u221a scale)`;
     const d = divergence[li * heads.length + hi];
     let rank = 1;
     for (const v of divergence) if (v > d) rank++;
@@ -252,6 +258,7 @@ views.diff = function renderDiff(root, p, options) {
     root.dataset.layer = String(layers[li]);
     root.dataset.head = String(heads[hi]);
     root.dataset.maxDiff = String(max);
+    if (o.onHead) o.onHead(layers[li], heads[hi]);
   }
 
   function describeDiff() {
@@ -317,3 +324,118 @@ views.diff = function renderDiff(root, p, options) {
     destroy() { root.textContent = ""; },
   };
 };
+
+// ---- Units and Hide sinks: the controls of web/units.js. A state changes which tokens line up and every head's
+// divergence, so the payload carries the comparison at each state the controls offer (views/_diff_units.py) and a
+// switch redraws the view from that state's payload, on the same head; the note says what the hidden tokens held
+// in each input.
+function withDiffUnits(render) {
+  return function renderDiffWithUnits(root, payload, options) {
+    const u = payload.units;
+    if (options.embedded || !u) return render(root, payload, options);
+    const [level0, hide0, renorm0] = u.state.split("|");
+    const st = { level: level0, hide: hide0 === "1", renorm: renorm0 === "1" };
+    const at = { layer: options.layer, head: options.head };
+    const note = el("div", "as-units-note");
+    const key = (s) => `${s.level}|${s.hide ? 1 : 0}|${s.hide && s.renorm ? 1 : 0}`;
+    const shownOf = (s) => (key(s) === u.state ? payload : u.variants[key(s)]);
+    let view = null, shown = payload;
+
+    function draw() {
+      if (view) view.destroy();
+      shown = shownOf(st);
+      view = render(root, shown, Object.assign({}, options, at, {
+        onHead(layer, head) { at.layer = layer; at.head = head; writeNote(); },
+      }));
+      const bar = root.querySelector(":scope > .as-bar");
+      if (bar) bar.append(controls());
+      root.append(note);
+      writeNote();
+    }
+
+    // A state the payload lacks: the nearest one it has (sinks shown, then not renormalised).
+    function settle() {
+      if (!shownOf(st)) st.renorm = false;
+      if (!shownOf(st)) st.hide = false;
+    }
+
+    function controls() {
+      const wrap = el("span", "as-slot as-units");
+      const items = ["token", ...u.levels].map((l) => ({ value: l, text: LEVEL_TEXT[l] }));
+      const sel = selectControl("Units", items, st.level, (l) => { st.level = l; settle(); draw(); });
+      sel.select.title = "Tokens, or words, sentences, paragraphs: both inputs compared again over those units";
+      wrap.append(sel.node);
+      if (u.sinks) {
+        const hidden = Object.assign({}, st, { hide: true }), why = u.missing[key(hidden)];
+        const hide = toggle("Hide sinks", st.hide, why ? `Not at this level: ${why}` : "Leave out " +
+          `${names(sinkNames(u.sinks.labels))} in both inputs and say how much attention they held; colours scale ` +
+          "to what is shown", (on) => { st.hide = on; settle(); draw(); });
+        hide.disabled = !!why && !st.hide;
+        wrap.append(hide);
+        if (st.hide) {
+          const renormed = Object.assign({}, st, { renorm: true }), gone = u.missing[key(renormed)];
+          const renorm = toggle("Renormalise", st.renorm, gone ? `Not at this level: ${gone}` : "Divide each row " +
+            "by what is shown", (on) => { st.renorm = on; settle(); draw(); });
+          renorm.disabled = !!gone && !st.renorm;
+          wrap.append(renorm);
+        }
+      }
+      return wrap;
+    }
+
+    function writeNote() {
+      const parts = [];
+      if (st.level !== "token") {
+        const w = LEVEL_ONE[st.level];
+        parts.push(`${LEVEL_TEXT[st.level]}: attention to a ${w} sums its pieces, attention from a ${w} averages ` +
+          "them; both inputs lined up and compared over them");
+      }
+      if (st.hide && u.sinks) {
+        const li = shown.layers.indexOf(at.layer), hi = shown.heads.indexOf(at.head);
+        if (li >= 0 && hi >= 0) parts.push(diffHeldText(u.sinks, li, hi));
+        parts.push("colours scale to the largest weight shown");
+        if (st.renorm) parts.push("rows renormalised over what is shown");
+      }
+      note.textContent = parts.join(" \u00b7 ");
+      note.hidden = !parts.length;
+    }
+
+    draw();
+    return {
+      update(next) {
+        if (["by", "hideSinks", "renormalize"].some((k) => k in next)) {
+          if ("by" in next) st.level = u.levels.includes(next.by) ? next.by : "token";
+          if ("hideSinks" in next) st.hide = !!next.hideSinks && !!u.sinks;
+          if ("renormalize" in next) st.renorm = !!next.renormalize;
+          settle();
+          draw();
+        } else {
+          if (next.layer !== undefined) at.layer = next.layer;
+          if (next.head !== undefined) at.head = next.head;
+          Object.assign(options, next);
+          view.update(next);
+        }
+      },
+      destroy() { if (view) view.destroy(); },
+      units: { state: () => Object.assign({}, st), note: () => note.textContent },  // test hook
+    };
+  };
+}
+
+function sinkNames(labels) {
+  return [...new Set([...labels.a, ...labels.b])];
+}
+
+// "first token hidden: it held 71 % of this head's attention in A, 64 % in B" (shares of head li, hi).
+function diffHeldText(sinks, li, hi) {
+  const pct = (v) => `${Math.round(100 * v)} %`, { a, b } = sinks.labels;
+  const ha = pct(sinks.held.a[li][hi]), hb = pct(sinks.held.b[li][hi]);
+  const it = (labels) => (labels.length === 1 ? "it" : "they");
+  if (a.join("\u0000") === b.join("\u0000")) {
+    return `${names(a)} hidden: ${it(a)} held ${ha} of this head's attention in A, ${hb} in B`;
+  }
+  const side = (name, labels, share) => (labels.length ? `in ${name} ${names(labels)} (${share})` : `nothing in ${name}`);
+  return `hidden: ${side("A", a, ha)}, ${side("B", b, hb)} of this head's attention`;
+}
+
+views.diff = withDiffUnits(views.diff);
