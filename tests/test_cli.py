@@ -161,6 +161,8 @@ def test_info_describes_the_trace(trace_file):
     facts = json.loads(invoke("info", str(trace_file), "--json").stdout)
     assert facts["kinds"]["self"]["heads"] == 12 and facts["qkv"] == {"self": 32}
     assert facts["tokens"]["input"][2] == "cat" and facts["file_bytes"] == trace_file.stat().st_size
+    # the same summary the web app shows (attnscope.summary.describe)
+    assert facts["segments"]["B"] == {"stream": "input", "start": 9, "end": 15} and "neuron" in facts["views"]
 
 
 def test_info_states_kept_mass_of_a_pruned_trace(make_trace, tmp_path):

@@ -122,7 +122,7 @@ def test_capture_holds_a_trace_with_pair_segments_and_qkv(client, captured):
     assert captured["kinds"]["self"]["layers"] == 6 and captured["kinds"]["self"]["heads"] == 12
     n = captured["tokens"]["input"]
     assert captured["segments"]["A"]["start"] == 0 and captured["segments"]["B"]["end"] == n
-    assert captured["qkv"] == ["self"] and captured["views"] == ["head", "model", "neuron", "matrix"]
+    assert captured["qkv"] == {"self": 32} and captured["views"] == ["head", "model", "neuron", "matrix"]
     assert client.get(f"/api/traces/{captured['id']}").json()["id"] == captured["id"]
     listed = client.get("/api/traces").json()
     assert captured["id"] in [t["id"] for t in listed["traces"]] and listed["bytes"] > 0

@@ -493,11 +493,13 @@ def info(
     dtypes and shapes are checked; its values are read by the commands that use them)."""
     import attnscope
 
+    from .summary import describe
     from .tokens import prettify_tokens
 
     _start("info", debug)
     trace = attnscope.load(trace_file, check_values=False)  # a 1 GB trace answers at once
-    facts = describe(trace, trace_file)
+    facts = {"file": str(trace_file), "file_bytes": trace_file.stat().st_size, **describe(trace),
+             "tokens": trace.tokens}
     if as_json:
         typer.echo(json_for_terminal(facts, indent=2))
         return
@@ -517,7 +519,7 @@ def info(
     for stream, tokens in trace.tokens.items():
         shown = " ".join(prettify_tokens(tokens[:24])) + (" …" if len(tokens) > 24 else "")
         table.add_row(_cell(f"tokens {stream}"), _cell(f"{len(tokens)}: {shown}"))
-    segments = ", ".join(f"{n} {s[0]}[{s[1]}:{s[2]}]" for n, s in facts["segments"].items())
+    segments = ", ".join(f"{n} {s['stream']}[{s['start']}:{s['end']}]" for n, s in facts["segments"].items())
     table.add_row("segments", _cell(segments or "none"))
     qkv = ", ".join(f"{kind} (head size {d})" for kind, d in facts["qkv"].items())
     table.add_row("q/k/v", _cell(qkv or "none (capture with --qkv for the neuron view)"))
@@ -529,30 +531,6 @@ def info(
 def _cell(value: object) -> Text:
     """Text from a trace, a tokenizer or a file name as a table cell: control characters escaped, no markup."""
     return Text(for_terminal(value))
-
-
-def describe(trace, path: Path) -> dict[str, Any]:
-    """JSON-able facts about a trace and its file (what ``attnscope info`` prints)."""
-    meta = trace.meta
-    kinds = {}
-    for kind in trace.kinds:
-        att = trace.attention[kind]
-        L, H, q, k = att.shape
-        rule = meta.get("kinds", {}).get(kind, {})
-        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": att.form,
-                       "dtype": str(att.dtype), "kept_mass": trace.kept_mass(kind),
-                       "causal": bool(rule.get("causal", False)), "scaling": rule.get("scaling")}
-    return {
-        "file": str(path), "file_bytes": Path(path).stat().st_size,
-        **{f: meta.get(f) for f in ("model", "architecture", "created", "version", "text", "pair", "target")},
-        "generate": meta.get("generate", 0),
-        "kinds": kinds,
-        "tokens": trace.tokens,
-        "segments": {n: [s.stream, s.start, s.end] for n, s in trace.segments.items()},
-        "qkv": {kind: int(parts["query"].shape[-1]) for kind, parts in trace.qkv.items()},
-        "bias": sorted(trace.bias),
-        "verified": meta.get("verified"),
-    }
 
 
 def _verified_cell(verified) -> Text:

@@ -30,11 +30,12 @@ The API (``{id}`` is a held trace):
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
+from string import Template
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
@@ -50,7 +51,9 @@ from .routes_traces import router as traces_router
 from .settings import Settings
 from .state import AppState
 
-PAGES = {"/": "index.html", "/compare": "compare.html", "/traces": "traces.html", "/atlas": "atlas.html"}
+#: path -> (page file under static/pages, title, its module script, whether it draws views)
+PAGES = {"/": ("index.html", "explore", "explore.js", True), "/compare": ("compare.html", "compare", "compare.js", True),
+         "/traces": ("traces.html", "traces", "traces.js", False), "/atlas": ("atlas.html", "atlas", "atlas-page.js", True)}
 #: What the pages load besides /api/: the package's own files, served without the token (see guard.py).
 CODE_PREFIXES = ("/static/", "/assets/")
 
@@ -96,16 +99,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def _views_css() -> Response:
         return Response(views_css(), media_type="text/css; charset=utf-8")
 
-    for path, name in PAGES.items():
-        app.add_api_route(path, _page(name), methods=["GET"], include_in_schema=False)
+    for path in PAGES:
+        app.add_api_route(path, _page(path), methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
     app.add_middleware(Guard, settings=settings, public_paths=frozenset(PAGES), public_prefixes=CODE_PREFIXES)
     return app
 
 
-def _page(name: str):
-    def page() -> FileResponse:
-        return FileResponse(str(static_dir() / name), media_type="text/html; charset=utf-8")
+@cache
+def page_html(path: str) -> str:
+    """The page at ``path``: static/page.html (head, navigation bar) around the page's own main part."""
+    name, title, script, views = PAGES[path]
+    head = ('<link rel="stylesheet" href="/assets/views.css">\n' if views else "") + \
+        '<link rel="stylesheet" href="/static/app.css">\n' + \
+        ('<script src="/assets/views.js"></script>\n' if views else "") + \
+        f'<script type="module" src="/static/{script}"></script>\n'
+    main = (static_dir() / "pages" / name).read_text(encoding="utf-8")
+    return Template((static_dir() / "page.html").read_text(encoding="utf-8")).substitute(title=title, head=head, main=main)
 
-    page.__name__ = f"page_{name.split('.')[0]}"
+
+def _page(path: str):
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html(path), media_type="text/html; charset=utf-8")
+
+    page.__name__ = f"page_{PAGES[path][1]}"
     return page

@@ -15,11 +15,12 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from ..errors import AttnscopeError, MissingDataError
+from ..summary import describe
 from ..trace import Trace, load
 from .bodies import JsonBody
 from .errors import ApiError, status_of
 from .paths import listing, resolve_inside
-from .routes_traces import describe, trace_info
+from .routes_traces import trace_info
 from .runs import list_runs, local_store_missing, store_uri
 from .state import App, AppState
 

@@ -18,9 +18,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from ..index_list import IndexList
+from ..summary import describe
 from ..trace import Trace
 from ..views import View
-from ..views.registry import spec, views_of
+from ..views.registry import spec
 from .errors import ApiError, JsonResponse, utf8
 from .guard import VIEW_CSP_MARK
 from .payloads import head_payload, rows_payload, vectors_payload, view_data
@@ -29,28 +30,6 @@ from .store import Entry
 
 router = APIRouter(prefix="/api/traces")
 
-
-
-def describe(trace: Trace) -> dict[str, Any]:
-    """What the pages show about a trace (JSON-able). Worked out once, before the trace is held: a trace this
-    cannot describe is refused where it comes in, never kept."""
-    t, meta = trace, trace.meta
-    kinds = {}
-    for kind in t.kinds:
-        L, H, q, k = t.shape(kind)
-        att = t.attention[kind]
-        kinds[kind] = {"layers": L, "heads": H, "queries": q, "keys": k, "form": att.form,
-                       "kept_mass": round(t.kept_mass(kind), 6),
-                       "causal": bool(meta.get("kinds", {}).get(kind, {}).get("causal", False))}
-    return {
-        "model": meta.get("model"), "architecture": meta.get("architecture"),
-        "created": meta.get("created"), "text": meta.get("text"), "pair": meta.get("pair"),
-        "target": meta.get("target"), "generate": meta.get("generate", 0), "kinds": kinds,
-        "default_kind": t.default_kind, "tokens": {s: len(v) for s, v in t.tokens.items()},
-        "segments": {n: {"stream": s.stream, "start": s.start, "end": s.end} for n, s in t.segments.items()},
-        "qkv": [k for k in t.kinds if t.has_qkv(k)],
-        "views": views_of(t),
-    }
 
 
 def hold(app: AppState, trace: Trace, source: dict[str, Any]) -> Entry:
