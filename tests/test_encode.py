@@ -11,7 +11,7 @@ import pytest
 import attnscope
 import attnscope.encode
 from attnscope import codec
-from attnscope.encode import decode_head, dequantize, encode, quantize, script_json
+from attnscope.encode import decode_head, dequantize, encode, quantize, script_json, token_labels
 from attnscope.errors import InputError, MissingDataError
 from attnscope.synthetic import synthetic_trace
 from conftest import random_attention
@@ -238,3 +238,14 @@ def test_codec_streams_round_trip():
     np.testing.assert_array_equal(counts, [2, 0, 3])
     np.testing.assert_array_equal(idx, [0, 5, 1, 9, 70000])  # increasing within each row
     np.testing.assert_allclose(dequantize(values, "f16"), [0.25, 0.5, 0.3, 0.1, 0.6], atol=1e-3)
+
+
+def test_token_labels_ship_the_figures_labels_where_they_differ_from_the_raw_tokens(make_trace):
+    byte_level = ["ĠThe", "Ġcaf", "Ã©", "Ċ", "<|endoftext|>"]
+    assert token_labels(byte_level) == ["The", "caf", "é", "↵", None]  # most differ: a list, null where the same
+    wordpiece = ["[CLS]"] + ["play"] * 20 + ["##ing", "[SEP]"]
+    assert token_labels(wordpiece) == {"21": "ing"}  # few differ: by position
+    assert token_labels(["[CLS]", "the", "cat"]) is None
+    trace = make_trace(n=5, tokens=byte_level)
+    assert encode(trace)["labels"] == {"input": ["The", "caf", "é", "↵", None]}
+    assert encode(make_trace(n=3, tokens=["a", "b", "c"]))["labels"] == {}

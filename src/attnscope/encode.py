@@ -7,6 +7,11 @@ quantized bytes, one per head, so the browser decodes only the head it is lookin
   apart (1/256 decodes to 0.00394) at a quarter of float32's size.
 - ``"f16"``: little-endian float16, for exact values (the matrix view's default).
 
+Tokens: ``tokens[stream]`` holds the raw tokenizer strings (hover titles, ``prettify=False``), ``labels[stream]``
+what the views draw, made here once by :func:`attnscope.tokens.prettify_tokens` (the figures' labels) where they
+differ from the raw strings, indexed by token position (:func:`token_labels`; no entry for a stream whose labels are
+its tokens). The browser never prettifies a token itself.
+
 Layout, for each attention kind under ``payload["kinds"][kind]`` (``q``/``k`` query/key tokens):
 
 - ``layers`` / ``heads``: the original indices of the layers and heads that were included.
@@ -62,12 +67,13 @@ from .attention import PrunedAttention, PruneSpec
 from .capture.verify import summary as verify_summary
 from .encode_qk import MINIMAP_SIZE, qk_spec
 from .errors import InputError, MissingDataError
+from .tokens import prettify_tokens
 from .trace import Trace
 
 log = logging.getLogger("attnscope")
 
 PAYLOAD_FORMAT = "attnscope-payload"
-PAYLOAD_VERSION = 2
+PAYLOAD_VERSION = 3
 DTYPES = {"uint8": "sqrt8", "float16": "f16"}
 VALUE_BYTES = {"sqrt8": 1, "f16": 2}
 #: Default size budget of a payload, in MB (10^6 bytes).
@@ -134,6 +140,7 @@ def encode(
         "format": PAYLOAD_FORMAT,
         "version": PAYLOAD_VERSION,
         "tokens": {s: list(trace.tokens[s]) for s in streams},
+        "labels": {s: labels for s in streams if (labels := token_labels(trace.tokens[s])) is not None},
         "segments": {
             name: {"stream": seg.stream, "start": seg.start, "end": seg.end}
             for name, seg in trace.segments.items()
@@ -167,6 +174,19 @@ def encode(
     if attention:
         _add_attention(trace, payload, DTYPES[dtype], thumb_size, budget_mb * 1e6, spec, exact_layers, recompute)
     return payload
+
+
+def token_labels(tokens: Sequence[str]) -> list[str | None] | dict[str, str] | None:
+    """The display labels of one stream's raw tokens as a payload carries them: :func:`attnscope.tokens.prettify_tokens`
+    (so a view shows what a figure shows) for the tokens whose label differs from the raw string, as a list (``None``
+    where the label is the token) or as ``{position: label}``, whichever is shorter in JSON (a WordPiece stream has
+    few such tokens, a byte-level one many); ``None`` when no label differs. The browser reads either as
+    ``labels[i] ?? tokens[i]``."""
+    labels = [None if label == raw else label for raw, label in zip(tokens, prettify_tokens(tokens))]
+    sparse = {str(i): label for i, label in enumerate(labels) if label is not None}
+    if not sparse:
+        return None
+    return sparse if len(script_json(sparse)) < len(script_json(labels)) else labels
 
 
 def check_metric(metric: str | None, sort: bool | None) -> None:

@@ -110,7 +110,7 @@ def test_kind_selector_switches_encoder_decoder_and_cross_token_columns(page, tm
 
 
 def test_prettified_tokens_keep_the_raw_token_on_hover(page, tmp_path, make_trace):
-    raw = ["\u0120cat", "##ing", "\u2581the", "word</w>", "\u010a", "[CLS]"]
+    raw = ["\u2581cat", "##ing", "\u2581the", "word</w>", "<0x0A>", "[CLS]"]  # byte-level BPE: test_token_labels.py
     show(page, attnscope.head_view(make_trace(1, 1, tokens=raw)), tmp_path / "h.html")
     assert texts(page, LEFT) == ["cat", "ing", "the", "word", "\u21b5", "[CLS]"]
     assert page.eval_on_selector_all(LEFT, "es => es.map(e => e.title)") == raw

@@ -16,7 +16,8 @@ Payload (``format == "attnscope-atlas"``, JSON; histograms as base64):
   ``hist``: ``{metric: base64 uint32 [L * H * bins]}``; ``shares``: ``[L][H][labels]``; ``label``: ``[L][H]``
   index of each head's most frequent label.
 - ``exemplars``: ``{metric: [L][H] -> [[text, value, peak query, peak key], ...]}`` (``text`` indexes ``texts``);
-  ``texts``: ``[{id, text, tokens}]`` (raw tokens).
+  ``texts``: ``[{id, text, tokens, labels}]`` (raw tokens and their display labels,
+  :func:`attnscope.encode.token_labels`).
 - ``embedded``: ``{"text:layer": head view payload of that text (that layer only)}``.
 - ``other``: null, or ``{meta, stats, shares, label}`` of the second atlas.
 """
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..encode import token_labels
 from ..errors import InputError
 from ._view import View
 from .options import THEMES
@@ -157,7 +159,8 @@ def build_payload(atlas, other, opts: Mapping[str, Any], embed: int, model) -> d
         for row in group.sort_values(["layer", "head", "rank"]).itertuples(index=False):
             if row.text_id not in index:
                 index[row.text_id] = len(texts)
-                texts.append({"id": int(row.text_id), "text": row.text, "tokens": list(row.tokens)})
+                texts.append({"id": int(row.text_id), "text": row.text, "tokens": list(row.tokens),
+                              "labels": token_labels(row.tokens)})
             grid[row.layer][row.head].append([index[row.text_id], _num(row.value), int(row.peak_query),
                                               int(row.peak_key)])
         exemplars[metric] = grid

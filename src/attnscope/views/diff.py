@@ -13,7 +13,8 @@ insertion) has no row on that side.
 
 Payload (``format == "attnscope-diff"``; arrays as base64, JSON only for small metadata):
 
-- ``query`` / ``key``: ``{"a": raw tokens of A, "b": of B, "slots": [[a_start, a_end, b_start, b_end, shared]]}``
+- ``query`` / ``key``: ``{"a": raw tokens of A, "b": of B, "aLabels" / "bLabels": their display labels
+  (:func:`attnscope.encode.token_labels`), "slots": [[a_start, a_end, b_start, b_end, shared]]}``
   (``key`` is null when keys are the query tokens); ``shape``: ``[query slots, key slots]``.
 - ``layers`` / ``heads``: original indices included; ``a[li][hi]`` / ``b[li][hi]``: the aligned ``[Sq, Sk]``
   weights of each input in ``dtype`` (``"sqrt8"`` or ``"f16"``, see :mod:`attnscope.encode`).
@@ -21,8 +22,8 @@ Payload (``format == "attnscope-diff"``; arrays as base64, JSON only for small m
   ``rowMax``: the largest of them (the colour scale of the row strip).
 - ``divergence``: float32 ``[len(layers) * len(heads)]`` mean divergence in bits; ``ranked``: ``[[li, hi], ...]``,
   the ``top`` most changed heads first.
-- ``next``: null, or ``{"a": [...], "b": [...]}`` of ``{token, text, prob, other}`` (probability after this input
-  and after the other).
+- ``next``: null, or ``{"a": [...], "b": [...]}`` of ``{token, label, text, prob, other}`` (``label``: the token's
+  display label, :func:`attnscope.tokens.prettify_tokens`; probability after this input and after the other).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import numpy as np
 from ..analysis import Comparison, compare
 from ..analysis.align import Alignment
 from ..analysis.compare import aligned_head, most_changed_head, ranked_heads
-from ..encode import DTYPES, _b64, quantize
+from ..encode import DTYPES, _b64, quantize, token_labels
 from ..errors import InputError
+from ..tokens import prettify_tokens
 from ..trace import Trace
 from ._diff_units import diff_units
 from ._view import View
@@ -261,6 +263,8 @@ def _axis(alignment: Alignment) -> dict[str, Any]:
     return {
         "a": list(alignment.tokens_a),
         "b": list(alignment.tokens_b),
+        "aLabels": token_labels(alignment.tokens_a),
+        "bLabels": token_labels(alignment.tokens_b),
         "slots": [[s.a_start, s.a_end, s.b_start, s.b_end, int(s.shared)] for s in alignment.slots],
     }
 
@@ -278,8 +282,9 @@ def _next(comparison: Comparison) -> dict[str, list[dict]] | None:
         return None
 
     def rows(items) -> list[dict]:
-        return [{"token": t.token, "text": t.text, "prob": round(t.prob, 6), "other": round(t.other_prob, 6)}
-                for t in items]
+        labels = prettify_tokens([t.token for t in items])
+        return [{"token": t.token, "label": label, "text": t.text, "prob": round(t.prob, 6),
+                 "other": round(t.other_prob, 6)} for t, label in zip(items, labels)]
 
     return {"a": rows(comparison.next_a), "b": rows(comparison.next_b)}
 

@@ -9,7 +9,8 @@ rows); click a cell to show that layer and head.
 
 Payload (``format == "attnscope-disagreement"``; arrays as base64, JSON only for small metadata):
 
-- ``tokens``, ``meta`` (model, the verified-capture summary), ``causal``, ``layers``, ``heads``, ``n``;
+- ``tokens`` (raw) and ``labels`` (display labels, :func:`attnscope.encode.token_labels`), ``meta`` (model, the
+  verified-capture summary), ``causal``, ``layers``, ``heads``, ``n``;
 - ``series``: ``[{name, label, perHead, rolled, values}]``, ``values[layer]`` (per layer) or ``values[layer][head]``
   (per head) float16 ``[n * n]``;
 - ``rho``: ``{name: float32 [L * (H + 1) * n]}`` rank correlation with attention (head ``H``: the heads' mean),
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..analysis.measures.explain import ATTENTION, ROLLOUT, Explanation
 from ..capture.verify import summary as verify_summary
-from ..encode import _b64
+from ..encode import _b64, token_labels
 from ..errors import InputError
 from ._view import View
 from .options import THEMES
@@ -157,6 +158,7 @@ def build_payload(e: Explanation) -> dict[str, Any]:
         "format": PAYLOAD_FORMAT,
         "version": PAYLOAD_VERSION,
         "tokens": list(e.tokens),
+        "labels": token_labels(e.tokens),
         "meta": meta,
         "causal": e.causal,
         "layers": L,

@@ -227,20 +227,20 @@ views.atlas = function renderAtlas(root, payload, options) {
       item.dataset.rank = String(rank);
       const embedded = payload.embedded[`${ti}:${li}`];
       item.classList.toggle("as-has-view", !!embedded || typeof o.openText === "function");
-      item.append(el("span", "as-exemplar-value", value === null ? "n/a" : num(value)), tokenLine(t.tokens, pq, pk));
+      item.append(el("span", "as-exemplar-value", value === null ? "n/a" : num(value)), tokenLine(t, pq, pk));
       item.title = `text ${t.id}: ${t.text}\nstrongest weight: ${t.tokens[pq]} \u2192 ${t.tokens[pk]}` +
         (embedded || typeof o.openText === "function" ? "\nclick for its head view" : "");
       item.addEventListener("click", () => openText(ti, li, hi));
       list.append(item);
     });
   }
-  function tokenLine(tokens, pq, pk) {
-    const line = el("span", "as-exemplar-text");
+  function tokenLine(t, pq, pk) {
+    const line = el("span", "as-exemplar-text"), tokens = t.tokens, shown = shownTokens(tokens, t.labels, o.prettify);
     const a = Math.max(0, Math.min(pq, pk) - 12), b = Math.min(tokens.length, Math.max(pq, pk) + 13);
     if (a > 0) line.append(el("span", "as-ellipsis", "\u2026 "));
     for (let i = a; i < b; i++) {
       const cls = i === pq && i === pk ? "as-xtok as-peak-q as-peak-k" : i === pq ? "as-xtok as-peak-q" : i === pk ? "as-xtok as-peak-k" : "as-xtok";
-      line.append(el("span", cls, tokenText(tokens[i], o.prettify)), " ");
+      line.append(el("span", cls, shown[i]), " ");
     }
     if (b < tokens.length) line.append(el("span", "as-ellipsis", "\u2026"));
     return line;

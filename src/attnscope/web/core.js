@@ -19,10 +19,18 @@ class Kind {
     this.layers = spec.layers;
     this.heads = spec.heads;
     this.blob = payload.blob || null;  // arrays sent after the view's script (boot.js's blobReader)
-    this.queryTokens = payload.tokens[spec.query];
+    this.queryTokens = payload.tokens[spec.query];  // raw tokenizer strings
     this.keyTokens = payload.tokens[spec.key];
+    this.queryLabels = labelsOf(payload, spec.query);  // what is drawn (Python's display labels)
+    this.keyLabels = spec.key === spec.query ? this.queryLabels : labelsOf(payload, spec.key);
     this.cache = new Map();
     this.decoded = 0;  // heads decoded so far (a test hook: views decode only what they show)
+  }
+  // The strings drawn for the query ("q") or key ("k") tokens: the display labels, or the raw tokens when prettify
+  // is false.
+  texts(side, prettify) {
+    if (prettify === false) return side === "q" ? this.queryTokens : this.keyTokens;
+    return side === "q" ? this.queryLabels : this.keyLabels;
   }
   cached(key, make) {
     let v = this.cache.get(key);
@@ -143,18 +151,17 @@ function pickFilter(filters, name) {
 }
 
 // ------------------------------------------------------------------ tokens
-// Word-piece markers removed for display; the raw token stays in the title (shown on hover).
-function pretty(tok) {
-  let t = tok;
-  if (t.startsWith("\u0120") || t.startsWith("\u2581")) t = t.slice(1);
-  else if (t.startsWith("##")) t = t.slice(2);
-  if (t.endsWith("</w>")) t = t.slice(0, -4);
-  t = t.replace(/\u010a|<0x0A>/g, "\u21b5").replace(/\u0109|<0x09>/g, "\u21e5").replace(/[\u0120\u2581]/g, " ");
-  return t === "" ? "\u2423" : t;
+// Tokens are shown as Python made them, never prettified here: payload.labels[stream] holds the display labels of
+// attnscope.tokens.prettify_tokens (what the figures show) that differ from the raw strings, by token position (a
+// list with nulls, or {position: label}: attnscope/encode.py's token_labels), payload.tokens[stream] the raw strings
+// (titles, prettify=false).
+function labelsOf(payload, stream) {
+  return shownTokens(payload.tokens[stream], payload.labels && payload.labels[stream], true);
 }
 
-function tokenText(tok, prettify) {
-  return prettify === false ? tok : pretty(tok);
+// What is drawn for raw tokens `tokens` whose labels are `labels` (by position; a missing one: the raw token).
+function shownTokens(tokens, labels, prettify) {
+  return prettify === false || !labels ? tokens : tokens.map((t, i) => labels[i] ?? t);
 }
 
 // ------------------------------------------------------------------ colours and themes

@@ -32,9 +32,10 @@ function diffLut(theme) {
 // The aligned slots of one axis: a label (shared token, or "A-span -> B-span"), the raw tokens, and which inputs
 // have tokens there.
 function diffSlots(axis, prettify) {
-  const shown = (toks, a, b) => toks.slice(a, b).map((t) => tokenText(t, prettify)).join(" ") || "\u2205";
+  const ta = shownTokens(axis.a, axis.aLabels, prettify), tb = shownTokens(axis.b, axis.bLabels, prettify);
+  const shown = (toks, a, b) => toks.slice(a, b).join(" ") || "\u2205";
   return axis.slots.map(([a0, a1, b0, b1, shared]) => ({
-    label: shared ? tokenText(axis.a[a0], prettify) : `${shown(axis.a, a0, a1)} \u2192 ${shown(axis.b, b0, b1)}`,
+    label: shared ? ta[a0] : `${shown(ta, a0, a1)} \u2192 ${shown(tb, b0, b1)}`,
     title: shared ? axis.a[a0] : `A: ${axis.a.slice(a0, a1).join(" ") || "(none)"}\nB: ${axis.b.slice(b0, b1).join(" ") || "(none)"}`,
     shared: !!shared, inA: a1 > a0, inB: b1 > b0,
   }));
@@ -161,7 +162,7 @@ views.diff = function renderDiff(root, p, options) {
       const row = el("tr");
       row.append(el("td", "as-num", r + 1));
       for (const x of [next.a[r], next.b[r]]) {
-        const tok = el("td", "as-next-tok", x ? tokenText(x.token, o.prettify) : "");
+        const tok = el("td", "as-next-tok", x ? (o.prettify === false ? x.token : x.label) : "");
         if (x) tok.title = JSON.stringify(x.text);
         row.append(tok, el("td", "as-num", x ? fmt(x.prob, 3) : ""), el("td", "as-num as-muted", x ? fmt(x.other, 3) : ""));
       }

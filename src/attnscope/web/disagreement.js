@@ -57,7 +57,8 @@ views.disagreement = function renderDisagreement(root, p, options) {
     (l) => { st.layer = l; draw(); });
   const headItems = [{ value: null, text: "mean of heads" }, ...Array.from({ length: H }, (_, h) => ({ value: h, text: String(h) }))];
   const headSel = selectControl("Head", headItems, st.head, (h) => { st.head = h; draw(); });
-  const querySel = selectControl("Query", p.tokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })),
+  const tokenTexts = () => shownTokens(p.tokens, p.labels, o.prettify);  // what is drawn for each token (core.js)
+  const querySel = selectControl("Query", tokenTexts().map((t, i) => ({ value: i, text: `${i}: ${t}`, title: p.tokens[i] })),
     st.query, (q) => { st.query = q; draw(); });
   const gridSel = selectControl("Grid", measures.map((m) => ({ value: m, text: byName.get(m).label })), st.measure,
     (m) => { st.measure = m; draw(); });
@@ -132,8 +133,9 @@ views.disagreement = function renderDisagreement(root, p, options) {
     const j = keyAt(e, canvas);
     if (j < 0) { ui.tip.hide(); return; }
     const v = row(s, st.layer, st.query, s.perHead ? st.head : null);
-    ui.tip.show([`${s.label}`, `query ${st.query}: ${tokenText(p.tokens[st.query], o.prettify)}`,
-      `key ${j}: ${tokenText(p.tokens[j], o.prettify)}`, `value ${fmt(v[j], 4)}`], e.clientX, e.clientY);
+    const text = tokenTexts();
+    ui.tip.show([`${s.label}`, `query ${st.query}: ${text[st.query]}`, `key ${j}: ${text[j]}`, `value ${fmt(v[j], 4)}`],
+      e.clientX, e.clientY);
   }
 
   function drawBars() {
@@ -165,13 +167,14 @@ views.disagreement = function renderDisagreement(root, p, options) {
     const ctx = fitCanvas(labelCanvas, n * cw + DIS_LABEL_H, DIS_LABEL_H);  // room for the last rotated label
     ctx.font = TOKEN_FONT;
     ctx.textBaseline = "middle";
+    const text = tokenTexts();
     for (let j = 0; j < n; j++) {
       ctx.save();
       ctx.translate(j * cw + cw / 2, 4);
       ctx.rotate(Math.PI / 3);
       ctx.fillStyle = j === st.query ? th.fg : th.muted;
       ctx.font = (j === st.query ? "600 " : "") + TOKEN_FONT;
-      ctx.fillText(tokenText(p.tokens[j], o.prettify).slice(0, 14), 0, 0);
+      ctx.fillText(text[j].slice(0, 14), 0, 0);
       ctx.restore();
     }
   }

@@ -54,9 +54,9 @@ views.head = function renderHead(root, payload, options) {
   let geo = null;  // {rows: [r0, r1], cols: [c0, c1], width} (the window's own geometry: win.g)
   let painted = "";  // what the minimap shows (layer, heads, filter, theme): repainted when that changes
 
-  function columnWidth(tokens) {
+  function columnWidth(shown) {
     let w = 24;
-    for (const t of tokens) w = Math.max(w, textWidth(tokenText(t, o.prettify), BOLD_FONT));  // a focused token is bold
+    for (const t of shown) w = Math.max(w, textWidth(t, BOLD_FONT));  // a focused token is bold
     return Math.min(Math.ceil(w) + 12, 180);
   }
 
@@ -90,8 +90,8 @@ views.head = function renderHead(root, payload, options) {
     }
     sw.rebuild(kind, st.sel);
     describe(ui.caption, payload, kind, ui.badge);
-    left.style.width = columnWidth(kind.queryTokens.slice(f.rows[0], f.rows[1])) + "px";
-    right.style.width = columnWidth(kind.keyTokens.slice(f.cols[0], f.cols[1])) + "px";
+    left.style.width = columnWidth(kind.texts("q", o.prettify).slice(f.rows[0], f.rows[1])) + "px";
+    right.style.width = columnWidth(kind.texts("k", o.prettify).slice(f.cols[0], f.cols[1])) + "px";
     const n = Math.max(f.rows[1] - f.rows[0], f.cols[1] - f.cols[0], 1);
     geo = { rows: f.rows, cols: f.cols, width: 2 * BOX + 200 };
     win.size(n);
@@ -109,7 +109,7 @@ views.head = function renderHead(root, payload, options) {
   // The stepper's status, e.g. 2/3 . "sat" -> "on": the step, the query token drawn and the token chosen after it.
   function stepStatus(kind, gen, last) {
     if (last === null) return `${gen.n} generated`;
-    const t = (i) => `"${tokenText(kind.queryTokens[i], o.prettify)}"`;
+    const t = (i) => `"${kind.texts("q", o.prettify)[i]}"`;
     const chose = last + 1 < kind.q ? ` \u2192 ${t(last + 1)}` : "";
     return `${st.step}/${gen.n} \u00b7 ${t(last)}${chose}`;
   }
@@ -125,8 +125,9 @@ views.head = function renderHead(root, payload, options) {
   function fill(col, tokens, [a, b], side) {
     const kind = st.kind, gen = generatedOf(kind);
     const genFrom = gen && (side === "q" || kind.spec.key === kind.spec.query) ? gen.start : Infinity;
+    const shown = kind.texts(side, o.prettify);
     fillWindow(col, win.g, a, b, (i) => {
-      const s = el("span", i >= genFrom ? "as-tok as-gen" : "as-tok", tokenText(tokens[i], o.prettify));
+      const s = el("span", i >= genFrom ? "as-tok as-gen" : "as-tok", shown[i]);
       s.title = i >= genFrom ? `${tokens[i]} (generated)` : tokens[i];
       s.dataset.i = String(i);
       s.dataset.side = side;
@@ -236,7 +237,7 @@ views.head = function renderHead(root, payload, options) {
 
   // Search the query tokens of the current filter (window.js's findToken); the match is pinned, so its lines show.
   function find(text, step) {
-    const hit = findToken(st.kind.queryTokens, geo.rows, text, o.prettify, step, st.match, geo.rows[0] + win.g.v0);
+    const hit = findToken(st.kind.queryTokens, st.kind.texts("q", o.prettify), geo.rows, text, step, st.match, geo.rows[0] + win.g.v0);
     if (!hit || !hit.n) { st.match = null; search.status(hit ? "no match" : ""); draw(); return; }
     st.match = hit.i;
     st.focus = { side: "q", i: st.match };

@@ -48,13 +48,13 @@ views.matrix = function renderMatrix(root, payload, options) {
   ui.body.append(layout);
   let geo = null;  // {f: filter, nr, nc, windowed, rows: [a, b], cols: [a, b], cell, sr, sc}
 
-  function labels(box, tokens, [a, b], cell, vertical) {
+  function labels(box, tokens, shown, [a, b], cell, vertical) {
     box.textContent = "";
     const size = Math.min(12.5, cell - 2), show = cell >= 9;
     box.classList.toggle("as-hidden-labels", !show);
     let longest = 0;
     for (let i = a; i < b; i++) {
-      const s = el("span", "as-mlabel", tokenText(tokens[i], o.prettify));
+      const s = el("span", "as-mlabel", shown[i]);
       s.title = tokens[i];
       s.dataset.i = String(i);
       s.style[vertical ? "width" : "height"] = cell + "px";
@@ -97,8 +97,8 @@ views.matrix = function renderMatrix(root, payload, options) {
     st.c = Math.max(0, Math.min(st.c, nc - sc));
     const rows = [f.rows[0] + st.r, f.rows[0] + st.r + sr], cols = [f.cols[0] + st.c, f.cols[0] + st.c + sc];
     const cell = Math.max(2, Math.min(26, Math.floor(720 / Math.max(sr, sc, 1))));  // labels show from 9 px
-    const colH = labels(colLabels, kind.keyTokens, cols, cell, true);
-    const rowW = labels(rowLabels, kind.queryTokens, rows, cell, false);
+    const colH = labels(colLabels, kind.keyTokens, kind.texts("k", o.prettify), cols, cell, true);
+    const rowW = labels(rowLabels, kind.queryTokens, kind.texts("q", o.prettify), rows, cell, false);
     grid.style.gridTemplateColumns = `${rowW}px ${sc * cell}px`;
     grid.style.gridTemplateRows = `${colH}px ${sr * cell}px`;
     canvas.width = Math.max(1, sc);

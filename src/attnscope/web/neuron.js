@@ -48,15 +48,16 @@ views.neuron = function renderNeuron(root, payload, options) {
   ui.body.append(header, win.node);
   let geo = null;
 
-  function width(tokens) {
+  function width(shown) {
     let w = 24;
-    for (const t of tokens) w = Math.max(w, textWidth(tokenText(t, o.prettify), TOKEN_FONT));
+    for (const t of shown) w = Math.max(w, textWidth(t, TOKEN_FONT));
     return Math.min(Math.ceil(w) + 12, 160);
   }
 
   function label(tokens, side) {
+    const shown = st.kind.texts(side, o.prettify);
     return (i) => {
-      const s = el("span", "as-tok", tokenText(tokens[i], o.prettify));
+      const s = el("span", "as-tok", shown[i]);
       s.title = tokens[i];
       s.dataset.i = String(i);
       s.dataset.side = side;
@@ -74,9 +75,9 @@ views.neuron = function renderNeuron(root, payload, options) {
     search.node.hidden = Math.max(kind.q, kind.k) <= WINDOW;
     search.reset();
     if (long) queryNum.max = String(kind.q - 1);
-    else querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${tokenText(t, o.prettify)}`, title: t })), st.query);
+    else querySel.fill(kind.queryTokens.map((t, i) => ({ value: i, text: `${i}: ${kind.texts("q", o.prettify)[i]}`, title: t })), st.query);
     describe(ui.caption, payload, kind, ui.badge);
-    const f = fitNeuron(availableWidth(root), d, width(kind.queryTokens), width(kind.keyTokens)), { cw, vec } = f;
+    const f = fitNeuron(availableWidth(root), d, width(kind.texts("q", o.prettify)), width(kind.texts("k", o.prettify))), { cw, vec } = f;
     left.style.width = f.left + "px";
     right.style.width = f.right + "px";
     win.size(Math.max(kind.q, kind.k));
@@ -108,7 +109,7 @@ views.neuron = function renderNeuron(root, payload, options) {
 
   // Search the query tokens (window.js's findToken); the match becomes the query.
   function find(text, step) {
-    const hit = findToken(st.kind.queryTokens, [0, st.kind.q], text, o.prettify, step, st.match, win.g.v0);
+    const hit = findToken(st.kind.queryTokens, st.kind.texts("q", o.prettify), [0, st.kind.q], text, step, st.match, win.g.v0);
     if (!hit || !hit.n) { st.match = null; search.status(hit ? "no match" : ""); return; }
     st.match = hit.i;
     search.status(`${hit.k} / ${hit.n}`);

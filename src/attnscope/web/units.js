@@ -157,13 +157,14 @@ function heldText(labels, held) {
 // The payload a view draws for state {level, hide, renorm}: the same object when nothing is derived.
 function derive(payload, st, onRead) {
   if (st.level === "token" && !st.hide) return payload;
-  const u = payload.units, out = Object.assign({}, payload, { tokens: {}, segments: {}, kinds: {} });
+  const u = payload.units, out = Object.assign({}, payload, { tokens: {}, labels: {}, segments: {}, kinds: {} });
   const withSink = new Set(Object.values(payload.kinds).filter((s) => st.hide && s.learned).map((s) => s.key));
   const maps = {};
   for (const [stream, tokens] of Object.entries(payload.tokens)) {
     const hidden = st.hide && u.sinks ? u.sinks.positions[stream] || [] : [];
     maps[stream] = unitMap(u.streams[stream], tokens, st, withSink.has(stream), hidden);
     out.tokens[stream] = maps[stream].labels;
+    out.labels[stream] = unitMap(u.streams[stream], labelsOf(payload, stream), st, withSink.has(stream), hidden).labels;
   }
   for (const [name, seg] of Object.entries(payload.segments || {})) {
     const m = maps[seg.stream];

@@ -56,15 +56,15 @@ function fillWindow(col, g, a, b, label) {
   col.style.transform = `translateY(${g.v0 * ROW - g.top}px)`;
 }
 
-// Search tokens r0..r1-1 (shown text or raw token, any case) for `text`: step 0 = the first match at or after
+// Search tokens r0..r1-1 (the text drawn, `shown`, or the raw token, any case) for `text`: step 0 = the first match at or after
 // row `from`, +1/-1 = the match after/before `current`. {i, k (1-based), n} of the match, {n: 0} for none, null for
 // an empty text.
-function findToken(tokens, [r0, r1], text, prettify, step, current, from) {
+function findToken(tokens, shown, [r0, r1], text, step, current, from) {
   const needle = text.trim().toLowerCase();
   if (!needle) return null;
   const hits = [];
   for (let i = r0; i < r1; i++) {
-    if (tokenText(tokens[i], prettify).toLowerCase().includes(needle) || tokens[i].toLowerCase().includes(needle)) hits.push(i);
+    if (shown[i].toLowerCase().includes(needle) || tokens[i].toLowerCase().includes(needle)) hits.push(i);
   }
   if (!hits.length) return { n: 0 };
   let k;
