@@ -148,7 +148,7 @@ def test_compare_a_causal_model_prints_next_tokens_and_writes_a_figure(gpt2_fold
     (["compare", " ", "text"], "the first text is empty"),
     (["compare", "a b", "a c", "-o", "diff.txt"], "cannot write 'diff.txt'"),
     (["compare", "a b", "a c", "--dpi", "80"], "--dpi and --size apply to figures"),
-    (["compare", "a b", "a c", "--theme", "blue"], "--theme takes light, dark or auto"),
+    (["compare", "a b", "a c", "--theme", "blue"], "theme must be one of ['auto', 'light', 'dark']; got 'blue'"),
     (["compare", "a b", "a c", "--top-k", "0"], "Invalid value for '--top-k'"),
     (["compare", "a b", "a c", "--layer", "9"], "--layer 9 is out of range: minilm has 6 layers (0-5)"),
     (["compare", "a b", "a c", "--kind", "cross"], "--kind 'cross': minilm has self attention"),

@@ -50,7 +50,7 @@ from .errors import (
     TraceFormatError,
 )
 from .index_list import IndexList
-from .views.options import VIEW_OPTIONS
+from .views.options import VIEW_OPTIONS, check_common
 from .views.registry import TRACE_VIEWS, spec
 
 DEMO_TEXT = "The cat sat on the mat because it was tired."
@@ -214,19 +214,13 @@ class _Render:
     output: Path
     options: dict[str, Any]
     indices: dict[str, IndexList]  # view option (include_layers, heads, include_heads) -> its flag's value
-    dpi: float | None
-    size: tuple[float, float] | None
+    figure: dict[str, Any]  # dpi and size of a figure (none for HTML)
 
     @classmethod
     def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size, by=None,
               hide_sinks=None, renormalize=False):
         spec(view, "trace")  # an InputError names the views of a trace
-        output = Path(output) if output is not None else Path(f"attnscope-{view}.html")
-        suffix = output.suffix.lower()
-        if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
-            raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
-        if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
-            raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+        output, figure = view_output(output, f"attnscope-{view}.html", dpi, size)
         flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
                  "prettify": ("--raw-tokens", False if raw else None), "by": ("--by", by),
@@ -241,9 +235,7 @@ class _Render:
                 indices[name] = value
             elif value is not None:
                 options[name] = value
-        size = _parse_size(size)
-        _check_output(output)
-        return cls(view, output, options, indices, dpi, size)
+        return cls(view, output, options, indices, figure)
 
     def fit_model(self, config, model: str, generate: int = 0, target: str | None = None) -> None:
         """Refuse, before the weights load, a layer, head or kind the model named ``model`` does not have (and
@@ -260,9 +252,7 @@ class _Render:
         for name, chosen in self.indices.items():
             count, what = (layers, "layer") if name == "include_layers" else (heads, "head")
             options[name] = chosen.within(count, what, "the trace")
-        figure = {} if self.output.suffix.lower() in HTML_SUFFIXES else {
-            "dpi": 150 if self.dpi is None else self.dpi, "size": self.size}
-        return render(self.view, trace, **options).save(self.output, **figure)
+        return render(self.view, trace, **options).save(self.output, **self.figure)
 
 
 def _fit_model(config, model: str, *, kind=None, layer=None, head=None, indices=None, generate=0,
@@ -292,6 +282,27 @@ def _fit_model(config, model: str, *, kind=None, layer=None, head=None, indices=
         what = "layer" if name == "include_layers" else "head"
         if counts[what] is not None:
             chosen.within(counts[what], what, model)
+
+
+def view_output(output: Path | str | None, default: str, dpi: float | None, size: str | None
+                ) -> tuple[Path, dict[str, Any]]:
+    """The file a view is written to (``default`` when not given) and the keywords of its figure (``dpi``,
+    ``size``; none for HTML), refused before anything loads when the suffix is neither .html nor .png/.svg/.pdf,
+    when ``--dpi``/``--size`` come with HTML, or when the folder cannot take the file."""
+    output = Path(output) if output is not None else Path(default)
+    suffix = output.suffix.lower()
+    if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
+        raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
+    if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
+        raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+    _check_output(output)
+    return output, {} if suffix in HTML_SUFFIXES else {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)}
+
+
+def check_theme(theme: str | None) -> None:
+    """``--theme``, checked before anything loads (the rule of :mod:`attnscope.views.options`)."""
+    if theme is not None:
+        check_common({"theme": theme})
 
 
 def _check_output(path: Path) -> None:
@@ -705,17 +716,9 @@ class _DiffJob:
 
     @classmethod
     def check(cls, output, *, top, layer, head, theme, raw, dpi, size, open_it) -> _DiffJob:
-        output = Path(output) if output is not None else Path("attnscope-diff.html")
-        suffix = output.suffix.lower()
-        if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
-            raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
-        if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
-            raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
-        if theme is not None and theme not in ("auto", "light", "dark"):
-            raise InputError(f"--theme takes light, dark or auto; got {theme!r}")
+        output, figure = view_output(output, "attnscope-diff.html", dpi, size)
+        check_theme(theme)
         options = {"top": top, "layer": layer, "head": head, "theme": theme, "prettify": False if raw else None}
-        figure = {} if suffix in HTML_SUFFIXES else {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)}
-        _check_output(output)
         return cls(output, options, figure, open_it)
 
     def report(self, comparison, progress: _Progress) -> None:

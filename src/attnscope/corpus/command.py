@@ -148,21 +148,16 @@ def atlas_command(
     debug: Debug = False,
 ) -> None:
     """Write the atlas view of ATLAS_DIR: every layer x head coloured by a corpus metric, exemplar texts per head."""
-    from ..cli import _parse_size, _Progress, _written
-    from ..errors import InputError
+    from ..cli import _Progress, _written, view_output
     from ..views import atlas_view
 
     _start("atlas", debug)
-    output = Path(output) if output is not None else Path("attnscope-atlas.html")
-    figure = output.suffix.lower() in (".png", ".svg", ".pdf")
-    if not figure and (dpi is not None or size is not None):
-        raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
+    output, figure = view_output(output, "attnscope-atlas.html", dpi, size)
     progress = _Progress(quiet)
     with progress.step("Writing the atlas view") as done:
         view = atlas_view(atlas_dir, compare, metric=metric, stat=stat, show=show, theme=theme,
                           embed=0 if figure else embed, model=model)
-        extra = {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)} if figure else {}
-        path = view.save(output, **extra)
+        path = view.save(output, **figure)
         done["message"] = f"Wrote the atlas view of {view.atlas.model}"
     if view.other is not None:
         moved = view.atlas.compare(view.other, metric=view.options["metric"], top=10)

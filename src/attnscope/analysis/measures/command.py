@@ -20,8 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ...cli import (
-    FIGURE_SUFFIXES,
-    HTML_SUFFIXES,
     Debug,
     Dpi,
     Open,
@@ -30,15 +28,15 @@ from ...cli import (
     Size,
     ThemeOpt,
     _cell,
-    _check_output,
     _fit_model,
     _load,
-    _parse_size,
     _Progress,
     _read_text,
     _start,
     _written,
     app,
+    check_theme,
+    view_output,
 )
 from ...errors import InputError
 from . import METHODS, check_method
@@ -85,16 +83,8 @@ def explain(
         raise InputError("--target and --position choose what grad_attention explains; add --method grad_attention")
     if grid is not None and grid not in methods and grid != "rollout":
         raise InputError(f"--grid {grid!r} is not measured; choose one of {', '.join([*methods, 'rollout'])}")
-    if theme is not None and theme not in ("auto", "light", "dark"):
-        raise InputError(f"--theme takes light, dark or auto; got {theme!r}")
-    output = Path(output) if output is not None else Path("attnscope-disagreement.html")
-    suffix = output.suffix.lower()
-    if suffix not in HTML_SUFFIXES + FIGURE_SUFFIXES:
-        raise InputError(f"cannot write {output.name!r}; use .html (interactive) or .png, .svg, .pdf (figure)")
-    if suffix in HTML_SUFFIXES and (dpi is not None or size is not None):
-        raise InputError("--dpi and --size apply to figures (.png, .svg, .pdf), not to HTML")
-    _check_output(output)
-    figure = {} if suffix in HTML_SUFFIXES else {"dpi": 150 if dpi is None else dpi, "size": _parse_size(size)}
+    check_theme(theme)
+    output, figure = view_output(output, "attnscope-disagreement.html", dpi, size)
     goal = int(target) if target is not None and target.isdigit() else target
     progress = _Progress(quiet)
     loaded = _load(progress, model, lambda config: _fit_model(config, model, layer=layer, head=head))
