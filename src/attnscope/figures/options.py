@@ -10,6 +10,7 @@ import numpy as np
 
 from ..attention import block_max
 from ..tokens import prettify_tokens
+from ..views.options import focus
 from ..views.options import resolve as resolve_view_options
 from ..views.registry import spec
 from .style import THEMES, Theme
@@ -54,7 +55,7 @@ class Options:
 
     @property
     def cropped(self) -> bool:
-        return self.rows != slice(None) or self.cols != slice(None)
+        return self.filter != "All"
 
 
 def resolve(view: str, trace, **options) -> Options | DiffOptions:
@@ -70,25 +71,22 @@ def resolve(view: str, trace, **options) -> Options | DiffOptions:
 def _figure_options(trace, opts: Mapping[str, Any]) -> Options:
     """The figure's fields from resolved view options (``theme="auto"`` draws light; the payload's ``dtype``,
     ``budget_mb`` and ``exact_layers`` do not apply to a figure)."""
-    kind = opts.get("kind", trace.default_kind)
-    L, H, _, _ = trace.shape(kind)
-    layers = list(opts.get("include_layers") or range(L))
-    head_set = list(opts.get("include_heads") or range(H))
-    query_stream, key_stream = trace.streams(kind)
-    rows, cols = _spans(trace, opts.get("filter", "All"))
+    f = focus(trace, opts)
+    query_stream, key_stream = trace.streams(f.kind)
+    rows, cols = slice(*f.rows), slice(*f.cols)
     shown = list if opts.get("prettify") is False else prettify_tokens
     theme = opts.get("theme", "auto")
     return Options(
-        kind=kind,
-        layer=opts.get("layer", layers[0]),
-        head=opts.get("head", head_set[0]),
+        kind=f.kind,
+        layer=f.layer,
+        head=f.head,
         query=opts.get("query"),
-        heads=list(opts.get("heads") or head_set),
-        layers=layers,
-        head_set=head_set,
+        heads=f.heads,
+        layers=f.layers,
+        head_set=f.head_set,
         rows=rows,
         cols=cols,
-        filter=opts.get("filter", "All"),
+        filter=f.filter,
         theme=THEMES["light" if theme == "auto" else theme],
         query_labels=shown(trace.tokens[query_stream])[rows],
         key_labels=shown(trace.tokens[key_stream])[cols],
@@ -109,14 +107,6 @@ def head_block(trace, opts: Options, layer: int, head: int, size: int | None = N
         return att.head(layer, head) if size is None else att.pooled(layer, head, size)
     block = att.head(layer, head)[opts.rows, opts.cols]
     return block if size is None else block_max(block, size)
-
-
-def _spans(trace, checked: str) -> tuple[slice, slice]:
-    """The query and key tokens a checked ``filter`` (``"All"`` or ``"X->Y"``) shows."""
-    if checked == "All":
-        return slice(None), slice(None)
-    a, b = checked.split("->")
-    return trace.segments[a].slice(), trace.segments[b].slice()
 
 
 def boundaries(trace, opts: Options) -> tuple[list[int], list[int]]:

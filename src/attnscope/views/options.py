@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -178,6 +179,46 @@ def _filter(value: Any, trace: Trace, kind: str) -> str:
     if text not in choices:
         raise InputError(f"filter {value!r} does not fit this trace; choose one of {choices}")
     return text
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What a view of one trace shows first, from its resolved options (the same for the page, its static picture
+    and its figure): the attention ``kind``; the ``layers`` and ``head_set`` included; the ``layer`` and ``head``
+    in focus (default: the first included); the ``heads`` the head view draws (default: all included); the
+    query ``rows`` and key ``cols`` shown, ``(start, stop)`` (the whole streams, or the two segments of
+    ``filter``)."""
+
+    kind: str
+    layers: list[int]
+    head_set: list[int]
+    layer: int
+    head: int
+    heads: list[int]
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    filter: str
+
+    @property
+    def cropped(self) -> bool:
+        """Whether a segment filter shows part of the tokens."""
+        return self.filter != "All"
+
+
+def focus(trace: Trace, opts: Mapping[str, Any]) -> Focus:
+    """The :class:`Focus` of resolved options ``opts`` (:func:`resolve`) on ``trace``."""
+    kind = opts.get("kind", trace.default_kind)
+    L, H, q, k = trace.shape(kind)
+    layers = list(opts.get("include_layers") or range(L))
+    head_set = list(opts.get("include_heads") or range(H))
+    chosen = opts.get("filter", "All")
+    if chosen == "All":
+        rows, cols = (0, q), (0, k)
+    else:
+        a, b = (trace.segments[name] for name in chosen.split("->"))
+        rows, cols = (a.start, a.end), (b.start, b.end)
+    return Focus(kind, layers, head_set, opts.get("layer", layers[0]), opts.get("head", head_set[0]),
+                 list(opts.get("heads") or head_set), rows, cols, chosen)
 
 
 def metrics_wanted(view: str, opts: Mapping[str, Any]) -> bool | None:

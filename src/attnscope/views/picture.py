@@ -26,6 +26,7 @@ from ..codec import inflate85, sqrt8
 from ..encode import dequantize
 from ..tokens import prettify_tokens
 from . import _raster as R
+from .options import focus
 
 WINDOW = 40  # token rows the head and neuron pictures show (the views' window, window.js)
 ROW = 18  # px per token row, as the views
@@ -113,21 +114,6 @@ def _labels(tokens, options: dict[str, Any]) -> list[str]:
     return list(tokens) if options.get("prettify") is False else prettify_tokens(tokens)
 
 
-def _ranges(trace, kind: str, name: str | None) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Query rows and key columns of a sentence-pair filter (``"All"`` or ``"A->B"``, checked by the options)."""
-    _, _, q, k = trace.shape(kind)
-    if not name or name == "All":
-        return (0, q), (0, k)
-    a, b = name.split("->")
-    sa, sb = trace.segments[a], trace.segments[b]
-    return (sa.start, sa.end), (sb.start, sb.end)
-
-
-def _shown(options: dict[str, Any], key: str, n: int) -> list[int]:
-    chosen = options.get(key)
-    return list(range(n)) if chosen is None else [int(i) for i in chosen]
-
-
 def _caption(trace, kind: str, what: str) -> str:
     L, H, q, k = trace.shape(kind)
     size = f"{q} tokens" if q == k else f"{q} \u00d7 {k} tokens"
@@ -188,11 +174,9 @@ def _scale(tile: np.ndarray, u: int) -> np.ndarray:
 # --------------------------------------------------------------------------- model view
 def _model(view):
     trace, o = view.trace, view.options
-    kind = o.get("kind", trace.default_kind)
+    seen = focus(trace, o)
+    kind, layers, heads, rows, cols = seen.kind, seen.layers, seen.head_set, seen.rows, seen.cols
     att = trace.attention[kind]
-    L0, H0, _, _ = trace.shape(kind)
-    layers, heads = _shown(o, "include_layers", L0), _shown(o, "include_heads", H0)
-    rows, cols = _ranges(trace, kind, o.get("filter"))
     spec = view.payload["kinds"][kind]
     ink = _Ink(o)
     metric = _metric(view, kind, o)
@@ -254,12 +238,10 @@ def _metric(view, kind: str, o: dict[str, Any]):
 # --------------------------------------------------------------------------- head view
 def _head(view):
     trace, o = view.trace, view.options
-    kind = o.get("kind", trace.default_kind)
+    seen = focus(trace, o)
+    kind, layer, heads, rows, cols = seen.kind, seen.layer, seen.heads, seen.rows, seen.cols
     att = trace.attention[kind]
-    L0, H0, _, _ = trace.shape(kind)
-    layer = o.get("layer", _shown(o, "include_layers", L0)[0])
-    heads = list(o.get("heads") or _shown(o, "include_heads", H0))
-    rows, cols = _ranges(trace, kind, o.get("filter"))
+    H0 = trace.shape(kind)[1]
     qs, ks = trace.streams(kind)
     n = max(rows[1] - rows[0], cols[1] - cols[0], 1)
     shown = min(n, WINDOW)
@@ -318,12 +300,9 @@ def _head(view):
 # --------------------------------------------------------------------------- matrix view
 def _matrix(view):
     trace, o = view.trace, view.options
-    kind = o.get("kind", trace.default_kind)
+    seen = focus(trace, o)
+    kind, layer, head, rows, cols = seen.kind, seen.layer, seen.head, seen.rows, seen.cols
     att = trace.attention[kind]
-    L0, H0, _, _ = trace.shape(kind)
-    layer = o.get("layer", _shown(o, "include_layers", L0)[0])
-    head = o.get("head", _shown(o, "include_heads", H0)[0])
-    rows, cols = _ranges(trace, kind, o.get("filter"))
     span = 128  # rows/columns shown at most (the view pans a window over longer inputs)
     r1, c1 = min(rows[1], rows[0] + span), min(cols[1], cols[0] + span)
     nr, nc = r1 - rows[0], c1 - cols[0]
@@ -356,10 +335,9 @@ def _matrix(view):
 # --------------------------------------------------------------------------- neuron view
 def _neuron(view):
     trace, o = view.trace, view.options
-    kind = o.get("kind", trace.default_kind)
-    L0, H0, q, k = trace.shape(kind)
-    layer = o.get("layer", _shown(o, "include_layers", L0)[0])
-    head = o.get("head", _shown(o, "include_heads", H0)[0])
+    seen = focus(trace, o)
+    kind, layer, head = seen.kind, seen.layer, seen.head
+    _, _, q, k = trace.shape(kind)
     query = o.get("query", 0)
     qv, keys, scaling = _vectors(trace, kind, layer, head)
     d = qv.shape[1]
