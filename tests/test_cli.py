@@ -114,6 +114,17 @@ def test_render_writes_interactive_html(view, trace_file, tmp_path):
     assert "application/json" in html and "http://" not in html.replace("http://www.w3.org", "")
 
 
+def test_no_picture_leaves_the_static_picture_out_of_the_html(trace_file, tmp_path):
+    with_picture, without = tmp_path / "a.html", tmp_path / "b.html"
+    assert invoke("render", str(trace_file), "-o", str(with_picture)).exit_code == 0
+    result = invoke("render", str(trace_file), "--no-picture", "-o", str(without))
+    assert result.exit_code == 0, result.output
+    assert 'class="as-picture"' in with_picture.read_text() and 'class="as-picture"' not in without.read_text()
+    assert without.stat().st_size < with_picture.stat().st_size
+    result = invoke("render", str(trace_file), "--no-picture", "-o", str(tmp_path / "c.png"))
+    assert result.exit_code == 2 and "--no-picture applies to HTML" in result.stderr, result.output
+
+
 def test_render_passes_layer_heads_filter_and_size_on(trace_file, tmp_path):
     out = tmp_path / "h.svg"
     result = invoke("render", str(trace_file), "-o", str(out), "--layer", "3", "--heads", "0,2-4",

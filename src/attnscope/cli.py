@@ -193,6 +193,8 @@ Kind = Annotated[str | None, typer.Option(help="Attention kind: self, or encoder
 Filter = Annotated[str | None, typer.Option("--filter", help="Segments to show, e.g. A->B (sentence pairs).")]
 ThemeOpt = Annotated[str | None, typer.Option("--theme", help="light or dark (HTML also: auto).")]
 Raw = Annotated[bool, typer.Option("--raw-tokens", help="Show tokens as the tokenizer wrote them (Ġ, ▁, ##).")]
+NoPicture = Annotated[bool, typer.Option("--no-picture", help="HTML without the static picture of the view's first "
+                                         "state (smaller; where scripts do not run, only a line of text shows).")]
 By = Annotated[str | None, typer.Option("--by", help="Units: token, word, sentence or paragraph (attention to a unit "
                                         "sums its pieces, attention from a unit averages them).")]
 HideSinks = Annotated[str | None, typer.Option(
@@ -218,13 +220,17 @@ class _Render:
 
     @classmethod
     def check(cls, view, output, *, layer, head, heads, layers, query, kind, filter, theme, raw, dpi, size, by=None,
-              hide_sinks=None, renormalize=False):
+              hide_sinks=None, renormalize=False, no_picture=False):
         spec(view, "trace")  # an InputError names the views of a trace
         output, figure = view_output(output, f"attnscope-{view}.html", dpi, size)
+        if no_picture and figure:
+            raise InputError("--no-picture applies to HTML (the picture shown where scripts do not run); a figure "
+                             "is a picture already")
         flags = {"layer": ("--layer", layer), "head": ("--head", head), "query": ("--query", query),
                  "kind": ("--kind", kind), "filter": ("--filter", filter), "theme": ("--theme", theme),
                  "prettify": ("--raw-tokens", False if raw else None), "by": ("--by", by),
                  "hide_sinks": ("--hide-sinks", _hide_sinks(hide_sinks)), "renormalize": ("--renormalize", renormalize or None),
+                 "picture": ("--no-picture", False if no_picture else None),
                  "include_layers": ("--layers", IndexList.parse(layers, "--layers")),
                  ("include_heads" if view == "model" else "heads"): ("--heads", IndexList.parse(heads, "--heads"))}
         options, indices = {}, {}
@@ -427,13 +433,14 @@ def show(
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
     debug: Debug = False, by: By = None, hide_sinks: HideSinks = None, renormalize: Renormalize = False,
+    no_picture: NoPicture = False,
 ) -> None:
     """Capture TEXT with a model and write one view of it, in one step."""
     _start("show", debug)
     text = _read_text(DEMO_TEXT if text is None else text, "text")
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
                         filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size, by=by, hide_sinks=hide_sinks,
-                        renormalize=renormalize)
+                        renormalize=renormalize, no_picture=no_picture)
     progress = _Progress(quiet)
     pair = _read_text(pair, "pair")
     trace = _capture(progress, model, text, lambda config: job.fit_model(config, model, generate, target), pair=pair,
@@ -478,6 +485,7 @@ def render(
     heads: Heads = None, layers: Layers = None, query: Query = None, kind: Kind = None, filter_: Filter = None,
     theme: ThemeOpt = None, raw_tokens: Raw = False, dpi: Dpi = None, size: Size = None, quiet: Quiet = False,
     debug: Debug = False, by: By = None, hide_sinks: HideSinks = None, renormalize: Renormalize = False,
+    no_picture: NoPicture = False,
 ) -> None:
     """Write one view of a saved TRACE as HTML or a figure."""
     import attnscope
@@ -485,7 +493,7 @@ def render(
     _start("render", debug)
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
                         filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size, by=by, hide_sinks=hide_sinks,
-                        renormalize=renormalize)
+                        renormalize=renormalize, no_picture=no_picture)
     progress = _Progress(quiet)
     with progress.step(f"Reading {trace_file}"):
         trace = attnscope.load(trace_file)
