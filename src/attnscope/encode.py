@@ -63,10 +63,11 @@ import numpy as np
 
 from . import codec
 from .analysis.metrics import LABELS, head_metrics
-from .attention import PrunedAttention, PruneSpec
+from .attention import Attention, PrunedAttention, PruneSpec
 from .capture.verify import summary as verify_summary
 from .encode_qk import MINIMAP_SIZE, qk_spec
 from .errors import InputError, MissingDataError
+from .qk import QKAttention
 from .tokens import prettify_tokens
 from .trace import Trace
 
@@ -284,7 +285,7 @@ def _add_attention(trace: Trace, payload: dict, code: str, thumb_size: int | Non
         if size is not None:
             kinds[kind]["thumbSize"] = size
             if max(att.shape[2:]) > size or kind in qk:
-                kinds[kind]["thumb"] = _encode_thumbs(att, layers, heads, size)
+                kinds[kind]["thumb"] = thumbnails(att, layers, heads, size)
                 room -= sum(len(s) + 3 for row in kinds[kind]["thumb"]["data"] for s in row)
     if picked:
         _add_pruned(picked, kinds, code, room, spec, budget)
@@ -380,11 +381,12 @@ def _item_bytes(item: dict) -> int:
     return sum(len(item[k]) for k in ("counts", "gaps", "far", "values")) + 90
 
 
-def _encode_thumbs(att, layers: list[int], heads: list[int], size: int) -> dict[str, Any]:
-    """Block-max thumbnails of the chosen heads (``thumb`` in the module docstring)."""
+def thumbnails(att: Attention, layers: Sequence[int], heads: Sequence[int], size: int) -> dict[str, Any]:
+    """Block-max thumbnails of the chosen heads of ``att``, at most ``size`` pixels a side (``thumb`` in the module
+    docstring)."""
     _, _, q, k = att.shape
     block = max(1, -(-max(q, k) // size))
-    if att.form == "qk" and att.maxima is not None:  # pooled from the overview: a whole number of its cells
+    if isinstance(att, QKAttention) and att.maxima is not None:  # pooled from the overview: a whole number of its cells
         block = -(-block // att.block) * att.block
     data = [[codec.deflate85(codec.pooled(att, layer, h, size).tobytes()) for h in heads] for layer in layers]
     return {"block": block, "shape": [-(-q // block), -(-k // block)], "dtype": "sqrt8", "coding": "deflate85",

@@ -1,4 +1,5 @@
-// attnscope core, shared by every view: lazy payload decoding, tokens, colours, themes, small DOM helpers.
+// attnscope core, shared by every view: lazy payload decoding, heads fetched from the page, tokens, colours, themes,
+// small DOM helpers.
 // Python inlines this file with the view files inside one function per output, so nothing here is global.
 
 const views = {};  // view name -> render(root, payload, options) returning {update, destroy}
@@ -19,6 +20,7 @@ class Kind {
     this.layers = spec.layers;
     this.heads = spec.heads;
     this.blob = payload.blob || null;  // arrays sent after the view's script (boot.js's blobReader)
+    this.source = payload.fetchHeads ? headSource(payload.fetchHeads) : null;  // heads a deferred payload left out
     this.queryTokens = payload.tokens[spec.query];  // raw tokenizer strings
     this.keyTokens = payload.tokens[spec.key];
     this.queryLabels = labelsOf(payload, spec.query);  // what is drawn (Python's display labels)
@@ -32,21 +34,25 @@ class Kind {
     if (prettify === false) return side === "q" ? this.queryTokens : this.keyTokens;
     return side === "q" ? this.queryLabels : this.keyLabels;
   }
+  // make() once per key; a missing result (null or undefined: a head not here yet) is not kept.
   cached(key, make) {
     let v = this.cache.get(key);
     if (v === undefined) {
       v = make();
+      if (v === undefined || v === null) return v;
       if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
       this.cache.set(key, v);
     }
     return v;
   }
   // The reader of one head (Head, or for "qk" payloads recompute.js's heads); null for a layer of a "qk" payload
-  // whose rows are neither in it nor on a server (its overview is all there is).
+  // whose rows are neither in it nor on a server (its overview is all there is); undefined while it is being fetched
+  // (a deferred payload: the view draws what it has, and kind.flush redraws when the head arrives).
   head(li, hi) {
     if (this.spec.onRead) this.spec.onRead(li, hi);  // units.js: which heads are on screen, for its note
     return this.cached("a" + li + "," + hi, () => {
       const s = this.spec;
+      if (!s.shown && s.form !== "qk" && s.data[li][hi] === null) return this.missing("weights", li, hi);
       this.decoded++;
       if (s.shown) return s.shown(li, hi);  // units.js: words, sentences or hidden sinks, from the token heads
       if (s.form === "qk") return qkHead(this, li, hi);
@@ -59,13 +65,29 @@ class Kind {
   hasRows(li) {
     return this.spec.form !== "qk" || rowsOf(this, li) !== null;
   }
-  // Ask for the rows the last draw missed (heads streamed from a server; see recompute.js), or draw again shortly
-  // when vectors the draw needed were not read yet (a page still loading); onArrive redraws.
+  // A head a deferred payload left out: asked for from the page (undefined until it arrives), or null when no page
+  // holds one. part: "weights" or "vectors".
+  missing(part, li, hi) {
+    if (!this.source) return null;
+    this.source.want(this, part, li, hi);
+    return undefined;
+  }
+  // Why some heads are not drawn yet ("" when all are): being fetched, or the page could not fetch them.
+  sourceNote() {
+    const s = this.source;
+    if (!s) return "";
+    if (s.error) return `could not fetch heads: ${s.error}`;
+    return s.waiting() ? "fetching heads\u2026" : "";
+  }
+  // Ask for the heads and rows the last draw missed (heads from the page's source, rows streamed from a server:
+  // recompute.js), or draw again shortly when vectors the draw needed were not read yet (a page still loading);
+  // onArrive redraws.
   flush(onArrive) {
     if (this.waiting) {
       this.waiting = false;
       setTimeout(onArrive, 50);
     }
+    if (this.source) this.source.flush(onArrive);
     if (!this.stream) return;
     this.stream.redraw = onArrive;
     this.stream.flush();
@@ -84,6 +106,7 @@ class Kind {
       const rows = Math.ceil(q / b), cols = Math.ceil(k / b), out = new Uint8Array(rows * cols);
       if (s.form === "dense" && s.dtype === "sqrt8" && b === 1 && !s.shown) return { rows, cols, block: 1, bytes: bytesOf(s.data[li][hi]) };
       const h = this.head(li, hi);
+      if (!h) return h;  // not here yet
       for (let i = 0; i < q; i++) {
         const [idx, val] = h.row(i), base = ((i / b) | 0) * cols;
         for (let t2 = 0; t2 < val.length; t2++) {
@@ -94,16 +117,80 @@ class Kind {
       return { rows, cols, block: b, bytes: out };
     });
   }
-  // Query/key vectors of one head for the neuron view: {d, scaling, q [q*d], k [k*d], bias [q*k] or null}.
+  // Query/key vectors of one head for the neuron view: {d, scaling, q [q*d], k [k*d], bias [q*k] or null}; undefined
+  // while they are fetched, null when they are not here (see head()).
   vectors(li, hi) {
     return this.cached("v" + li + "," + hi, () => {
       const v = this.spec.qkv;
+      if (v.query[li][hi] === null) return this.missing("vectors", li, hi);
       return {
         d: v.d, scaling: v.scaling,
         q: valuesOf(v.query[li][hi], "f16"), k: valuesOf(v.key[li][hi], "f16"),
         bias: v.bias ? valuesOf(v.bias[li][hi], "f16") : null,
       };
     });
+  }
+}
+
+// ------------------------------------------------------------------ heads fetched from the page
+// A deferred payload (attnscope/encode_deferred.py) has null where each head's data goes, and the page holding it
+// gives payload.fetchHeads({kind, layer, heads, vectors}) -> a Promise of the payload of those heads of one layer
+// (attnscope/encode.py's layout; vectors: the neuron view's query/key vectors). A draw that reads a missing head
+// asks for it (Kind.missing) and draws what it has; kind.flush then sends one request (the heads one layer lacks, all
+// the draw missed of it) and every view that flushed redraws when it is answered (it asks for what is still
+// missing). Never a synchronous request. At most FETCHED_MAX heads are kept; the oldest go back to null.
+const FETCHED_MAX = 96;
+const SOURCES = new WeakMap();  // fetchHeads -> its HeadSource, shared by every view and unit state of the payload
+
+function headSource(fetchHeads) {
+  if (!SOURCES.has(fetchHeads)) SOURCES.set(fetchHeads, new HeadSource(fetchHeads));
+  return SOURCES.get(fetchHeads);
+}
+
+class HeadSource {
+  constructor(fetchHeads) {
+    Object.assign(this, { fetchHeads, pending: [], busy: false, error: null, redraws: new Set(), kept: [] });
+    this.requests = 0;  // a test hook
+  }
+  want(kind, part, li, hi) {
+    let need = this.pending.find((n) => n.kind === kind.name && n.part === part && n.li === li);
+    if (!need) this.pending.push(need = { kind: kind.name, spec: kind.spec, part, li, heads: new Set() });
+    need.heads.add(hi);
+  }
+  waiting() {
+    return this.busy || this.pending.length > 0;
+  }
+  flush(redraw) {
+    if (this.error || (!this.busy && !this.pending.length)) return;
+    this.redraws.add(redraw);
+    if (this.busy) return;
+    const need = this.pending[0], his = [...need.heads].sort((a, b) => a - b), s = need.spec;
+    this.busy = true;
+    this.requests++;
+    this.fetchHeads({ kind: need.kind, layer: s.layers[need.li], heads: his.map((hi) => s.heads[hi]), vectors: need.part === "vectors" })
+      .then((got) => this.store(need, his, got.kinds[need.kind]), (err) => {
+        this.error = err && err.message ? err.message : String(err);
+      })
+      .then(() => {
+        this.busy = false;
+        this.pending = [];  // the redraws ask again for what is still missing
+        const redraws = [...this.redraws];
+        this.redraws.clear();
+        for (const f of redraws) f();
+      });
+  }
+  // The answer's heads (one layer: [0][j] is his[j]) into the payload's grids.
+  store(need, his, got) {
+    const s = need.spec, parts = need.part === "vectors" ? ["query", "key", "bias"].filter((p) => s.qkv[p]) : ["data"];
+    his.forEach((hi, j) => {
+      const grids = parts.map((p) => (p === "data" ? s.data : s.qkv[p]));
+      parts.forEach((p, n) => { grids[n][need.li][hi] = (p === "data" ? got.data : got.qkv[p])[0][j]; });
+      this.kept.push([grids, need.li, hi]);
+    });
+    while (this.kept.length > FETCHED_MAX) {
+      const [grids, li, hi] = this.kept.shift();
+      for (const g of grids) g[li][hi] = null;
+    }
   }
 }
 

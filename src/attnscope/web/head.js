@@ -199,7 +199,7 @@ views.head = function renderHead(root, payload, options) {
     ctx.globalAlpha = 1;
     edgeNotes(ctx, off, focus, x0, x1, height);
     root.dataset.lines = String(drawn);
-    note.textContent = rowsProblem(kind, st.li);
+    note.textContent = rowsProblem(kind, st.li) || kind.sourceNote();
     note.hidden = !note.textContent;
     if (!mini.node.hidden) paintMinimap(sel);
     kind.flush(draw);
@@ -217,8 +217,9 @@ views.head = function renderHead(root, payload, options) {
   // The whole sequence: the block-max overview of the heads shown, the window marked.
   function paintMinimap(sel) {
     const kind = st.kind, f = geo, g = win.g, what = [kind.name, st.li, sel.join(" "), f.rows, f.cols, ui.theme].join(",");
-    if (what !== painted && sel.length) {
-      mini.paint(sel.map((hi) => kind.thumb(st.li, hi, MINIMAP)), f, ui.theme);
+    const thumbs = what !== painted && sel.length ? sel.map((hi) => kind.thumb(st.li, hi, MINIMAP)) : null;
+    if (thumbs && thumbs.every((t) => t)) {  // (a head still being fetched: painted on the redraw)
+      mini.paint(thumbs, f, ui.theme);
       painted = what;
     }
     if (painted) mini.mark([f.rows[0] + g.v0, Math.min(f.rows[1], f.rows[0] + g.v1)], [f.cols[0] + g.v0, Math.min(f.cols[1], f.cols[0] + g.v1)]);

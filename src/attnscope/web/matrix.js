@@ -128,12 +128,13 @@ views.matrix = function renderMatrix(root, payload, options) {
       }
     }
     ctx.putImageData(img, 0, 0);
-    note.textContent = rowsProblem(kind, st.li);
+    note.textContent = rowsProblem(kind, st.li) || kind.sourceNote();
     note.hidden = !note.textContent;
     layerSel.set(st.li);
     headSel.set(st.hi);
-    if (geo.windowed) {
-      side.paint([kind.thumb(st.li, st.hi, MINIMAP)], geo.f, ui.theme);
+    const thumb = geo.windowed ? kind.thumb(st.li, st.hi, MINIMAP) : null;
+    if (thumb) {  // (a head still being fetched: painted on the redraw)
+      side.paint([thumb], geo.f, ui.theme);
       side.mark(geo.rows, geo.cols);
     }
     kind.flush(paint);

@@ -123,7 +123,9 @@ views.neuron = function renderNeuron(root, payload, options) {
   function compute() {
     const kind = st.kind, i = st.query;
     if (kind.spec.form === "qk") return computeQK(kind, i);
-    const v = kind.vectors(st.li, st.hi), { d } = v;
+    const v = kind.vectors(st.li, st.hi);
+    if (!v) { st.why = kind.sourceNote(); return null; }  // fetched by the page: drawn when they arrive
+    const { d } = v;
     const q = v.q.subarray(i * d, (i + 1) * d);
     const masked = (j) => kind.spec.causal && kind.spec.query === kind.spec.key && j > i;
     const scores = new Float32Array(kind.k), weights = new Float32Array(kind.k);

@@ -182,7 +182,9 @@ function derive(payload, st, onRead) {
     d.shown = (li, hi) => {
       const key = li + "," + hi;
       if (!made.has(key)) {
-        made.set(key, shownHead(source.head(li, hi), rows, cols, learnedRows(spec, li, hi), st));
+        const head = source.head(li, hi);
+        if (!head) return head;  // not here yet (fetched by the page) or not carried
+        made.set(key, shownHead(head, rows, cols, learnedRows(spec, li, hi), st));
       }
       return made.get(key);
     };

@@ -1,11 +1,10 @@
 // attnscope web app: what every page shares. Calling the API (JSON in, {"error"} out), building DOM nodes with
 // text only, and drawing a view with the package's own JavaScript (window.attnscope.views, from /assets/views.js).
-// Long inputs arrive as a skeleton payload: each head's data is fetched from the server when a view first reads it;
-// a trace in the q/k form streams only the blocks of rows a view draws (GET /api/traces/{id}/rows, asynchronously).
+// Long inputs arrive as a deferred payload (heads left out): the views ask the page for the heads they draw and redraw
+// when they arrive (payload.fetchHeads, GET /api/traces/{id}/head); a trace in the q/k form streams only the blocks of
+// rows a view draws (GET /api/traces/{id}/rows). Every request is asynchronous.
 
 const TOKEN_KEY = "attnscope-token";
-const KIND_ORDER = ["self", "encoder", "decoder", "cross"];
-const MAX_HEADS = 96;  // lazily fetched heads kept per view (the views also cache decoded heads)
 
 // A token given in the address (#token=..., or ?token=...) is kept for this tab and removed from the address bar.
 // It lives in sessionStorage (per origin, port included) and travels as a header: never as a cookie, which the
@@ -92,17 +91,6 @@ export async function api(path, { method = "GET", body, params } = {}) {
   return data;
 }
 
-function getSync(url) {
-  const x = new XMLHttpRequest();
-  x.open("GET", url, false);  // a view reads heads synchronously; prefetching makes this the rare case
-  for (const [k, v] of Object.entries(authHeaders())) x.setRequestHeader(k, v);
-  x.send();
-  let data = null;
-  try { data = JSON.parse(x.responseText); } catch (err) { data = null; }
-  if (x.status !== 200) throw new ApiError(x.status, (data && data.error) || `HTTP ${x.status}`);
-  return data;
-}
-
 // ------------------------------------------------------------------ DOM
 // el("div", {class: "x", "data-y": 1}, child, "text") — strings become text nodes, never HTML.
 export function el(tag, attrs, ...children) {
@@ -121,16 +109,6 @@ export function showStatus(node, message, kind) {
   node.textContent = message || "";
   node.dataset.kind = kind || "";
   node.hidden = !message;
-}
-
-// A view reads heads inside its own event handlers; when the server cannot give one (the trace was dropped from
-// its memory, or it stopped), the error surfaces here and is shown in the page's status line.
-export function reportErrors(statusNode) {
-  window.addEventListener("error", (event) => {
-    if (!(event.error instanceof ApiError)) return;
-    event.preventDefault();
-    showStatus(statusNode, errorText(event.error), "error");
-  });
 }
 
 export function errorText(err) {
@@ -157,86 +135,29 @@ export function fillModels(select, models, chosen) {
 }
 
 // ------------------------------------------------------------------ views
-function firstKind(payload, wanted) {
-  if (wanted && payload.kinds[wanted]) return wanted;
-  return KIND_ORDER.find((k) => payload.kinds[k]);
-}
-
-// Replace each head's null in a skeleton payload by a getter that fetches it from the server on first read.
-function lazify(data, traceId) {
-  const filled = [];  // [grid, li, hi] in fetch order, to forget the oldest
-  const remember = (grid, li, hi) => {
-    filled.push([grid, li, hi]);
-    while (filled.length > MAX_HEADS * 3) { const [g, l, h] = filled.shift(); g[l][h] = null; }
+// A deferred payload's source of heads: payload.fetchHeads({kind, layer, heads, vectors}) answers with the payload of
+// those heads of one layer (web/core.js asks for what a draw missed, and redraws). {fetched, requests, busy}: the
+// heads fetched so far and the request in flight.
+function serveHeads(data, traceId) {
+  const source = { fetched: 0, requests: 0, busy: null };
+  data.payload.fetchHeads = ({ kind, layer, heads, vectors }) => {
+    source.requests++;
+    source.busy = api(`/api/traces/${encodeURIComponent(traceId)}/head`, {
+      params: { kind, layer, heads, dtype: data.dtype, qkv: vectors ? 1 : 0 },
+    }).then((got) => { source.fetched += heads.length; return got; });
+    return source.busy;
   };
-  const state = { view: data.view, traceId, dtype: data.dtype, remember, fetched: 0 };
-  for (const [kind, spec] of Object.entries(data.payload.kinds)) {
-    const raw = { data: spec.data, query: spec.qkv && spec.qkv.query, key: spec.qkv && spec.qkv.key, bias: spec.qkv && spec.qkv.bias };
-    spec.lazyRaw = raw;
-    const wrap = (grid, qkv) => grid.map((row, li) => new Proxy(row, {
-      get(target, prop, receiver) {
-        if (typeof prop === "string" && /^\d+$/.test(prop) && target[prop] === null) {
-          fill(state, kind, spec, li, qkv ? [Number(prop)] : missingOf(state, spec, li, Number(prop)), qkv, getSync);
-        }
-        return Reflect.get(target, prop, receiver);
-      },
-    }));
-    if (raw.data) spec.data = wrap(raw.data, false);
-    if (raw.query) {
-      spec.qkv.query = wrap(raw.query, true);
-      spec.qkv.key = wrap(raw.key, true);
-      if (raw.bias) spec.qkv.bias = wrap(raw.bias, true);
-    }
+  return source;
+}
+
+// Resolves once the heads the first draw asked for, and those its redraws asked for, have arrived (or failed: the
+// view says so in place), so a page shows a view whole when it opens.
+async function settled(source) {
+  for (let seen = null; source.busy && source.busy !== seen;) {
+    seen = source.busy;
+    try { await seen; } catch (err) { /* the view shows why */ }
+    await new Promise((resolve) => setTimeout(resolve, 0));  // the redraw runs, and may ask for more
   }
-  return state;
-}
-
-// The head view draws every selected head of a layer: fetch the layer's missing heads together.
-function missingOf(state, spec, li, hi) {
-  if (state.view !== "head") return [hi];
-  return spec.heads.map((_, i) => i).filter((i) => spec.lazyRaw.data[li][i] === null);
-}
-
-function headUrl(state, kind, spec, li, his, qkv) {
-  return apiUrl(`/api/traces/${encodeURIComponent(state.traceId)}/head`, {
-    kind, layer: spec.layers[li], heads: his.map((i) => spec.heads[i]), dtype: state.dtype, qkv: qkv ? 1 : 0,
-  });
-}
-
-function store(state, kind, spec, li, his, qkv, got) {
-  const part = got.kinds[kind], raw = spec.lazyRaw;
-  his.forEach((hi, j) => {
-    if (qkv) {
-      raw.query[li][hi] = part.qkv.query[0][j];
-      raw.key[li][hi] = part.qkv.key[0][j];
-      if (raw.bias) raw.bias[li][hi] = part.qkv.bias[0][j];
-      state.remember(raw.query, li, hi); state.remember(raw.key, li, hi);
-      if (raw.bias) state.remember(raw.bias, li, hi);
-    } else {
-      raw.data[li][hi] = part.data[0][j];
-      state.remember(raw.data, li, hi);
-    }
-  });
-  state.fetched += his.length;
-}
-
-function fill(state, kind, spec, li, his, qkv, get) {
-  store(state, kind, spec, li, his, qkv, get(headUrl(state, kind, spec, li, his, qkv)));
-}
-
-// Fetch (asynchronously) what the view draws first, so opening it never waits on a synchronous request.
-async function prefetch(state, data) {
-  const p = data.payload, o = data.options, kind = firstKind(p, o.kind), spec = p.kinds[kind];
-  if (!spec || data.view === "model" || spec.form === "qk") return;
-  const li = Math.max(0, spec.layers.indexOf(o.layer));
-  let his;
-  if (data.view === "head") {
-    his = o.heads ? o.heads.map((h) => spec.heads.indexOf(h)).filter((i) => i >= 0) : spec.heads.map((_, i) => i);
-  } else {
-    his = [Math.max(0, spec.heads.indexOf(o.head))];
-  }
-  const qkv = data.view === "neuron";
-  store(state, kind, spec, li, his, qkv, await api(headUrl(state, kind, spec, li, his, qkv)));
 }
 
 // Kinds in the q/k form read the rows they draw from the server: spec.fetchRows({kind, layer, heads, rows: [a, b],
@@ -260,15 +181,12 @@ export async function drawView(host, data, traceId) {
   const root = el("div", { class: "attnscope", "data-view": data.view });
   host.append(root);
   streamRows(data, traceId);
-  let lazy = null;
-  if (data.lazy) {
-    lazy = lazify(data, traceId);
-    await prefetch(lazy, data);
-  }
+  const lazy = data.lazy ? serveHeads(data, traceId) : null;
   root.dataset.state = "drawing";
   try {
     const view = window.attnscope.views[data.view](root, data.payload, data.options || {});
     root.attnscope = view;  // as a saved view's root has it (scripts and tests read the view through it)
+    if (lazy) await settled(lazy);
     root.dataset.state = "drawn";
     root.dataset.lazy = data.lazy ? "1" : "0";
     return { view, root, lazy, data };
@@ -293,7 +211,6 @@ function nav(active) {
 export async function startPage(active) {
   nav(active);
   const status = document.getElementById("status");
-  reportErrors(status);
   try {
     const config = await api("/api/config");
     document.getElementById("version").textContent = "v" + config.version;
