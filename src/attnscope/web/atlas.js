@@ -55,16 +55,7 @@ views.atlas = function renderAtlas(root, payload, options) {
   const list = el("div", "as-atlas-exemplars");
   side.append(info, list);
   layout.append(gridBox, side);
-  const detail = el("div", "as-detail as-atlas-detail");
-  detail.hidden = true;
-  const detailBar = el("div", "as-detail-bar");
-  const detailTitle = el("span", "as-detail-title");
-  const close = el("button", "as-close", "\u00d7");
-  close.type = "button";
-  close.title = "Close";
-  detailBar.append(detailTitle, close);
-  const detailRoot = el("div", "attnscope");
-  detail.append(detailBar, detailRoot);
+  const { node: detail, title: detailTitle, root: detailRoot, close } = detailPanel("as-detail as-atlas-detail");
   ui.body.append(layout, detail);
   close.addEventListener("click", () => { detail.hidden = true; detailRoot.textContent = ""; });
   const counts = meta.counts || {};

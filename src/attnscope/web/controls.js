@@ -289,3 +289,19 @@ function stepControl(onStep) {
     stop,
   };
 }
+
+// A panel that shows one head (or text) enlarged: a bar with its title and a close button over a root a view draws
+// in. Returns {node, title, root, close}; the panel starts hidden.
+function detailPanel(cls) {
+  const node = el("div", cls);
+  node.hidden = true;
+  const bar = el("div", "as-detail-bar");
+  const title = el("span", "as-detail-title");
+  const close = el("button", "as-close", "\u00d7");
+  close.type = "button";
+  close.title = "Close";
+  bar.append(title, close);
+  const root = el("div", "attnscope");
+  node.append(bar, root);
+  return { node, title, root, close };
+}

@@ -24,17 +24,8 @@ views.model = function renderModel(root, payload, options) {
 
   const layout = el("div", "as-model");
   const grid = el("div", "as-grid");
-  const detail = el("div", "as-detail");
-  detail.hidden = true;
+  const { node: detail, title: detailTitle, root: detailRoot, close } = detailPanel("as-detail");
   detail.style.maxWidth = "100%";  // a narrow page: the enlarged head scrolls inside its panel, below the grid
-  const detailHead = el("div", "as-detail-bar");
-  const detailTitle = el("span", "as-detail-title");
-  const close = el("button", "as-close", "\u00d7");
-  close.type = "button";
-  close.title = "Close";
-  detailHead.append(detailTitle, close);
-  const detailRoot = el("div", "attnscope");
-  detail.append(detailHead, detailRoot);
   layout.append(grid, detail);
   ui.body.append(layout);
   const canvas = el("canvas", "as-thumbs");
