@@ -192,3 +192,19 @@ def test_the_web_app_sends_a_long_q_k_trace_as_a_skeleton_without_vectors(served
     att = client.app.state.attnscope.store.get(tid).trace.attention["self"]
     got = decode_rows({"qk": qk}, 1, 2, 1700, 1701)
     assert (np.abs(got - att.rows(1, 2, 1700, 1701)) <= f16_bound(att, 1, 2, np.array([1700]))).all()
+
+
+def test_auto_metrics_count_each_recomputed_q_k_weight_at_its_cost(monkeypatch):
+    """``metrics=None`` adds head metrics only when cheap: a q/k weight is recomputed, so it counts ``read_cost``
+    dense weights, and a budget that the same dense trace fits leaves a q/k trace without metrics."""
+    from attnscope import encode as encode_module
+
+    model, tok = build("llama")
+    text = "the cat sat on the mat and it was very happy because the dog was away"
+    qk, dense = (attnscope.capture(model, tok, text, form=form) for form in ("qk", "dense"))
+    L, H, q, k = qk.shape()
+    assert qk.attention["self"].read_cost > 2.0
+    monkeypatch.setattr(encode_module, "METRICS_AUTO_MAX", 2 * L * H * q * k)
+    assert "metrics" in encode(dense, metrics=None)["kinds"]["self"]
+    assert "metrics" not in encode(qk, metrics=None)["kinds"]["self"]
+    assert "metrics" in encode(qk, metrics=True)["kinds"]["self"]

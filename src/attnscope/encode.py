@@ -88,7 +88,7 @@ _SAMPLE_HEADS = 24  # heads packed to estimate a step's bytes per kept weight
 HEAD_METRICS = ("entropy", "distance", "self", "previous", "next", "local", "first", "special", "sink", "max")
 #: ``metrics=None`` adds head metrics when they read at most this many weights (about 0.5 s of work): every
 #: ``q x k`` weight of a dense head, only the kept weights of a pruned one (4096 tokens x 32 x 32 heads pruned to
-#: 95 % mass: 67 M weights, 1.2 s).
+#: 95 % mass: 67 M weights, 1.2 s); a q/k head's weights count ``QKAttention.read_cost`` each (recomputed).
 METRICS_AUTO_MAX = 2**27
 
 
@@ -218,12 +218,16 @@ def encode_metrics(trace: Trace, kind: str, layers: Sequence[int], heads: Sequen
 
 
 def _weights(trace: Trace, kinds: dict[str, Any]) -> int:
-    """How many weights head metrics of the included heads would read (kept weights only, for pruned heads)."""
+    """How many weights head metrics of the included heads would read (kept weights only, for pruned heads), in
+    dense weights' cost (a q/k head's are recomputed: ``read_cost`` each)."""
     total = 0
     for kind, s in kinds.items():
         att, heads = trace.attention[kind], len(s["layers"]) * len(s["heads"])
         L, H, q, k = att.shape
-        total += att.values.size * heads // (L * H) if isinstance(att, PrunedAttention) else heads * q * k
+        if isinstance(att, PrunedAttention):
+            total += att.values.size * heads // (L * H)
+        else:
+            total += int(heads * q * k * (att.read_cost if isinstance(att, QKAttention) else 1))
     return total
 
 

@@ -132,9 +132,9 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
     Exact and cheap: since ``exp`` grows with its argument, a cell's largest weight is
     ``exp(max_i (max_j s_ij - lse_i))``, so only the scores themselves are computed (a matrix product over the keys
     each row may attend to: half a square when causal, a band for a sliding window), a tile at a time
-    (:data:`TILE_ROWS` x :data:`TILE_KEYS`), pooled to each row's maximum per key cell while still in cache, and only
-    those ``q x k / block`` numbers exponentiated. The mask is applied only to the spans it cuts
-    (:meth:`MaskRule.forbidden_spans`). Memory: the output and one tile."""
+    (:data:`TILE_ROWS` x :data:`TILE_KEYS` of one head, of several at short inputs), pooled to each row's maximum
+    per key cell while still in cache, and only those ``q x k / block`` numbers exponentiated. The mask is applied
+    only to the spans it cuts (:meth:`MaskRule.forbidden_spans`). Memory: the output and one tile."""
     import torch
 
     H, q, d = query.shape
@@ -147,6 +147,8 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
     lse = torch.nn.functional.pad(lse.float(), (0, R * block - q), value=float("inf"))
     out = torch.zeros(H, R, C, dtype=torch.float32, device=device)
     rows, cols = (max(block, size // block * block) for size in (TILE_ROWS, TILE_KEYS))
+    # short inputs: several heads a tile (fewer, larger operations), up to the same number of scores
+    heads = max(1, TILE_ROWS * TILE_KEYS // (min(rows, R * block) * min(cols, C * block)))
     for start in range(0, R * block, rows):
         stop = min(R * block, start + rows)
         first, last = rule.key_range(layer, start, stop, k, align=block)
@@ -156,17 +158,20 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
             spans = [(a, b, ~rule.allowed(layer, torch.arange(start, stop, device=device),
                                           torch.arange(a, b, device=device)))
                      for a, b in rule.forbidden_spans(layer, start, stop, lo, min(hi, k))]
-            for h in range(H):
-                s = torch.matmul(query[h, start:stop], key[h, lo:hi].T)  # [rows, keys]
+            for h0 in range(0, H, heads):
+                h1 = min(H, h0 + heads)
+                s = torch.matmul(query[h0:h1, start:stop], key[h0:h1, lo:hi].transpose(1, 2))  # [h, rows, keys]
                 if rule.softcap is not None:
                     s = torch.tanh(s.div_(rule.softcap)).mul_(rule.softcap)
                 for a, b, forbidden in spans:
-                    s[:, a - lo : b - lo].masked_fill_(forbidden, float("-inf"))
+                    s[:, :, a - lo : b - lo].masked_fill_(forbidden, float("-inf"))
                 if hi > k:
-                    s[:, k - lo :] = float("-inf")
-                best = torch.nn.functional.max_pool1d(s[:, None], block, block)[:, 0]  # [rows, cells]
-                best = best.sub_(lse[h, start:stop, None]).view((stop - start) // block, block, -1).amax(dim=1)
-                out[h, start // block : stop // block, lo // block : hi // block] = torch.exp_(best)
+                    s[:, :, k - lo :] = float("-inf")
+                if block > 1:  # each row's largest score per key cell
+                    s = torch.nn.functional.max_pool1d(s.view(-1, 1, hi - lo), block, block)
+                best = s.view(h1 - h0, stop - start, -1).sub_(lse[h0:h1, start:stop, None])
+                best = best.view(h1 - h0, (stop - start) // block, block, -1).amax(dim=2)
+                out[h0:h1, start // block : stop // block, lo // block : hi // block] = torch.exp_(best)
     return out
 
 
@@ -220,6 +225,13 @@ class QKAttention:
     @property
     def dtype(self) -> np.dtype:
         return self.query.dtype
+
+    @property
+    def read_cost(self) -> float:
+        """What reading one weight costs, in dense weights read: each is recomputed (a dot product of size ``d``, the
+        mask, an exponential). Measured on one CPU thread for head metrics at 1,536 tokens: 2.0x at d = 16, 2.3x at
+        64, 2.6x at 128."""
+        return 2.0 + self.query.shape[-1] / 200
 
     # ----------------------------------------------------------------- reading
     def rows(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
