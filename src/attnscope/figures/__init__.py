@@ -71,7 +71,7 @@ def figure(view: str, trace, *, size: Sequence[float] | None = None, dpi: float 
     module = import_module(f".{spec(view).name}", __name__)
     own = spec(view).options is None  # views of other inputs than traces (atlas, explanation) check their own options
     if not own:  # by= / hide_sinks= / renormalize=: the trace the view's first state shows (views/_units.py)
-        trace, options = units.figure_input(trace, options)
+        trace, options = units.figure_input(trace, options, view)
     opts = module.resolve(trace, **options) if own else resolve(view, trace, **options)
     size = _size(size) if size is not None else module.default_size(trace, opts)
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 2400:

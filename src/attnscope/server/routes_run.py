@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from .._version import __version__
-from ..views.registry import TRACE_VIEWS
+from ..views.registry import TRACE_VIEWS, VIEWS
 from .bodies import JsonBody
 from .errors import ApiError
 from .models import CaptureJob
@@ -40,6 +40,7 @@ def config(app: App) -> dict:
         "version": __version__,
         "models": app.models.describe(),
         "views": list(TRACE_VIEWS),
+        "view_options": {name: list(VIEWS[name].options or ()) for name in TRACE_VIEWS},  # what each view takes
         "measures": measures(),
         "limits": {"max_chars": s.max_chars, "max_tokens": s.max_tokens, "max_generate": s.max_generate,
                    "max_body_bytes": s.max_body_bytes, "queue_size": s.queue_size},

@@ -110,6 +110,15 @@ def units_payload(trace: Trace, opts: Mapping[str, Any]) -> dict[str, Any] | Non
     return {"units": units, "kinds": kinds}
 
 
+def sinks_payload(trace: Trace, opts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"positions": {stream: [...]}, "labels": [...]}``: the keys the neuron view's Hide sinks leaves out of one
+    query's softmax (the view sums what they held from the weights it computes); None when there are none."""
+    hide = opts.get("hide_sinks")
+    positions = sink_positions(trace, "auto" if hide in (None, True, False) else hide)
+    labels = [name for s, p in positions.items() for name in sink_labels(trace.tokens[s], p)]
+    return {"positions": positions, "labels": list(dict.fromkeys(labels))} if labels else None
+
+
 def merge_units(payload: dict[str, Any], extra: dict[str, Any] | None) -> None:
     """Put :func:`units_payload`'s entries into a view's payload."""
     if extra is None:
@@ -123,14 +132,18 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def figure_input(trace, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def figure_input(trace, options: dict[str, Any], view: str | None = None) -> tuple[Any, dict[str, Any]]:
     """A figure's trace (and ``other=``) with :data:`UNIT_OPTIONS` applied (:func:`attnscope.sinks.shown_trace`),
-    and the options without them: figures draw what the view's first state shows."""
+    and the options without them: figures draw what the view's first state shows. A figure of vectors (the neuron
+    view's) draws every key: ``hide_sinks=`` is refused there."""
     mine = {k: options[k] for k in UNIT_OPTIONS if options.get(k) is not None}
     rest = {k: v for k, v in options.items() if k not in UNIT_OPTIONS}
     if not mine:
         return trace, rest
     check_units(mine)
+    if view is not None and VIEWS[view].vectors:
+        raise InputError(f"the {view} figure draws every key; hide sinks in the HTML {view} view (hide_sinks= sets "
+                         "its Hide sinks control)")
     if not isinstance(trace, Trace):
         raise InputError(f"by=, hide_sinks= and renormalize= apply to traces; this figure draws a "
                          f"{type(trace).__name__}: compare the shown traces instead (attnscope.sinks.shown_trace)")

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..text import clean_text
 from ..trace import Trace
 from . import _html
-from ._units import merge_units, trace_for, units_payload
+from ._units import merge_units, sinks_payload, trace_for, units_payload
 from .options import js_options, metrics_wanted, resolve
 from .picture import Picture
 from .picture import picture as picture_of
@@ -121,8 +121,11 @@ def _build_payload(name: str, trace: Trace, opts: Mapping[str, Any]) -> dict[str
     if view.vectors:  # q/k only: the view recomputes the weights (the resolver made sure they exist)
         kinds = [k for k in trace.kinds if has_vectors(trace, k)]
         if any(trace.attention[k].form == "qk" for k in kinds):  # the "qk" form holds the vectors (and each LSE)
-            return encode(trace, kinds=kinds, qkv=any(trace.has_qkv(k) for k in kinds), recompute=True, **common)
-        return encode(trace, kinds=kinds, attention=False, qkv=True, **common)
+            vectors = encode(trace, kinds=kinds, qkv=any(trace.has_qkv(k) for k in kinds), recompute=True, **common)
+        else:
+            vectors = encode(trace, kinds=kinds, attention=False, qkv=True, **common)
+        vectors["sinks"] = sinks_payload(trace, opts)  # the keys its Hide sinks leaves out (views/_units.py)
+        return vectors
     dtype = opts.get("dtype", view.dtype)
     thumb = opts.get("thumb_size", 64) if view.thumbs else None
     trace = trace_for(name, trace, opts)  # by= / hide_sinks= of a long q/k trace are applied here (views/_units.py)

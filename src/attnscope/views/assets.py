@@ -39,7 +39,8 @@ def styles(view: str) -> str:
 def every_script() -> str:
     """Every view's JavaScript, each file once, in an order that serves them all (the web app loads this)."""
     names = dict.fromkeys(name for s in VIEWS.values() for name in s.scripts)
-    return "\n".join(asset(name) for name in names)
+    last = [name for name in names if name == "units.js"]  # it wraps the views of weights: after all of them
+    return "\n".join(asset(name) for name in [*(n for n in names if n not in last), *last])
 
 
 def every_style() -> str:

@@ -80,7 +80,7 @@ VIEWS: dict[str, ViewSpec] = {s.name: s for s in (
     ViewSpec("model", "trace", _MODEL_SCRIPTS, (*COMMON_OPTIONS, "thumb_size", "metric", "sort", *_WEIGHTS),
           thumbs=True, metrics=True, units=True),
     ViewSpec("neuron", "trace", (*_BASE, "window.js", "fit.js", "neuron.js"),
-          (*COMMON_OPTIONS, "layer", "head", "query"), vectors=True),
+          (*COMMON_OPTIONS, "layer", "head", "query", "hide_sinks"), vectors=True),
     ViewSpec("matrix", "trace", (*_BASE, "minimap.js", "matrix.js", "units.js"),
           (*COMMON_OPTIONS, "layer", "head", "query", *_WEIGHTS), dtype="float16", units=True),
     ViewSpec("diff", "pair", (*_BASE, "diff.js", "units.js"), (*COMMON_OPTIONS, "layer", "head", "top", "dtype", "other",

@@ -369,7 +369,7 @@ function withDiffUnits(render) {
       if (u.sinks) {
         const hidden = Object.assign({}, st, { hide: true }), why = u.missing[key(hidden)];
         const hide = toggle("Hide sinks", st.hide, why ? `Not at this level: ${why}` : "Leave out " +
-          `${names(sinkNames(u.sinks.labels))} in both inputs and say how much attention they held; colours scale ` +
+          `${names(diffSinkNames(u.sinks.labels))} in both inputs and say how much attention they held; colours scale ` +
           "to what is shown", (on) => { st.hide = on; settle(); draw(); });
         hide.disabled = !!why && !st.hide;
         wrap.append(hide);
@@ -423,7 +423,7 @@ function withDiffUnits(render) {
   };
 }
 
-function sinkNames(labels) {
+function diffSinkNames(labels) {
   return [...new Set([...labels.a, ...labels.b])];
 }
 

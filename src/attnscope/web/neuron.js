@@ -8,6 +8,11 @@
 const N_FONT = "10.5px system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif";
 const QUERY_LIST = 1024;  // up to this many queries the toolbar lists them all; past it, a number field
 
+// "[CLS] and [SEP]": the names of the tokens Hide sinks leaves out.
+function neuronSinkNames(labels) {
+  return labels.length === 1 ? labels[0] : labels.slice(0, -1).join(", ") + " and " + labels[labels.length - 1];
+}
+
 views.neuron = function renderNeuron(root, payload, options) {
   const o = Object.assign({ prettify: true, theme: "auto" }, options);
   const kinds = kindsOf(payload);
@@ -34,6 +39,19 @@ views.neuron = function renderNeuron(root, payload, options) {
   const search = searchControl((text, step) => find(text, step));
   if (kindSel) ui.bar.append(kindSel.node);
   ui.bar.append(layerSel.node, headSel.node, querySel.node, queryField, search.node);
+  // Hide sinks (views/_units.py sinks_payload): the keys left out of the lines and bars, what they held said below
+  const sinks = payload.sinks, sinkNote = el("div", "as-units-note");
+  st.hide = !!(sinks && o.hideSinks);
+  sinkNote.hidden = true;
+  let hideBtn = null;
+  if (sinks) {
+    hideBtn = el("button", "as-units-btn", "Hide sinks");
+    hideBtn.type = "button";
+    hideBtn.title = `Leave out ${neuronSinkNames(sinks.labels)} and say how much of this query's attention they held`;
+    hideBtn.setAttribute("aria-pressed", String(st.hide));
+    hideBtn.addEventListener("click", () => { st.hide = !st.hide; hideBtn.setAttribute("aria-pressed", String(st.hide)); draw(); });
+    ui.bar.append(hideBtn);
+  }
 
   const header = el("div", "as-nheader");
   const pane = el("div", "as-neuron");
@@ -45,7 +63,7 @@ views.neuron = function renderNeuron(root, payload, options) {
   right.append(rightIn);
   pane.append(left, cq, right, ck, note);
   const win = tokenWindow(pane, moved);
-  ui.body.append(header, win.node);
+  ui.body.append(header, win.node, sinkNote);
   let geo = null;
 
   function width(shown) {
@@ -174,16 +192,25 @@ views.neuron = function renderNeuron(root, payload, options) {
     note.textContent = r ? "" : st.why || "";
     note.hidden = !note.textContent;
     if (!r) { kind.flush(draw); return; }  // vectors still being read: drawn again shortly
+    const hidden = new Set(st.hide ? sinks.positions[kind.spec.key] || [] : []);
+    let held = 0;
+    for (const j of hidden) held += r.weights[j] || 0;
+    sinkNote.textContent = hidden.size ? `${neuronSinkNames(sinks.labels)} hidden: ${sinks.labels.length === 1 ? "it" : "they"} ` +
+      `held ${Math.round(100 * held)} % of this query's attention \u00b7 colours scale to the largest weight shown` : "";
+    sinkNote.hidden = !hidden.size;
+    st.held = hidden.size ? held : null;
     // the query vector at the query's row (at the window's edge when it is off screen), lines to the keys on screen
     const yi = Math.max(ROW / 2, Math.min(height - ROW / 2, y(i))) - ROW / 2, qmax = maxAbs(r.q);
     for (let c = 0; c < d; c++) { a.fillStyle = signColor(r.q[c], qmax); a.fillRect(c * cw, yi + 3, cw, ROW - 6); }
     a.strokeStyle = th.muted;
     a.strokeRect(0.5, yi + 2.5, vec - 1, ROW - 5);
-    const ka = Math.min(kind.k, v0), kb = Math.min(kind.k, v1), wmax = maxAbs(r.weights);
+    const ka = Math.min(kind.k, v0), kb = Math.min(kind.k, v1);
+    let wmax = 0;  // the largest weight shown (hidden keys left out)
+    for (let j = 0; j < kind.k; j++) if (!hidden.has(j)) wmax = Math.max(wmax, r.weights[j]);
     a.strokeStyle = "rgb(47,122,214)";
     a.lineWidth = 2;
     for (let j = ka; j < kb; j++) {
-      if (r.weights[j] <= 0) continue;
+      if (r.weights[j] <= 0 || hidden.has(j)) continue;
       a.globalAlpha = Math.min(1, r.weights[j] / (wmax || 1));
       a.beginPath(); a.moveTo(vec + 6, yi + ROW / 2); a.lineTo(wq - 2, y(j)); a.stroke();
     }
@@ -209,9 +236,9 @@ views.neuron = function renderNeuron(root, payload, options) {
         b.fillStyle = signColor(prod[(j - ka) * d + c], pmax); b.fillRect(vec + gap + c * cw, top + 3, cw, ROW - 6);
       }
       const xs = 2 * vec + 2 * gap, xw = xs + num + 6;
-      if (r.masked(j)) {
+      if (r.masked(j) || hidden.has(j)) {
         b.fillStyle = th.muted;
-        b.fillText("masked", xs + num - 4, top + ROW / 2);
+        b.fillText(hidden.has(j) ? "hidden" : "masked", xs + num - 4, top + ROW / 2);
         continue;
       }
       b.fillStyle = signColor(r.scores[j], smax); b.fillRect(xs, top + 2, num, ROW - 4);
@@ -247,6 +274,7 @@ views.neuron = function renderNeuron(root, payload, options) {
     update(next) {
       Object.assign(o, next);
       if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if ("hideSinks" in next && hideBtn) { st.hide = !!next.hideSinks; hideBtn.setAttribute("aria-pressed", String(st.hide)); }
       startKind(kinds.get(next.kind || st.kind.name) || st.kind);
       rebuild();
     },
@@ -254,7 +282,7 @@ views.neuron = function renderNeuron(root, payload, options) {
     current() {
       const k = st.kind;
       return { kind: k.name, layer: k.layers[st.li], head: k.heads[st.hi], query: st.query,
-        weights: st.last ? Array.from(st.last.weights) : null };
+        weights: st.last ? Array.from(st.last.weights) : null, hidden: st.hide, held: st.held, note: sinkNote.textContent };
     },
     destroy() { stopWatching(); root.textContent = ""; },
   };

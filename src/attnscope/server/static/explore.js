@@ -2,7 +2,8 @@
 import { api, apiUrl, downloadLink, drawView, el, errorText, fillModels, showStatus, startPage } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
-const st = { config: null, trace: null, base: null, view: "head", drawn: null, busy: false };
+const st = { config: null, trace: null, base: null, view: "head", drawn: null, busy: false, by: "token", hide: false };
+const UNITS = { token: "tokens", word: "words", sentence: "sentences", paragraph: "paragraphs" };
 
 function setBusy(on, message) {
   st.busy = on;
@@ -49,25 +50,55 @@ function describe(t) {
   return parts.join(" \u00b7 ");
 }
 
+// The page's Units and Hide sinks: passed to every view that takes them (by=, hide_sinks=), which starts its own
+// controls there; the neuron view hides sinks but has no units (query and key vectors are per token).
+const takes = (option) => ((st.config.view_options || {})[st.view] || []).includes(option);
+const unitOptions = () => ({ by: takes("by") && st.by !== "token" ? st.by : null, hide_sinks: takes("hide_sinks") && st.hide ? true : null });
+
+function unitControls() {
+  const units = el("select", { id: "units" }, ...Object.entries(UNITS).map(([v, text]) => el("option", { value: v }, text)));
+  const hide = el("input", { type: "checkbox", id: "hide-sinks" });
+  units.value = st.by;
+  hide.checked = st.hide;
+  units.addEventListener("change", () => { st.by = units.value; render(); });
+  hide.addEventListener("change", () => { st.hide = hide.checked; render(); });
+  $("theme").closest("label").after(
+    el("label", { class: "field", id: "units-field" }, "Units", units),
+    el("label", { class: "field", id: "hide-sinks-field", title: "Leave out the first token and [CLS]/[SEP]/BOS; the view says how much attention they held" }, hide, "Hide sinks"));
+}
+
+function syncUnits() {
+  const units = $("units"), hide = $("hide-sinks");
+  units.disabled = !takes("by");
+  $("units-field").title = units.disabled ? `units do not apply to the ${st.view} view (its vectors are per token)`
+    : "Attention to a word (sentence, paragraph) sums its pieces, attention from one averages them";
+  hide.disabled = !takes("hide_sinks");
+}
+
 function links() {
   const id = encodeURIComponent(st.trace.id), theme = $("theme").value;
-  const opts = { view: st.view, theme: theme === "auto" ? null : theme };
+  const opts = { view: st.view, theme: theme === "auto" ? null : theme, ...unitOptions() };
   $("dl-trace").href = apiUrl(`/api/traces/${id}/download/trace`);
   $("dl-html").href = apiUrl(`/api/traces/${id}/download/html`, opts);
-  $("dl-png").href = apiUrl(`/api/traces/${id}/download/png`, { view: st.view, theme: theme === "light" || theme === "dark" ? theme : null });
+  $("dl-png").href = apiUrl(`/api/traces/${id}/download/png`, { ...opts, theme: theme === "light" || theme === "dark" ? theme : null });
 }
 
 async function render() {
   if (!st.trace) return;
   viewButtons();
+  syncUnits();
   links();
   const url = new URL(location.href);
   url.searchParams.set("trace", st.trace.id);
   url.searchParams.set("view", st.view);
+  for (const [k, v] of Object.entries({ by: st.by === "token" ? null : st.by, hide_sinks: st.hide ? 1 : null })) {
+    if (v === null) url.searchParams.delete(k); else url.searchParams.set(k, v);
+  }
   history.replaceState(null, "", url);
   const theme = $("theme").value;
   try {
-    const data = await api(`/api/traces/${encodeURIComponent(st.trace.id)}/view`, { params: { view: st.view, theme } });
+    const params = { view: st.view, theme, ...unitOptions() };
+    const data = await api(`/api/traces/${encodeURIComponent(st.trace.id)}/view`, { params });
     if (st.drawn) st.drawn.view.destroy();
     st.drawn = await drawView($("view-host"), data, st.trace.id);
     const streamed = Object.values(data.payload.kinds).some((k) => k.form === "qk");
@@ -157,6 +188,9 @@ async function main() {
   $("measure").addEventListener("change", measure);
   for (const id of ["dl-trace", "dl-html", "dl-png"]) downloadLink($(id));
   if (params.get("view") && st.config.views.includes(params.get("view"))) st.view = params.get("view");
+  if (params.get("by") in UNITS) st.by = params.get("by");
+  st.hide = ["1", "true"].includes(params.get("hide_sinks"));
+  unitControls();
   if (params.get("trace")) {
     try {
       await open(await api(`/api/traces/${encodeURIComponent(params.get("trace"))}`));
