@@ -28,7 +28,6 @@ from ..views.options import js_options, metrics_wanted
 from ..views.registry import has_vectors, spec
 from .store import Entry
 
-THUMB_SIZE = 64
 #: The most weights one rows request may ask for (all its heads together): 4 MB of float16. A window, a whole row
 #: or a whole column of a long input fits; a whole head of one does not.
 ROWS_MAX = 1 << 21
@@ -52,7 +51,7 @@ def view_data(entry: Entry, view: str, options: dict[str, Any], *, lazy: bool | 
         lazy = estimate_bytes(trace, **picked) > lazy_bytes
     if not lazy:
         return {**v.data(), "lazy": False}
-    payload = deferred(trace, **picked, thumb_size=opts.get("thumb_size", THUMB_SIZE) if about.thumbs else None,
+    payload = deferred(trace, **picked, thumb_size=opts.get("thumb_size", about.thumb_size) if about.thumb_size else None,
                        metrics=metrics_wanted(view, opts), cache=entry.parts)
     return {"view": view, "options": js_options(opts), "payload": payload, "lazy": True, "dtype": picked["dtype"]}
 

@@ -127,7 +127,7 @@ def _build_payload(name: str, trace: Trace, opts: Mapping[str, Any]) -> dict[str
         vectors["sinks"] = sinks_payload(trace, opts)  # the keys its Hide sinks leaves out (views/_units.py)
         return vectors
     dtype = opts.get("dtype", view.dtype)
-    thumb = opts.get("thumb_size", 64) if view.thumbs else None
+    thumb = opts.get("thumb_size", view.thumb_size) if view.thumb_size else None
     trace = trace_for(name, trace, opts)  # by= / hide_sinks= of a long q/k trace are applied here (views/_units.py)
     units = units_payload(trace, opts)  # what the Units and Hide sinks controls need (web/units.js), in the budget
     budget = opts.get("budget_mb", BUDGET_MB)

@@ -35,7 +35,8 @@ class ViewSpec:
 
     ``vectors``: the view draws from query/key vectors (it needs a trace captured with ``qkv=True`` or in the q/k
     form, and its payload carries the vectors, not the weights); ``dtype``: the payload's default precision
-    (``"uint8"`` square-root bytes or ``"float16"``); ``thumbs``: the payload carries the model grid's thumbnails;
+    (``"uint8"`` square-root bytes or ``"float16"``); ``thumb_size``: the payload carries the model grid's
+    thumbnails, pooled to at most that many pixels a side unless the ``thumb_size`` option says otherwise (None: none);
     ``metrics``: the payload carries head metrics (the model view's frames); ``units``: the page has the Units and
     Hide sinks controls (``web/units.js``). ``options`` is ``None`` for views whose own module checks its options
     (the atlas and disagreement views, which read other inputs than traces).
@@ -48,7 +49,7 @@ class ViewSpec:
     styles: tuple[str, ...] = ()
     vectors: bool = False
     dtype: str = "uint8"
-    thumbs: bool = False
+    thumb_size: int | None = None
     metrics: bool = False
     units: bool = False
 
@@ -78,7 +79,7 @@ _MODEL_SCRIPTS = (*_HEAD_SCRIPTS, "fit.js", "model.js", "units.js")
 VIEWS: dict[str, ViewSpec] = {s.name: s for s in (
     ViewSpec("head", "trace", (*_HEAD_SCRIPTS, "units.js"), (*COMMON_OPTIONS, "layer", "heads", *_WEIGHTS), units=True),
     ViewSpec("model", "trace", _MODEL_SCRIPTS, (*COMMON_OPTIONS, "thumb_size", "metric", "sort", *_WEIGHTS),
-          thumbs=True, metrics=True, units=True),
+          thumb_size=64, metrics=True, units=True),
     ViewSpec("neuron", "trace", (*_BASE, "window.js", "fit.js", "neuron.js"),
           (*COMMON_OPTIONS, "layer", "head", "query", "hide_sinks"), vectors=True),
     ViewSpec("matrix", "trace", (*_BASE, "minimap.js", "matrix.js", "units.js"),
