@@ -48,6 +48,7 @@ test-fast: $(STAMP)
 bench: $(STAMP) chromium fortunes
 	$(BIN)/python benchmarks/capture_overhead.py
 	$(BIN)/python benchmarks/capture_long.py
+	$(BIN)/python benchmarks/long_context.py
 	$(BIN)/python benchmarks/vs_bertviz.py
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/metrics_pruned.py

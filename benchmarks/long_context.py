@@ -1,19 +1,29 @@
 """Long contexts (2k-32k tokens): the q/k form against the model's own SDPA forward pass and against pruning.
 
-For each model and length, in fresh subprocesses (each peak RSS its own), side by side in one run:
+For each model and length, each measurement in a fresh subprocess (its peak RSS its own), side by side in one run,
+repetitions interleaved (SDPA, q/k, pruned, SDPA, q/k, ...) so that the load of a shared machine falls on every side
+alike:
 
 - ``sdpa``: the anchor, the model's plain SDPA forward pass (no attention weights at all);
-- ``qk``: ``attnscope.capture(form="qk")``: queries, keys, row log-sum-exps and every head's overview;
-- ``pruned``: ``attnscope.capture(form="pruned")``: each row cut to 95 % of its mass (what long inputs got before).
+- ``qk``: ``attnscope.capture(form="qk")``: queries, keys, row log-sum-exps and every head's overview (cell
+  maxima). The time spent in the overview pass (``attnscope.qk.cell_maxima``) is measured inside the same run, so
+  the table gives both "q/k + LSE" (the capture less that pass) and the whole capture;
+- ``pruned``: ``attnscope.capture(form="pruned")``: each row cut to 95 % of its mass (what long inputs got before);
+  only up to :data:`PRUNED_MAX` tokens (its full n x n softmax per head takes about 13 minutes at 8,192 tokens).
 
-For the q/k trace it then measures the file (float16 q/k), the model view (build the HTML from the saved file,
-time until drawn in headless Chromium), and reading rows: the first row after loading and the median of 20 random
-rows. Models: the real SmolLM2 (30 x 9 heads, 3 key/value heads; 8192 positions) on real English text (the
-docstrings of Python's standard library), and a random Llama with 32k positions (8 layers x 8 heads, 2 key/value
-heads, head size 64) on the same text. Pruning at 32k would take hours (the full n x n softmax per head): it is
-left out there and the table says so.
+Each subprocess runs ``--threads`` torch threads (default one), warms up (the same call on 32 tokens), then
+measures wall time, its own CPU time (user + system: less moved by other processes than wall time), peak RSS growth
+(sampled every 2 ms) and the load average. For the q/k trace it then measures the file (float16 q/k),
+``attnscope info`` on it, loading it (values checked), its model view (HTML built from the file, time until drawn
+in headless Chromium), and the web app (an in-process client of the real FastAPI app holding the loaded trace):
+the model view's data, the first row and 20 random rows (one head each) through ``/api/traces/{id}/rows``.
 
-Run: .venv/bin/python benchmarks/long_context.py [--runs smollm2:2048,smollm2:8192,llama32k:32768] [--modes ...]
+Models: the real SmolLM2 (30 x 9 heads, 3 key/value heads, head size 64; 8,192 positions) on real English text (the
+docstrings of Python's standard library), loaded once from its GGUF file and kept as safetensors in ``--out`` so the
+subprocesses load it in seconds; and a random Llama with 32k positions (``--synthetic-layers`` x 8 heads, 2
+key/value heads, head size 64) on the same text.
+
+Run: .venv/bin/python benchmarks/long_context.py [--runs smollm2:2048,llama32k:32768] [--modes sdpa,qk] [--reps 2]
 """
 
 from __future__ import annotations
@@ -33,18 +43,37 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 DEFAULT_RUNS = "smollm2:2048,smollm2:4096,smollm2:8192,llama32k:32768"
-PRUNED_MAX = 8192  # past this the pruned capture is left out (hours)
+PRUNED_MAX = 4096  # past this the pruned capture is left out (13 minutes at 8,192 tokens)
+REPEATED_MAX = 2048  # longer inputs are measured once (the whole run stays under 25 minutes on 2 shared cores)
+ROWS_ASKED = 20
 
 
-def load(name: str):
+def prepare(out: Path) -> Path:
+    """SmolLM2 as float32 safetensors in ``out`` (from its GGUF file, dequantized on load, once): a subprocess then
+    loads it in under a second instead of dequantizing it again (45 s on a loaded 2-core machine)."""
     import attnscope
 
-    model, tok = attnscope.load_model("smollm2")
+    folder = out / "smollm2-hf"
+    if not (folder / "config.json").exists():
+        model, tok = attnscope.load_model("smollm2")
+        model.hf_quantizer = None  # the weights are plain float32 tensors now; only the GGUF marker blocks saving
+        del model.config.quantization_config
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+    return folder
+
+
+def load(name: str, out: Path, layers: int):
+    """``(model, tokenizer)``: SmolLM2 from the copy :func:`prepare` made, or the random 32k Llama with SmolLM2's
+    tokenizer."""
+    import attnscope
+
+    model, tok = attnscope.load_model(str(out / "smollm2-hf"))
     if name == "llama32k":
         import torch
         import transformers as tf
 
-        cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1024, num_hidden_layers=8,
+        cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1024, num_hidden_layers=layers,
                              num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=32768)
         torch.manual_seed(0)
         model = tf.LlamaForCausalLM(cfg).eval()
@@ -52,32 +81,65 @@ def load(name: str):
     return model, tok
 
 
-def one(name: str, mode: str, n: int, out: Path) -> dict:
+def text_of(tok, n: int, out: Path) -> str:
+    """Real text of exactly ``n`` tokens, made once per length and kept in ``out``."""
+    from _inputs import real_text_of_tokens
+
+    path = out / f"text-{n}.txt"
+    if not path.exists():
+        path.write_text(real_text_of_tokens(tok, n), encoding="utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+def one(name: str, mode: str, n: int, out: Path, layers: int, threads: int) -> dict:
+    """One measurement of ``mode`` (sdpa, qk, pruned) at ``n`` tokens, in this (fresh) process."""
     import torch
 
     import attnscope
-    from _inputs import real_text_of_tokens
+    from attnscope.capture import long
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    model, tok = load(name)
-    text = real_text_of_tokens(tok, n)
-    res: dict = {"model": name, "mode": mode, "n": n}
-    with PeakRSS() as rss:
-        t = time.perf_counter()
+    torch.set_num_threads(threads)
+    model, tok = load(name, out, layers)
+    text = text_of(tok, n, out)
+
+    def call(text: str):
         if mode == "sdpa":
             model.set_attn_implementation("sdpa")
             with torch.no_grad():
                 model(**tok(text, return_tensors="pt"), use_cache=False)
-        else:
-            trace = attnscope.capture(model, tok, text, form=mode)
-            att = trace.attention["self"]
-            res.update(kept=trace.kept_mass(), held_mb=sum(a.nbytes for a in att.arrays().values()) / 1e6)
-        res["seconds"] = time.perf_counter() - t
+            return None
+        return attnscope.capture(model, tok, text, form=mode)
+
+    call(text_of(tok, 32, out))  # warm up: first calls pay for kernels' and allocators' setup
+    overview = {"wall": 0.0, "cpu": 0.0}
+    cell_maxima = long.cell_maxima
+
+    def timed_cell_maxima(*args, **kwargs):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return cell_maxima(*args, **kwargs)
+        finally:
+            overview["wall"] += time.perf_counter() - t
+            overview["cpu"] += time.process_time() - c
+
+    long.cell_maxima = timed_cell_maxima
+    res: dict = {"model": name, "mode": mode, "n": n, "load_before": os.getloadavg()[0]}
+    with PeakRSS() as rss:
+        t, c = time.perf_counter(), time.process_time()
+        trace = call(text)
+        res["seconds"], res["cpu"] = time.perf_counter() - t, time.process_time() - c
+    res["load_after"] = os.getloadavg()[0]
     res["grow_gb"] = rss.grown / 1e9
+    if trace is not None:
+        att = trace.attention["self"]
+        res.update(kept=trace.kept_mass(), worst=trace.min_kept_mass(),
+                   held_mb=sum(a.nbytes for a in att.arrays().values()) / 1e6)
     if mode == "qk":
+        res["overview_s"], res["overview_cpu"] = overview["wall"], overview["cpu"]
+        res["qk_mb"] = sum(a.nbytes for k, a in att.arrays().items() if k in ("query", "key", "lse")) / 1e6
+        res["nn_gb"] = 4 * n * n / 1e9  # one head's dense float32 weights
         path = trace.save(out / f"{name}-{n}.safetensors", dtype="float16")
         res["file_mb"] = path.stat().st_size / 1e6
-        res["qk_mb"] = sum(a.nbytes for k, a in att.arrays().items() if k in ("query", "key")) / 1e6
         res["trace"] = str(path)
     return res
 
@@ -109,16 +171,21 @@ class PeakRSS:
 
 
 def views(path: Path, out: Path) -> dict:
-    """Model view of a saved q/k trace: HTML build time and bytes, time until drawn; row reading times."""
+    """A saved q/k trace: ``attnscope info``, load, model view (HTML build and time until drawn), and the web app's
+    model view data, first row and any row."""
     import numpy as np
+    from fastapi.testclient import TestClient
 
     import attnscope
     from _browser import ATTNSCOPE_DRAWN, Chromium
-    from attnscope.cli import describe
+    from attnscope.server import create_app
+    from attnscope.server.routes_traces import hold
+    from attnscope.server.settings import Settings
+    from attnscope.summary import describe
 
     t = time.perf_counter()
-    describe(attnscope.load(path, check_values=False), path)  # what `attnscope info` does
-    res = {"info_s": time.perf_counter() - t}
+    describe(attnscope.load(path, check_values=False))  # what `attnscope info` prints
+    res: dict = {"info_s": time.perf_counter() - t}
     t = time.perf_counter()
     trace = attnscope.load(path)
     res["load_s"] = time.perf_counter() - t
@@ -129,21 +196,27 @@ def views(path: Path, out: Path) -> dict:
     page.write_text(html, encoding="utf-8")
     res["html_mb"] = len(html.encode()) / 1e6
     with Chromium() as chromium:
-        drawn = chromium.measure(page, ATTNSCOPE_DRAWN, timeout=300)
-    res["drawn"] = drawn.cell()
+        res["drawn"] = chromium.measure(page, ATTNSCOPE_DRAWN, timeout=300).cell()
+
     L, H, q, _ = trace.shape()
+    app = create_app(Settings())
+    tid = hold(app.state.attnscope, trace, {"type": "benchmark"}).id
     rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    trace.row(0, 0, q - 1)
-    res["first_row_ms"] = (time.perf_counter() - t) * 1e3
-    times = []
-    for _ in range(20):
-        layer, head, i = int(rng.integers(L)), int(rng.integers(H)), int(rng.integers(q))
-        t = time.perf_counter()
-        row = trace.row(layer, head, i)
-        times.append((time.perf_counter() - t) * 1e3)
-        assert abs(float(row.sum(dtype=np.float64)) - 1.0) < 2e-2  # float16 q/k on file: rows sum to 1 +- rounding
-    res["row_ms"] = statistics.median(times)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        def get(route: str, **params) -> float:
+            t = time.perf_counter()
+            got = client.get(f"/api/traces/{tid}/{route}", params=params)
+            if got.status_code != 200:
+                raise RuntimeError(f"{route} {params}: HTTP {got.status_code} {got.text[:200]}")
+            return (time.perf_counter() - t) * 1e3
+
+        res["app_view_ms"] = get("view", view="model")
+        res["first_row_ms"] = get("rows", layer=L - 1, heads=str(H - 1), start=q - 1, stop=q)
+        times = []
+        for _ in range(ROWS_ASKED):
+            i = int(rng.integers(q))
+            times.append(get("rows", layer=int(rng.integers(L)), heads=str(int(rng.integers(H))), start=i, stop=i + 1))
+    res["row_ms"], res["row_max_ms"] = statistics.median(times), max(times)
     return res
 
 
@@ -158,61 +231,103 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=DEFAULT_RUNS, help="model:n pairs (models: smollm2, llama32k)")
     ap.add_argument("--modes", default="sdpa,qk,pruned")
+    ap.add_argument("--reps", type=int, default=2, help=f"repetitions up to {REPEATED_MAX} tokens (longer: one)")
+    ap.add_argument("--synthetic-layers", type=int, default=2, help="layers of the random 32k Llama")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (on a shared machine a second thread mostly waits for a core, spinning, "
+                         "which slows many small operations far more than a few large ones)")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "attnscope-long")
     ap.add_argument("--one", nargs=3, metavar=("MODEL", "MODE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--views", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]), args.out)))
+        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]), args.out, args.synthetic_layers,
+                             args.threads)))
         return
     if args.views:
         print(json.dumps(views(args.views, args.out)))
         return
+    started, loads = time.perf_counter(), [os.getloadavg()[0]]
+    prepare(args.out)
     rows = []
     for spec in args.runs.split(","):
         name, n = spec.split(":")
-        row = {"model": name, "n": int(n)}
-        for mode in args.modes.split(","):
-            if mode == "pruned" and int(n) > PRUNED_MAX:
-                row[mode] = {"error": "not run: the full n x n softmax per head takes hours at this length"}
-                continue
-            row[mode] = run(["--one", name, mode, n, "--out", str(args.out)])
-            print(spec, mode, row[mode], file=sys.stderr, flush=True)
-        if "trace" in row.get("qk", {}):
-            row["views"] = run(["--views", row["qk"]["trace"], "--out", str(args.out)])
+        row: dict = {"model": name, "n": int(n)}
+        modes = [m for m in args.modes.split(",") if m != "pruned" or int(n) <= PRUNED_MAX]
+        for rep in range(args.reps if int(n) <= REPEATED_MAX else 1):
+            for mode in modes if rep == 0 else [m for m in modes if m != "pruned"]:  # pruned: once (minutes)
+                got = run(["--one", name, mode, n, "--out", str(args.out), "--threads", str(args.threads),
+                           "--synthetic-layers", str(args.synthetic_layers)])
+                row.setdefault(mode, []).append(got)
+                loads += [got.get("load_before", loads[-1]), got.get("load_after", loads[-1])]
+                print(spec, mode, got, file=sys.stderr, flush=True)
+        if any("trace" in r for r in row.get("qk", [])):
+            row["views"] = run(["--views", next(r["trace"] for r in row["qk"] if "trace" in r), "--out", str(args.out)])
             print(spec, "views", row["views"], file=sys.stderr, flush=True)
         rows.append(row)
-    print_table(rows)
+    print_tables(rows, args.synthetic_layers)
+    print(f"\nwhole run: {(time.perf_counter() - started) / 60:.1f} min, {args.threads} torch thread(s); load average "
+          f"(1 min) {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
 
 
-def print_table(rows: list[dict]) -> None:
+def merged(runs: list[dict]) -> dict:
+    """The median of each number over a mode's repetitions (or the first error)."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0] if runs else {"error": "-"}
+    out = dict(ok[0])
+    for key, value in ok[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in ok)
+    out["reps"] = len(ok)
+    return out
+
+
+def print_tables(rows: list[dict], synthetic_layers: int) -> None:
     def cap(r: dict) -> str:
-        return r["error"] if "error" in r else f"{r['seconds']:.1f} s, +{r['grow_gb']:.2f} GB"
+        return r["error"] if "error" in r else f"{r['seconds']:.1f} s ({r['cpu']:.1f} s CPU), +{r['grow_gb']:.2f} GB"
 
-    def ratio(r: dict, anchor: dict, key: str) -> str:
-        return "" if "error" in r or "error" in anchor else f"{r[key] / max(anchor[key], 1e-9):.2f}x"
+    def ratio(a: float, b: float) -> str:
+        return f"{a / max(b, 1e-9):.2f}x"
 
-    print("\n| model | n | SDPA forward (anchor) | q/k capture | time | RSS growth | pruned capture | time | RSS growth "
-          "| kept mass: q/k / pruned |")
-    print("|---|---:|---|---|---:|---:|---|---:|---:|---|")
+    def times(r: dict, s: dict, less: tuple[str, str] = ("", "")) -> str:
+        if "error" in r or "error" in s:
+            return ""
+        wall = r["seconds"] - (r[less[0]] if less[0] else 0.0)
+        cpu = r["cpu"] - (r[less[1]] if less[1] else 0.0)
+        return f"{ratio(wall, s['seconds'])} ({ratio(cpu, s['cpu'])})"
+
+    def label(row: dict) -> str:
+        return "SmolLM2 (30x9)" if row["model"] == "smollm2" else f"random Llama ({synthetic_layers}x8)"
+
+    print("\nCapture against the model's own SDPA forward pass (median of the repetitions; time ratios wall (CPU)):\n")
+    print("| model | n | reps | SDPA forward (anchor) | q/k capture | q/k + LSE | + overview (whole capture) "
+          "| RSS growth | q/k held | pruned capture | time | RSS growth | kept mass q/k / pruned (worst row) |")
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---|")
     for row in rows:
-        s, q, p = row.get("sdpa", {"error": "-"}), row.get("qk", {"error": "-"}), row.get("pruned", {"error": "-"})
-        kept = f"{q.get('kept', float('nan')):.3f} / " + (f"{p['kept']:.3f}" if "kept" in p else "-")
-        print(f"| {row['model']} | {row['n']} | {cap(s)} | {cap(q)} | {ratio(q, s, 'seconds')} | "
-              f"{ratio(q, s, 'grow_gb')} | {cap(p)} | {ratio(p, s, 'seconds')} | {ratio(p, s, 'grow_gb')} | {kept} |")
-    print("\n| model | n | q/k held | trace file (float16 q/k) | info | load (checked) | model view HTML | build | drawn "
-          "| first row | any row (median of 20) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        s, q, p = (merged(row.get(m, [])) for m in ("sdpa", "qk", "pruned"))
+        kept = "" if "error" in q else "1.000 / " + (f"{p['kept']:.3f} ({p['worst']:.3f})" if "kept" in p else "-")
+        print(f"| {label(row)} | {row['n']} | {s.get('reps', 0)}/{q.get('reps', 0)} | {cap(s)} | {cap(q)} | "
+              f"{times(q, s, ('overview_s', 'overview_cpu'))} | {times(q, s)} | "
+              f"{'' if 'error' in q or 'error' in s else ratio(q['grow_gb'], s['grow_gb'])} | "
+              f"{'' if 'error' in q else str(round(q['qk_mb'])) + ' MB'} | {cap(p) if row.get('pruned') else 'not run'} "
+              f"| {times(p, s)} | {'' if 'error' in p or 'error' in s else ratio(p['grow_gb'], s['grow_gb'])} "
+              f"| {kept} |")
+    print("\nReading the q/k trace (file saved with float16 q/k; web app: in-process client of the FastAPI app):\n")
+    print("| model | n | trace file | attnscope info | load (checked) | model view HTML | build | drawn "
+          "| web app: model view | first row | any row (median / max of 20) | peak RSS vs one head n x n |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for row in rows:
-        q, v = row.get("qk", {}), row.get("views", {})
-        if "error" in q or "error" in v or not v:
-            print(f"| {row['model']} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | |")
+        q, v = merged(row.get("qk", [])), row.get("views", {"error": "-"})
+        if "error" in q or "error" in v:
+            print(f"| {label(row)} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | | |")
             continue
-        print(f"| {row['model']} | {row['n']} | {q['held_mb']:.0f} MB | {q['file_mb']:.0f} MB | {v['info_s']:.2f} s | "
-              f"{v['load_s']:.2f} s | "
-              f"{v['html_mb']:.1f} MB | {v['build_s']:.2f} s | {v['drawn']} | {v['first_row_ms']:.1f} ms | "
-              f"{v['row_ms']:.1f} ms |")
+        below = "below" if q["grow_gb"] < q["nn_gb"] else "ABOVE"
+        print(f"| {label(row)} | {row['n']} | {q['file_mb']:.0f} MB | {v['info_s']:.2f} s | {v['load_s']:.2f} s | "
+              f"{v['html_mb']:.1f} MB | {v['build_s']:.2f} s | {v['drawn']} | {v['app_view_ms']:.0f} ms | "
+              f"{v['first_row_ms']:.0f} ms | {v['row_ms']:.0f} / {v['row_max_ms']:.0f} ms | "
+              f"+{q['grow_gb']:.2f} GB, {below} {q['nn_gb']:.1f} GB |")
 
 
 if __name__ == "__main__":

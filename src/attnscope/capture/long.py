@@ -92,9 +92,18 @@ class QKRecord:
         return MaskRule(self.scaling, self.causal, tuple(self.windows), self.softcap, sinks)
 
     def attention(self) -> QKAttention:
-        """The recorded layers as one :class:`~attnscope.qk.QKAttention`."""
-        return QKAttention(np.stack(self.query), np.stack(self.key), np.stack(self.lse), self.rule(),
-                           maxima=np.stack(self.maxima), block=self.block)
+        """The recorded layers as one :class:`~attnscope.qk.QKAttention` (the per-layer lists are emptied)."""
+        return QKAttention(_stack(self.query), _stack(self.key), _stack(self.lse), self.rule(),
+                           maxima=_stack(self.maxima), block=self.block)
+
+
+def _stack(layers: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(layers)``, letting go of each layer once copied (and of the model's tensor it may view), so
+    the copy never doubles the memory the recorded layers hold."""
+    out = np.empty((len(layers), *layers[0].shape), dtype=layers[0].dtype)
+    for i in reversed(range(len(out))):
+        out[i] = layers.pop()
+    return out
 
 
 def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask,
