@@ -61,5 +61,11 @@ def test_named_sinks_set_the_first_state_and_units_do_not_apply(page, tmp_path, 
         ".as-units-note")
     with pytest.raises(InputError, match=r"the neuron view has no option\(s\) \['by'\]"):
         attnscope.views.render("neuron", trace, by="word")
-    with pytest.raises(InputError, match="the neuron figure draws every key"):
-        figure("neuron", trace, hide_sinks=True)
+    # the figure greys the same keys and says the same share (figures/neuron.py)
+    fig = figure("neuron", trace, layer=0, head=0, query=2, hide_sinks=["[SEP]"])
+    texts = [t.get_text() for t in fig.texts]
+    assert any(f"[SEP] hidden: it held {round(100 * share)} % of this query's attention" in t for t in texts), texts
+    softmax = next(ax for ax in fig.axes if ax.get_title(loc="left") == "softmax")
+    widths = [path.vertices[:, 0].max() for path in softmax.collections[0].get_paths()]
+    # the hidden key has no bar, the others keep their weights
+    assert widths[-1] == 0.0 and max(widths) == pytest.approx(trace.head(0, 0)[2][:-1].max(), rel=1e-4)

@@ -3,7 +3,9 @@
 For one layer, head and query token ``i``: the query vector ``q_i`` (top), every key vector ``k_j`` and the
 elementwise product ``q_i * k_j`` as colour bars (positive blue, negative orange), then the score
 ``q_i·k_j x scaling`` (+ the model's position bias, if any) and the softmax weight the model actually used.
-Keys hidden by a causal mask are drawn grey. Needs a trace captured with ``qkv=True``.
+Keys hidden by a causal mask are drawn grey. Needs a trace captured with ``qkv=True``. With ``hide_sinks=`` the
+sink keys (:func:`attnscope.sinks.sink_positions`) are drawn grey too, the softmax bars scale to the largest weight
+shown, and a line says what share of this query's attention the sinks held (as the HTML view's Hide sinks does).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 
 from ..errors import InputError, MissingDataError
+from ..sinks import sink_labels, sink_note, sink_positions
 from . import style
 from .options import Options
 
@@ -36,6 +39,8 @@ class Explained:
     score: np.ndarray  # [k] q·k x scaling (+ position bias)
     weight: np.ndarray  # [k] the softmax weights the model used
     masked: np.ndarray  # [k] bool, hidden by the causal mask
+    sinks: np.ndarray  # [k] bool, left out by hide_sinks
+    note: str  # what the sinks held ("" when none are hidden)
 
 
 def explain(trace, opts: Options) -> Explained:
@@ -61,7 +66,17 @@ def explain(trace, opts: Options) -> Explained:
     if info.get("causal"):
         masked[i + 1 :] = True
     weight = trace.row(opts.layer, opts.head, i, opts.kind)
-    return Explained(i, query, key, key * query, score, weight, masked)
+    sinks, note = np.zeros(len(score), dtype=bool), ""
+    if opts.hide_sinks:
+        which = "auto" if opts.hide_sinks is True else opts.hide_sinks
+        key_stream = trace.streams(opts.kind)[1]
+        positions = sink_positions(trace, which).get(key_stream, [])
+        sinks[positions] = True
+        if positions:
+            names = sink_labels(trace.tokens[key_stream], positions)
+            note = sink_note(names, float(weight[positions].sum())).replace("this head's", "this query's") + \
+                " · bars scale to the largest weight shown"
+    return Explained(i, query, key, key * query, score, weight, masked, sinks, note)
 
 
 def draw(fig, trace, opts: Options) -> None:
@@ -105,9 +120,13 @@ def draw(fig, trace, opts: Options) -> None:
 
     score_title = "q·k × scale" + (" + bias" if opts.kind in trace.bias else "")
     score_colors = np.where(v.score >= 0, theme.positive, theme.negative)
-    _bars(fig.add_subplot(grid[1, 2], sharey=keys), v.score, np.where(v.masked, theme.muted, score_colors),
+    grey = v.masked | v.sinks
+    _bars(fig.add_subplot(grid[1, 2], sharey=keys), v.score, np.where(grey, theme.muted, score_colors),
           score_title, theme)
-    _bars(fig.add_subplot(grid[1, 3], sharey=keys), v.weight, [theme.heat[3]] * n, "softmax", theme)
+    shown = np.where(v.sinks, 0.0, v.weight)  # hidden sinks: no bar, the scale set by what is shown
+    _bars(fig.add_subplot(grid[1, 3], sharey=keys), shown, [theme.heat[3]] * n, "softmax", theme)
+    if v.note:
+        fig.text(0.01, 0.004, v.note, fontsize=7, color=theme.muted, va="bottom")
     keys.set_ylim(n - 0.5, -0.5)
     for ax, norm, label in ((keys, vec_norm, "q, k value"), (prod, prod_norm, "product")):
         bar = fig.colorbar(ScalarMappable(norm, diverging), ax=ax, location="bottom", shrink=0.8, aspect=30,

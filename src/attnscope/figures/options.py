@@ -34,6 +34,8 @@ class Options:
     ``rows``/``cols``: the query and key tokens shown (all, or two segments picked by ``filter="A->B"``);
     ``filter`` names them (``"All"``, ``"A->B"``); ``query_labels``/``key_labels`` are their display strings.
     ``metric``/``sort``: what the model grid's frames are coloured by and whether each row is ordered by it.
+    ``hide_sinks``: the neuron figure's sink keys (the option as given; the other figures draw a trace with its
+    sinks hidden already).
     """
 
     kind: str
@@ -52,6 +54,7 @@ class Options:
     thumb_size: int | None
     metric: str | None = None
     sort: bool = False
+    hide_sinks: Any = None
 
     @property
     def cropped(self) -> bool:
@@ -93,6 +96,7 @@ def _figure_options(trace, opts: Mapping[str, Any]) -> Options:
         thumb_size=opts.get("thumb_size"),
         metric=opts.get("metric"),
         sort=bool(opts.get("sort", False)),
+        hide_sinks=opts.get("hide_sinks"),
     )
 
 

@@ -135,15 +135,14 @@ def _b64(data: bytes) -> str:
 def figure_input(trace, options: dict[str, Any], view: str | None = None) -> tuple[Any, dict[str, Any]]:
     """A figure's trace (and ``other=``) with :data:`UNIT_OPTIONS` applied (:func:`attnscope.sinks.shown_trace`),
     and the options without them: figures draw what the view's first state shows. A figure of vectors (the neuron
-    view's) draws every key: ``hide_sinks=`` is refused there."""
+    view's) keeps every key and ``hide_sinks=``, and greys the sink keys itself (:mod:`attnscope.figures.neuron`)."""
     mine = {k: options[k] for k in UNIT_OPTIONS if options.get(k) is not None}
     rest = {k: v for k, v in options.items() if k not in UNIT_OPTIONS}
     if not mine:
         return trace, rest
     check_units(mine)
     if view is not None and VIEWS[view].vectors:
-        raise InputError(f"the {view} figure draws every key; hide sinks in the HTML {view} view (hide_sinks= sets "
-                         "its Hide sinks control)")
+        return trace, options
     if not isinstance(trace, Trace):
         raise InputError(f"by=, hide_sinks= and renormalize= apply to traces; this figure draws a "
                          f"{type(trace).__name__}: compare the shown traces instead (attnscope.sinks.shown_trace)")
