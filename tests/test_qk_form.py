@@ -115,6 +115,9 @@ def test_learned_sink_shares_come_from_the_rule_and_older_files_with_cell_sums_s
     want = 1.0 - dense.astype(np.float64).sum(-1).mean(-1)
     assert want.min() > 1e-3  # the sinks do take a share
     np.testing.assert_allclose(attnscope.sinks.learned_share(trace), want, atol=1e-6)
+    part = att.select([1], [3, 2])  # the rule's sink logits follow the chosen layers and heads
+    assert part.rule.sinks == ((att.rule.sinks[1][3], att.rule.sinks[1][2]),)
+    np.testing.assert_allclose(part.row_mass(0, 1), dense[1, 2].sum(-1), atol=1e-6)
     back = attnscope.load(trace.save(tmp_path / "sinks.safetensors"))
     assert back.attention["self"].rule == att.rule and back.attention["self"].sums is None
     # a file as written before: cell sums beside the maxima, no sink logits in its rule
