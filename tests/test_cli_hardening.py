@@ -144,6 +144,9 @@ def test_capture_refuses_a_lone_surrogate_naming_where_it_is(minilm):
     (["show", "hi", "--layers", "0-" + "9" * 5000, "--view", "model"],
      "--layers takes whole numbers (up to 6 digits) and ranges"),
     (["show", "hi", "--layer", "-7"], "--layer -7 is out of range: minilm has 6 layers (0-5)"),
+    (["show", "hi", "--filter", "A->B"], "--filter 'A->B' names no segments of this capture: choose one of ['All']; "
+     "the segments A and B come from a sentence pair: add --pair TEXT"),
+    (["show", "hi", "--pair", "there", "--filter", "A->C"], "choose one of ['All', 'A->A', 'A->B', 'B->A', 'B->B']"),
 ])
 def test_flags_the_model_cannot_honour_are_refused_before_its_weights_load(args, message, no_model_load, tmp_path,
                                                                              monkeypatch):

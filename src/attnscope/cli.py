@@ -311,6 +311,19 @@ def check_theme(theme: str | None) -> None:
         check_common({"theme": theme})
 
 
+def _check_filter(value: str | None, pair: bool, generate: int, target: bool) -> None:
+    """Refuse, before the model loads, a ``--filter`` naming segments the capture will not make: a sentence pair
+    makes A and B, one text none (encoder-decoder targets and generation name their own; the view checks those)."""
+    if value is None or generate or target or str(value).strip().lower() == "all":
+        return
+    names = [n.strip() for n in str(value).replace("\u2192", "->").split("->")]
+    segments = ("A", "B") if pair else ()
+    if len(names) != 2 or not set(names) <= set(segments):
+        choices = ["All", "A->A", "A->B", "B->A", "B->B"] if pair else ["All"]
+        hint = "" if pair else "; the segments A and B come from a sentence pair: add --pair TEXT"
+        raise InputError(f"--filter {value!r} names no segments of this capture: choose one of {choices}{hint}")
+
+
 def _check_output(path: Path) -> None:
     """Refuse, before anything is captured, an output path that cannot be written: the folder must exist and
     take files."""
@@ -441,8 +454,9 @@ def show(
     job = _Render.check(view, output, layer=layer, head=head, heads=heads, layers=layers, query=query, kind=kind,
                         filter=filter_, theme=theme, raw=raw_tokens, dpi=dpi, size=size, by=by, hide_sinks=hide_sinks,
                         renormalize=renormalize, no_picture=no_picture)
-    progress = _Progress(quiet)
     pair = _read_text(pair, "pair")
+    _check_filter(filter_, pair is not None, generate, target is not None)
+    progress = _Progress(quiet)
     trace = _capture(progress, model, text, lambda config: job.fit_model(config, model, generate, target), pair=pair,
                      target=target, generate=generate, qkv=spec(view).vectors)
     with progress.step(f"Rendering the {view} view"):
