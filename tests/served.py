@@ -43,3 +43,30 @@ def serving(command: list[str], port: int, headers: dict[str, str] | None = None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def app_in_thread(trace, **settings) -> Iterator[tuple[str, str]]:
+    """The web app in this process (uvicorn on a thread) with ``settings``, holding ``trace``: yields its base URL and
+    the trace's id; stops the server afterwards."""
+    import threading
+
+    import uvicorn
+
+    from attnscope.server import Settings, create_app
+    from attnscope.server.routes_traces import hold
+
+    port = free_port()
+    app = create_app(Settings(port=port, **settings))
+    tid = hold(app.state.attnscope, trace, {"type": "test"}).id
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", tid
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -8,16 +8,12 @@ before they are answered.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 import attnscope
-from attnscope.server import create_app
-from attnscope.server.routes_traces import hold
-from attnscope.server.settings import Settings
-from served import free_port
+from served import app_in_thread
 from tiny_models import build
 
 from .browser_helpers import lines_drawn, pixels
@@ -40,22 +36,10 @@ XMLHttpRequest.prototype.open = function (method, url, async) {
 @pytest.fixture(scope="module")
 def app_url():
     """The web app (uvicorn on a thread) holding a tiny GPT-2's trace with q/k vectors; every view deferred."""
-    import uvicorn
-
     model, tok = build("gpt2")
     trace = attnscope.capture(model, tok, "the cat sat on the mat and the dog ran over the big red house", qkv=True)
-    port = free_port()
-    app = create_app(Settings(port=port, lazy_bytes=1))
-    tid = hold(app.state.attnscope, trace, {"type": "test"}).id
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", tid
-    server.should_exit = True
-    thread.join(10)
+    with app_in_thread(trace, lazy_bytes=1) as served:
+        yield served
 
 
 def held_heads(page) -> list:

@@ -4,8 +4,6 @@ the blocks of rows on screen."""
 
 from __future__ import annotations
 
-import threading
-import time
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -13,12 +11,9 @@ import pytest
 
 import attnscope
 from attnscope.encode_qk import decode_rows
-from attnscope.server import create_app
 from attnscope.server.payloads import ROWS_MAX
-from attnscope.server.routes_traces import hold
-from attnscope.server.settings import Settings
 from long_qk import f16_bound, long_qk_trace
-from served import free_port
+from served import app_in_thread
 from tiny_models import build
 
 from .browser_helpers import LEVELS, lines_drawn, pixels, show, texts, thumb_pixels
@@ -189,20 +184,8 @@ def test_the_page_follows_sliding_windows_soft_capping_and_sinks(page, tmp_path,
 @pytest.fixture(scope="module")
 def app_url(trace):
     """The web app in this process (uvicorn on a thread), holding the trace; yields (base URL, trace id)."""
-    import uvicorn
-
-    port = free_port()
-    app = create_app(Settings(port=port, lazy_bytes=500_000))  # every view lazy: the neuron view fetches vectors
-    tid = hold(app.state.attnscope, trace, {"type": "test"}).id
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", tid
-    server.should_exit = True
-    thread.join(10)
+    with app_in_thread(trace, lazy_bytes=500_000) as served:  # every view lazy: the neuron view fetches vectors
+        yield served
 
 
 def streamed(page, root: str = "#view-host .attnscope") -> None:
