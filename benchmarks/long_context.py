@@ -21,7 +21,7 @@ the model view's data, the first row and 20 random rows (one head each) through 
 Models: the real SmolLM2 (30 x 9 heads, 3 key/value heads, head size 64; 8,192 positions) on real English text (the
 docstrings of Python's standard library), loaded once from its GGUF file and kept as safetensors in ``--out`` so the
 subprocesses load it in seconds; and a random Llama with 32k positions (``--synthetic-layers`` x 8 heads, 2
-key/value heads, head size 64) on the same text.
+key/value heads, head size 64; the bare transformer, no LM head) on the same text.
 
 Run: .venv/bin/python benchmarks/long_context.py [--runs smollm2:2048,llama32k:32768] [--modes sdpa,qk] [--reps 2]
 """
@@ -64,8 +64,8 @@ def prepare(out: Path) -> Path:
 
 
 def load(name: str, out: Path, layers: int):
-    """``(model, tokenizer)``: SmolLM2 from the copy :func:`prepare` made, or the random 32k Llama with SmolLM2's
-    tokenizer."""
+    """``(model, tokenizer)``: SmolLM2 (with its LM head) from the copy :func:`prepare` made, or the random 32k Llama
+    (the bare transformer) with SmolLM2's tokenizer."""
     import attnscope
 
     model, tok = attnscope.load_model(str(out / "smollm2-hf"))
@@ -76,7 +76,7 @@ def load(name: str, out: Path, layers: int):
         cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1024, num_hidden_layers=layers,
                              num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=32768)
         torch.manual_seed(0)
-        model = tf.LlamaForCausalLM(cfg).eval()
+        model = tf.LlamaModel(cfg).eval()  # no LM head: its logits at 32k tokens would be 6.4 GB on both sides
         tok.model_max_length = 32768
     return model, tok
 
@@ -266,6 +266,7 @@ def main() -> None:
             row["views"] = run(["--views", next(r["trace"] for r in row["qk"] if "trace" in r), "--out", str(args.out)])
             print(spec, "views", row["views"], file=sys.stderr, flush=True)
         rows.append(row)
+    (args.out / "long_context.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print_tables(rows, args.synthetic_layers)
     print(f"\nwhole run: {(time.perf_counter() - started) / 60:.1f} min, {args.threads} torch thread(s); load average "
           f"(1 min) {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
@@ -316,18 +317,19 @@ def print_tables(rows: list[dict], synthetic_layers: int) -> None:
               f"| {kept} |")
     print("\nReading the q/k trace (file saved with float16 q/k; web app: in-process client of the FastAPI app):\n")
     print("| model | n | trace file | attnscope info | load (checked) | model view HTML | build | drawn "
-          "| web app: model view | first row | any row (median / max of 20) | peak RSS vs one head n x n |")
+          "| web app: model view | first row | any row (median / max of 20) | one head's n x n (float32) |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for row in rows:
-        q, v = merged(row.get("qk", [])), row.get("views", {"error": "-"})
+        s, q, v = merged(row.get("sdpa", [])), merged(row.get("qk", [])), row.get("views", {"error": "-"})
         if "error" in q or "error" in v:
             print(f"| {label(row)} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | | |")
             continue
-        below = "below" if q["grow_gb"] < q["nn_gb"] else "ABOVE"
+        nn = f"{q['nn_gb']:.2f} GB"
+        if "grow_gb" in s and q["nn_gb"] > s["grow_gb"]:  # only then can peak RSS tell whether one was allocated
+            nn += ": peak growth below it, none allocated" if q["grow_gb"] < q["nn_gb"] else ": peak growth ABOVE it"
         print(f"| {label(row)} | {row['n']} | {q['file_mb']:.0f} MB | {v['info_s']:.2f} s | {v['load_s']:.2f} s | "
               f"{v['html_mb']:.1f} MB | {v['build_s']:.2f} s | {v['drawn']} | {v['app_view_ms']:.0f} ms | "
-              f"{v['first_row_ms']:.0f} ms | {v['row_ms']:.0f} / {v['row_max_ms']:.0f} ms | "
-              f"+{q['grow_gb']:.2f} GB, {below} {q['nn_gb']:.1f} GB |")
+              f"{v['first_row_ms']:.0f} ms | {v['row_ms']:.0f} / {v['row_max_ms']:.0f} ms | {nn} |")
 
 
 if __name__ == "__main__":
