@@ -85,6 +85,21 @@ def test_a_foreign_safetensors_file_is_refused(tmp_path):
         attnscope.load(path)
 
 
+def test_a_file_takes_the_lowest_format_version_that_holds_it(make_trace, tmp_path):
+    from long_qk import long_qk_trace
+    from safetensors import safe_open
+
+    def version(path) -> str:
+        with safe_open(str(path), framework="numpy") as f:
+            return f.metadata()["format_version"]
+
+    dense = make_trace().save(tmp_path / "d.safetensors")
+    pruned = make_trace(n=40).prune(0.8, 4).save(tmp_path / "p.safetensors")
+    qk = long_qk_trace(300).save(tmp_path / "q.safetensors")  # q/k form without cell sums: format 1 needs them
+    assert (version(dense), version(pruned), version(qk)) == ("1", "1", "2")
+    assert attnscope.load(qk).attention["self"].form == "qk"
+
+
 def test_a_newer_format_version_is_refused(make_trace, tmp_path):
     path = make_trace().save(tmp_path / "t.safetensors")
     data = bytearray(path.read_bytes())

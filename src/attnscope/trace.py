@@ -19,7 +19,10 @@ from .qk import QKAttention
 from .trace_checks import WEIGHT_RANGE, check_dense, check_extras, check_pruned, check_qk, read_header
 
 FORMAT = "attnscope-trace"
-FORMAT_VERSION = 1
+#: The newest trace format this attnscope reads and writes. 2: a q/k form may hold no cell sums and a rule may hold
+#: learned sink logits (readers of format 1 required the sums). A file is written with the lowest version that can
+#: read it (:func:`format_version`), so dense and pruned traces stay readable by older attnscope.
+FORMAT_VERSION = 2
 
 #: (query stream, key stream) of each attention kind.
 KIND_STREAMS: dict[str, tuple[str, str]] = {
@@ -286,7 +289,7 @@ class Trace:
             tensors[f"bias/{kind}"] = np.ascontiguousarray(arr.astype(np.float32))
         header = {
             "format": FORMAT,
-            "format_version": str(FORMAT_VERSION),
+            "format_version": str(format_version(self)),
             "attention": json.dumps(forms),
             "tokens": utf8_json(self.tokens),
             "segments": utf8_json({k: [s.stream, s.start, s.end] for k, s in self.segments.items()}),
@@ -295,6 +298,13 @@ class Trace:
         path = Path(path)
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
         return path
+
+
+def format_version(trace: Trace) -> int:
+    """The lowest trace format that holds ``trace``: 2 for a q/k form without cell sums (format 1 readers need them),
+    else 1."""
+    needs_2 = any(isinstance(att, QKAttention) and att.sums is None for att in trace.attention.values())
+    return 2 if needs_2 else 1
 
 
 def load(path: str | Path, *, check_values: bool = True) -> Trace:
