@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +74,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
 
     The model class follows the config: encoder-decoders (T5, BART, Marian, Whisper) get their
     conditional-generation head, causal decoders their LM head (needed for ``generate=``), encoders the bare model.
-    ``trust_remote_code`` is never turned on unless you pass it.
+    ``trust_remote_code`` is never turned on unless you pass it. A ``.gguf`` model is dequantized once and kept, as
+    safetensors, in attnscope's cache (:func:`gguf_cache`), so later loads (each process, each Ray actor) take a
+    second instead of converting it again.
     """
     if not isinstance(name_or_path, (str, Path)):
         raise InputError(f"load_model takes a model name or path; got {type(name_or_path).__name__}")
@@ -83,12 +88,83 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
     if not Path(source).exists() and not _hub_reachable():
         kwargs["local_files_only"] = True  # only the local Hugging Face cache can help: fail fast, no retries
     with _load_errors(name, source), _quiet_progress():
+        converted = gguf_cache(source, kwargs)
+        source, kwargs = _converted(source, kwargs)
         config = _config(source, kwargs)
-        model = _model_class(config, gguf="gguf_file" in kwargs).from_pretrained(source, **kwargs)
+        model = _model_class(config, gguf=bool(getattr(config, "attnscope_gguf", False))).from_pretrained(
+            source, **kwargs)
         tokenizer = _tokenizer(source, kwargs)
+        if converted is not None and not (converted / _COMPLETE).exists():
+            _keep_converted(model, tokenizer, converted)
     model.eval()
     model.attnscope_name = name  # recorded in each Trace's meta
     return model, tokenizer
+
+
+#: The file that marks a converted model in the cache as whole.
+_COMPLETE = "attnscope-complete"
+
+
+def gguf_cache(source: str, kwargs: dict) -> Path | None:
+    """Where the model in ``source`` with ``kwargs`` is kept once converted from GGUF: a folder under
+    ``$ATTNSCOPE_CACHE`` (default ``~/.cache/attnscope``, or ``$XDG_CACHE_HOME/attnscope``) named by the file, its
+    size and time, the dtype and the transformers version; None for a model that is no .gguf file, or when
+    ``ATTNSCOPE_CACHE=off``."""
+    gguf = kwargs.get("gguf_file")
+    root = os.environ.get("ATTNSCOPE_CACHE", "")
+    if not gguf or root.lower() in ("off", "0", "no", "false"):
+        return None
+    import transformers
+
+    file = Path(source) / gguf
+    stat = file.stat()
+    key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kwargs.get('dtype')}|{transformers.__version__}"
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnscope"
+    return base / "gguf" / f"{file.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def _converted(source: str, kwargs: dict) -> tuple[str, dict]:
+    """``source`` and ``kwargs``, or the converted copy of a GGUF model in the cache when there is one."""
+    converted = gguf_cache(source, kwargs)
+    if converted is None or not (converted / _COMPLETE).exists():
+        return source, kwargs
+    return str(converted), {k: v for k, v in kwargs.items() if k != "gguf_file"}
+
+
+def _keep_converted(model, tokenizer, folder: Path) -> None:
+    """Save a model converted from GGUF (and its tokenizer) into ``folder``, whole or not at all: written beside it,
+    then renamed (another process converting the same file at the same time keeps its own copy out of the way).
+    transformers will not ``save_pretrained`` a model it loaded from GGUF, though its weights are plain tensors by
+    then: they are written with safetensors, beside the config without its GGUF quantization entry. A cache that
+    cannot be written is a warning, never an error."""
+    import copy
+
+    from safetensors.torch import save_model
+
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        config = copy.deepcopy(model.config)
+        config.attnscope_gguf = True  # still the GGUF model it was (families.is_causal_lm)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp)
+        (tmp / _COMPLETE).write_text("")
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / _COMPLETE).exists():
+                raise
+            return  # another process kept it first
+        log.info("kept the converted GGUF model in %s (later loads read it; ATTNSCOPE_CACHE=off turns this off)",
+                 folder)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("could not keep the converted GGUF model in %s (%s); it will be converted again next time",
+                    folder, exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_config(name_or_path: str = DEFAULT_MODEL):
@@ -96,6 +172,8 @@ def load_config(name_or_path: str = DEFAULT_MODEL):
     weights: fractions of a second, so options can be checked against the model before it loads."""
     name = str(name_or_path)
     source, kwargs = _resolve(name, None)
+    with _load_errors(name, source):
+        source, kwargs = _converted(source, kwargs)
     if not Path(source).exists() and not _hub_reachable():
         kwargs["local_files_only"] = True
     with _load_errors(name, source):  # no weights, no progress bar to hide (and no torch import for hiding it)
@@ -118,7 +196,8 @@ def _config_cached(source: str, kwargs: tuple, stamp: int | None):
     import transformers as tf
 
     config = tf.AutoConfig.from_pretrained(source, **dict(kwargs))
-    config.attnscope_gguf = "gguf_file" in dict(kwargs)
+    # a GGUF file always holds a causal LM (families.is_causal_lm); its converted copy in the cache says so itself
+    config.attnscope_gguf = "gguf_file" in dict(kwargs) or bool(getattr(config, "attnscope_gguf", False))
     return config
 
 
