@@ -274,7 +274,7 @@ views.atlas = function renderAtlas(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if (next.metric && meta.metrics.includes(next.metric)) { st.metric = next.metric; metricSel.set(st.metric); }
       if (next.stat) { st.stat = next.stat; statSel.set(st.stat); }
       if (next.show && other) { st.show = next.show; showSeg.set(st.show); }

@@ -1,12 +1,11 @@
 // attnscope controls: the view frame (toolbar, body, caption, tooltip) and the few widgets the toolbars use.
 
-// Clear root and lay out a view: {bar, badge, body, caption, tip, theme}.
+// Clear root and lay out a view: {bar, badge, body, caption, tip, theme, setTheme(wanted)} (setTheme: "auto" reads
+// the page's, see core.js resolveTheme).
 function frame(root, payload, options, name) {
   root.textContent = "";
   root.classList.add("as-root");
   if (options.embedded) root.classList.add("as-embedded");
-  const theme = resolveTheme(root, options.theme);
-  root.setAttribute("data-theme", theme);
   root.setAttribute("data-view", name);
   const bar = el("div", "as-bar");
   const badge = el("span", "as-badge");  // the kept attention mass, at the toolbar's end (CSS order)
@@ -17,7 +16,12 @@ function frame(root, payload, options, name) {
   root.append(bar, body);
   if (!options.embedded) root.append(caption);
   const tip = tooltip(root);
-  return { bar, badge, body, caption, tip, theme };
+  const ui = {
+    bar, badge, body, caption, tip, theme: "light",
+    setTheme(wanted) { ui.theme = resolveTheme(root, wanted); root.setAttribute("data-theme", ui.theme); },
+  };
+  ui.setTheme(options.theme);
+  return ui;
 }
 
 // Model, size and how much of the attention the view holds: all of it, or (pruned) the mean and worst row's kept

@@ -316,7 +316,7 @@ views.diff = function renderDiff(root, p, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if (next.layer !== undefined && layers.includes(next.layer)) st.li = layers.indexOf(next.layer);
       if (next.head !== undefined && heads.includes(next.head)) st.hi = heads.indexOf(next.head);
       layoutGrid();

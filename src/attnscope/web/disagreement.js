@@ -254,7 +254,7 @@ views.disagreement = function renderDisagreement(root, p, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       for (const k of ["layer", "query", "head", "measure"]) if (next[k] !== undefined) st[k] = next[k];
       if (next.rolled !== undefined) { st.rolled = !!next.rolled; rolledBox.checked = st.rolled; layoutBars(); }
       draw();

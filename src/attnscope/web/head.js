@@ -275,7 +275,7 @@ views.head = function renderHead(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if (next.kind && kinds.get(next.kind)) {
         startKind(kinds.get(next.kind), next.layer, next.heads);
         st.filter = null;

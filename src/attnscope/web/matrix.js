@@ -179,7 +179,7 @@ views.matrix = function renderMatrix(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if (next.kind || next.layer !== undefined || next.head !== undefined) startKind(kinds.get(next.kind || st.kind.name) || st.kind);
       if (next.filter) st.filter = next.filter;
       rebuild();

@@ -246,7 +246,7 @@ views.model = function renderModel(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if (next.kind && kinds.get(next.kind)) { st.kind = kinds.get(next.kind); closeDetail(); }
       if (next.filter) st.filter = next.filter;
       if (next.metric !== undefined) st.metric = next.metric || null;

@@ -273,7 +273,7 @@ views.neuron = function renderNeuron(root, payload, options) {
   return {
     update(next) {
       Object.assign(o, next);
-      if (next.theme) { ui.theme = resolveTheme(root, next.theme); root.setAttribute("data-theme", ui.theme); }
+      if (next.theme) ui.setTheme(next.theme);
       if ("hideSinks" in next && hideBtn) { st.hide = !!next.hideSinks; hideBtn.setAttribute("aria-pressed", String(st.hide)); }
       startKind(kinds.get(next.kind || st.kind.name) || st.kind);
       rebuild();
