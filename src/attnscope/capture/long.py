@@ -18,9 +18,6 @@ additive position bias such as T5's, a mask the rule does not reproduce) cannot 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .._memory import release_freed_memory
 from ..qk import BLOCK_WEIGHTS, MaskRule, QKAttention, cell_maxima, overview_block, scores
 from .families import score_terms
 
@@ -106,7 +104,7 @@ def _stack(layers: list[np.ndarray]) -> np.ndarray:
     out = np.empty((len(layers), *layers[0].shape), dtype=layers[0].dtype)
     for i in reversed(range(len(out))):
         out[i] = layers.pop()
-        _release_freed_memory()
+        release_freed_memory()  # this layer's temporaries (see attnscope._memory)
     return out
 
 
@@ -146,27 +144,8 @@ def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value:
     rec.key.append(key[0].detach().float().cpu().numpy())
     rec.lse.append(lse.float().cpu().numpy())
     rec.maxima.append(maxima.cpu().numpy())
-    _release_freed_memory()
+    release_freed_memory()  # this layer's temporaries (see attnscope._memory)
     return out.to(query.dtype).unsqueeze(0).transpose(1, 2).contiguous()
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None on other C libraries."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Hand the memory this layer's temporaries freed back to the system. glibc keeps freed blocks of the sizes a
-    layer uses (the queries, the tiles of scores) for reuse, and the layers' recorded arrays between them stop it
-    from ever shrinking: without this, SmolLM2's capture at 2,048 tokens held 0.6 GB more than it recorded (16 MB
-    a layer kept beside 9 MB recorded). Costs well under a millisecond a layer."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _fused(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, causal: bool, scaling: float):
