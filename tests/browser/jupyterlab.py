@@ -4,8 +4,6 @@ notebook trust database kept in the folder; stopped by its PID (kernels shut dow
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from served import free_port, stop
 
 
 @contextmanager
@@ -57,13 +51,7 @@ def jupyterlab(folder: Path):
             proc.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -126,13 +126,12 @@ def test_in_marimo_a_click_reruns_the_cells_that_read_the_widget(browser, tmp_pa
     """marimo's server runs the app; a click sends the head to the kernel and marimo reruns the dependent cell."""
     import importlib.util
     import os
-    import signal
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from .jupyterlab import free_port
+    from served import free_port, stop
 
     # Only look marimo up: importing it here fails once nnsight (imported by an earlier test) has patched the
     # process's dataclasses; the app runs in its own process below.
@@ -164,10 +163,4 @@ def test_in_marimo_a_click_reruns_the_cells_that_read_the_widget(browser, tmp_pa
         page.get_by_text("selected (1, 3) query None").wait_for(timeout=60_000)
         context.close()
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc, timeout=20)
