@@ -86,8 +86,9 @@ def test_a_foreign_safetensors_file_is_refused(tmp_path):
 
 
 def test_a_file_takes_the_lowest_format_version_that_holds_it(make_trace, tmp_path):
-    from long_qk import long_qk_trace
     from safetensors import safe_open
+
+    from long_qk import long_qk_trace
 
     def version(path) -> str:
         with safe_open(str(path), framework="numpy") as f:
