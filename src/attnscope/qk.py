@@ -37,6 +37,8 @@ BLOCK_WEIGHTS = 1 << 22
 #: small enough to stay in cache between the matrix product that writes it and the pooling that reads it. Measured
 #: on one CPU thread at 8,192 tokens: 30 % faster than tiles of 32 rows x every key of all heads at once.
 TILE_ROWS, TILE_KEYS = 256, 2048
+#: A log-sum-exp beyond any score: rows padded to whole overview cells get it, so their weights are 0.
+_FAR = 1e30
 #: The overview grid: at most this many cells a side (256: 32k tokens in cells of 128; the model view's
 #: thumbnails and the long views' minimaps are smaller). Each cell costs 4 bytes per head (its maximum).
 OVERVIEW_SIZE = 256
@@ -132,23 +134,35 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
     Exact and cheap: since ``exp`` grows with its argument, a cell's largest weight is
     ``exp(max_i (max_j s_ij - lse_i))``, so only the scores themselves are computed (a matrix product over the keys
     each row may attend to: half a square when causal, a band for a sliding window), a tile at a time
-    (:data:`TILE_ROWS` x :data:`TILE_KEYS` of one head, of several at short inputs), pooled to each row's maximum
-    per key cell while still in cache, and only those ``q x k / block`` numbers exponentiated. The mask is applied
-    only to the spans it cuts (:meth:`MaskRule.forbidden_spans`). Memory: the output and one tile."""
+    (:data:`TILE_ROWS` x :data:`TILE_KEYS` of one head, of several at short inputs) into one reused buffer. Each
+    row's log-sum-exp is folded into the product (``s_ij - lse_i = [q_i, -lse_i] . [k_j, 1]``; with soft-capping,
+    which comes first, it is subtracted after), so the tile is pooled while still in cache, over each cell's rows and
+    then its keys, and only the cells' ``R x C`` numbers are exponentiated. The mask is applied only to the spans it
+    cuts (:meth:`MaskRule.forbidden_spans`). Memory: the output and one tile."""
     import torch
 
     H, q, d = query.shape
     k = key.shape[-2]
     R, C = -(-q // block), -(-k // block)
     device = query.device
-    # pad queries and keys to whole cells: padded keys score -inf, padded rows have lse +inf (their weights are 0)
-    query = torch.nn.functional.pad(query.float() * rule.scaling, (0, 0, 0, R * block - q))
-    key = torch.nn.functional.pad(key.float(), (0, 0, 0, C * block - k))
-    lse = torch.nn.functional.pad(lse.float(), (0, R * block - q), value=float("inf"))
+    query, key, lse = query.float() * rule.scaling, key.float(), lse.float()
+    softcap = rule.softcap
+    folded = softcap is None
+    if folded:  # each row's log-sum-exp folded into the product: s_ij - lse_i = [q_i, -lse_i] . [k_j, 1]
+        query = torch.cat([query, -lse[..., None]], dim=-1)
+        key = torch.cat([key, torch.ones(H, k, 1, dtype=torch.float32, device=device)], dim=-1)
+    # pad queries and keys to whole cells: padded keys score -inf, padded rows have lse "+inf" (their weights are 0)
+    query = torch.nn.functional.pad(query, (0, 0, 0, R * block - q))
+    key = torch.nn.functional.pad(key, (0, 0, 0, C * block - k))
+    if folded:
+        query[:, q:, -1] = -_FAR
+    else:
+        lse = torch.nn.functional.pad(lse, (0, R * block - q), value=_FAR)
     out = torch.zeros(H, R, C, dtype=torch.float32, device=device)
     rows, cols = (max(block, size // block * block) for size in (TILE_ROWS, TILE_KEYS))
     # short inputs: several heads a tile (fewer, larger operations), up to the same number of scores
-    heads = max(1, TILE_ROWS * TILE_KEYS // (min(rows, R * block) * min(cols, C * block)))
+    heads = min(H, max(1, TILE_ROWS * TILE_KEYS // (min(rows, R * block) * min(cols, C * block))))
+    tile = torch.empty(heads * min(rows, R * block) * min(cols, C * block), dtype=torch.float32, device=device)
     for start in range(0, R * block, rows):
         stop = min(R * block, start + rows)
         first, last = rule.key_range(layer, start, stop, k, align=block)
@@ -160,17 +174,17 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
                      for a, b in rule.forbidden_spans(layer, start, stop, lo, min(hi, k))]
             for h0 in range(0, H, heads):
                 h1 = min(H, h0 + heads)
-                s = torch.matmul(query[h0:h1, start:stop], key[h0:h1, lo:hi].transpose(1, 2))  # [h, rows, keys]
-                if rule.softcap is not None:
-                    s = torch.tanh(s.div_(rule.softcap)).mul_(rule.softcap)
+                s = tile[: (h1 - h0) * (stop - start) * (hi - lo)].view(h1 - h0, stop - start, hi - lo)
+                torch.matmul(query[h0:h1, start:stop], key[h0:h1, lo:hi].transpose(1, 2), out=s)  # [h, rows, keys]
+                if softcap is not None:  # not folded: the cap comes before the log-sum-exp
+                    s.div_(softcap).tanh_().mul_(softcap).sub_(lse[h0:h1, start:stop, None])
                 for a, b, forbidden in spans:
                     s[:, :, a - lo : b - lo].masked_fill_(forbidden, float("-inf"))
                 if hi > k:
                     s[:, :, k - lo :] = float("-inf")
-                if block > 1:  # each row's largest score per key cell
-                    s = torch.nn.functional.max_pool1d(s.view(-1, 1, hi - lo), block, block)
-                best = s.view(h1 - h0, stop - start, -1).sub_(lse[h0:h1, start:stop, None])
-                best = best.view(h1 - h0, (stop - start) // block, block, -1).amax(dim=2)
+                # the largest over each cell's rows (a reduction along whole rows of the tile), then over its keys
+                best = s.view(h1 - h0, (stop - start) // block, block, -1).amax(dim=2)
+                best = best.view(h1 - h0, (stop - start) // block, -1, block).amax(dim=3)
                 out[h0:h1, start // block : stop // block, lo // block : hi // block] = torch.exp_(best)
     return out
 
