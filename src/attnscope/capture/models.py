@@ -88,8 +88,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, gguf_file: str 
     if not Path(source).exists() and not _hub_reachable():
         kwargs["local_files_only"] = True  # only the local Hugging Face cache can help: fail fast, no retries
     with _load_errors(name, source), _quiet_progress():
-        converted = gguf_cache(source, kwargs)
-        source, kwargs = _converted(source, kwargs)
+        source, kwargs, converted = _converted(source, kwargs)
         config = _config(source, kwargs)
         model = _model_class(config, gguf=bool(getattr(config, "attnscope_gguf", False))).from_pretrained(
             source, **kwargs)
@@ -123,12 +122,13 @@ def gguf_cache(source: str, kwargs: dict) -> Path | None:
     return base / "gguf" / f"{file.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 
-def _converted(source: str, kwargs: dict) -> tuple[str, dict]:
-    """``source`` and ``kwargs``, or the converted copy of a GGUF model in the cache when there is one."""
+def _converted(source: str, kwargs: dict) -> tuple[str, dict, Path | None]:
+    """``source`` and ``kwargs``, or those of the converted copy of a GGUF model in the cache when there is one; and
+    that copy's folder (:func:`gguf_cache`)."""
     converted = gguf_cache(source, kwargs)
     if converted is None or not (converted / _COMPLETE).exists():
-        return source, kwargs
-    return str(converted), {k: v for k, v in kwargs.items() if k != "gguf_file"}
+        return source, kwargs, converted
+    return str(converted), {k: v for k, v in kwargs.items() if k != "gguf_file"}, converted
 
 
 def _keep_converted(model, tokenizer, folder: Path) -> None:
@@ -173,7 +173,7 @@ def load_config(name_or_path: str = DEFAULT_MODEL):
     name = str(name_or_path)
     source, kwargs = _resolve(name, None)
     with _load_errors(name, source):
-        source, kwargs = _converted(source, kwargs)
+        source, kwargs, _ = _converted(source, kwargs)
     if not Path(source).exists() and not _hub_reachable():
         kwargs["local_files_only"] = True
     with _load_errors(name, source):  # no weights, no progress bar to hide (and no torch import for hiding it)
