@@ -19,8 +19,8 @@ in headless Chromium), and the web app (an in-process client of the real FastAPI
 the model view's data, the first row and 20 random rows (one head each) through ``/api/traces/{id}/rows``.
 
 Models: the real SmolLM2 (30 x 9 heads, 3 key/value heads, head size 64; 8,192 positions) on real English text (the
-docstrings of Python's standard library), loaded once from its GGUF file and kept as safetensors in ``--out`` so the
-subprocesses load it in seconds; and a random Llama with 32k positions (``--synthetic-layers`` x 8 heads, 2
+docstrings of Python's standard library), dequantized once from its GGUF file into attnscope's cache so the
+subprocesses load it in a second; and a random Llama with 32k positions (``--synthetic-layers`` x 8 heads, 2
 key/value heads, head size 64; the bare transformer, no LM head) on the same text.
 
 Run: .venv/bin/python benchmarks/long_context.py [--runs smollm2:2048,llama32k:32768] [--modes sdpa,qk] [--reps 2]
@@ -48,27 +48,20 @@ REPEATED_MAX = 2048  # longer inputs are measured once (the whole run stays unde
 ROWS_ASKED = 20
 
 
-def prepare(out: Path) -> Path:
-    """SmolLM2 as float32 safetensors in ``out`` (from its GGUF file, dequantized on load, once): a subprocess then
-    loads it in under a second instead of dequantizing it again (45 s on a loaded 2-core machine)."""
+def prepare() -> None:
+    """Load SmolLM2 once, so that its GGUF file is dequantized into attnscope's cache (``$ATTNSCOPE_CACHE``) before
+    the measuring processes start: each of them then loads it in under a second instead of 45 s."""
     import attnscope
 
-    folder = out / "smollm2-hf"
-    if not (folder / "config.json").exists():
-        model, tok = attnscope.load_model("smollm2")
-        model.hf_quantizer = None  # the weights are plain float32 tensors now; only the GGUF marker blocks saving
-        del model.config.quantization_config
-        model.save_pretrained(folder)
-        tok.save_pretrained(folder)
-    return folder
+    attnscope.load_model("smollm2")
 
 
-def load(name: str, out: Path, layers: int):
-    """``(model, tokenizer)``: SmolLM2 (with its LM head) from the copy :func:`prepare` made, or the random 32k Llama
+def load(name: str, layers: int):
+    """``(model, tokenizer)``: SmolLM2 (with its LM head; from the cache :func:`prepare` filled), or the random 32k Llama
     (the bare transformer) with SmolLM2's tokenizer."""
     import attnscope
 
-    model, tok = attnscope.load_model(str(out / "smollm2-hf"))
+    model, tok = attnscope.load_model("smollm2")
     if name == "llama32k":
         import torch
         import transformers as tf
@@ -99,7 +92,7 @@ def one(name: str, mode: str, n: int, out: Path, layers: int, threads: int) -> d
     from attnscope.capture import long
 
     torch.set_num_threads(threads)
-    model, tok = load(name, out, layers)
+    model, tok = load(name, layers)
     text = text_of(tok, n, out)
 
     def call(text: str):
@@ -249,7 +242,7 @@ def main() -> None:
         print(json.dumps(views(args.views, args.out)))
         return
     started, loads = time.perf_counter(), [os.getloadavg()[0]]
-    prepare(args.out)
+    prepare()
     rows = []
     for spec in args.runs.split(","):
         name, n = spec.split(":")
