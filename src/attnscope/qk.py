@@ -145,7 +145,7 @@ def cell_maxima(query, key, lse, rule: MaskRule, layer: int, block: int):
     k = key.shape[-2]
     R, C = -(-q // block), -(-k // block)
     device = query.device
-    query, key, lse = query.float() * rule.scaling, key.float(), lse.float()
+    query, key, lse = query.detach().float() * rule.scaling, key.detach().float(), lse.detach().float()
     softcap = rule.softcap
     folded = softcap is None
     if folded:  # each row's log-sum-exp folded into the product: s_ij - lse_i = [q_i, -lse_i] . [k_j, 1]
