@@ -11,10 +11,11 @@ import torch
 
 import attnscope
 from attnscope import qk
+from attnscope.attention import DenseAttention
 from attnscope.capture import hf, long
 from attnscope.errors import InputError
 from attnscope.qk import QKAttention
-from tiny_models import build, tokenizer
+from tiny_models import WORDS, build, tokenizer
 
 TEXT = "the cat sat on the mat and it was very happy because the dog was away"
 ARCHITECTURES = ["llama", "gpt2", "bert", "distilbert", "bart", "mistral", "gemma2", "gpt_oss"]
@@ -47,6 +48,77 @@ def test_recomputed_rows_equal_the_models_eager_weights(name):
         assert np.abs(att.dense() - weights).max() < 1e-5, kind
         L, H, q, _ = att.shape
         np.testing.assert_allclose(att.row(L - 1, H - 1, q - 1), weights[-1, -1, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "bert", "mistral", "gemma2", "gpt_oss"])
+def test_recomputed_rows_and_overview_equal_the_models_eager_weights_at_1024_tokens(name):
+    """1,024 tokens: several overview tiles of rows and keys, the fused kernel's blocks, windows of 4 tokens far
+    shorter than the text, soft-capping and sinks over long rows."""
+    model, tok = build(name, positions=1024)
+    specials = 2 if name == "bert" else 0
+    text = " ".join(np.random.default_rng(0).choice(WORDS, 1024 - specials))
+    trace = attnscope.capture(model, tok, text, form="qk")
+    att = trace.attention["self"]
+    assert isinstance(att, QKAttention) and att.shape[-1] == 1024
+    weights = eager_attention(model, trace)["self"]
+    assert np.abs(att.dense() - weights).max() < 1e-5
+    np.testing.assert_allclose(att.maxima, pooled_dense(weights, att.block), atol=1e-6)
+
+
+def padded_batch(token_ids: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor, list[slice]]:
+    """``(input_ids, attention_mask, each text's tokens)`` of texts padded to the longest on one side."""
+    width = max(map(len, token_ids))
+    ids = torch.zeros(len(token_ids), width, dtype=torch.long)
+    mask = torch.zeros(len(token_ids), width, dtype=torch.long)
+    spans = [slice(width - len(t), width) if left else slice(0, len(t)) for t in token_ids]
+    for i, (t, span) in enumerate(zip(token_ids, spans)):
+        ids[i, span], mask[i, span] = torch.tensor(t), 1
+    return ids, mask, spans
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "bert", "mistral", "gemma2", "gpt_oss"])
+def test_a_padded_batch_gives_each_text_the_q_k_form_of_its_own_tokens(name):
+    """capture_batch(form="qk"): each text's rows equal the model's own eager weights on the padded batch and the
+    q/k form of the text captured alone; a left-padded batch is cut to its texts as well."""
+    model, tok = build(name)
+    texts = ["the cat sat", TEXT, "the dog runs over the mat"]
+    traces = attnscope.capture_batch(model, tok, texts, form="qk")
+    ids = [t.token_ids["input"] for t in traces]
+    for left in (False, True):
+        batch_ids, mask, spans = padded_batch(ids, left)
+        model.set_attn_implementation("eager")
+        with torch.no_grad():
+            out = model(input_ids=batch_ids, attention_mask=mask, output_attentions=True, use_cache=False)
+        eager = torch.stack(out.attentions).numpy()  # [L, B, H, n, n]
+        if left:  # the recording itself, on a batch capture_batch would not make
+            with torch.no_grad():
+                rec = hf._run(model, {"input_ids": batch_ids, "attention_mask": mask}, qkv=False, prune=None, qk=True)
+            got = [texts.attention().dense() for texts in rec.qk_kinds["self"]]
+        else:
+            got = [t.attention["self"].dense() for t in traces]
+        for i, span in enumerate(spans):
+            assert np.abs(got[i] - eager[:, i, :, span, span]).max() < 1e-5, (left, i)
+    for text, trace in zip(texts, traces):
+        assert isinstance(trace.attention["self"], QKAttention) and trace.meta["text"] == text
+        alone = attnscope.capture(model, tok, text, form="qk").attention["self"]
+        assert np.abs(trace.attention["self"].dense() - alone.dense()).max() < 1e-5
+        np.testing.assert_allclose(trace.attention["self"].maxima, alone.maxima, atol=1e-6)
+
+
+def test_capture_batch_chooses_one_form_for_the_batch_and_prunes_one_text_at_a_time(monkeypatch, caplog):
+    model, tok = build("llama")
+    monkeypatch.setattr(hf, "DENSE_MAX_BYTES", 2 * 2 * 4 * 12 * 12 * 4)  # two texts of 12 tokens, not three
+    with caplog.at_level(logging.WARNING, logger="attnscope"):
+        twelve = " ".join(TEXT.split()[:12])
+        two, three = (attnscope.capture_batch(model, tok, [twelve] * n) for n in (2, 3))
+    assert all(isinstance(t.attention["self"], DenseAttention) for t in two)
+    assert all(isinstance(t.attention["self"], QKAttention) for t in three)
+    assert "x 3 texts" in caplog.text
+    pruned = attnscope.capture_batch(model, tok, ["the cat sat", TEXT], form="pruned")
+    for text, trace in zip(["the cat sat", TEXT], pruned):
+        alone = attnscope.capture(model, tok, text, form="pruned")
+        assert trace.attention["self"].pruned
+        np.testing.assert_array_equal(trace.dense(), alone.dense())
 
 
 def test_the_mask_rule_holds_sliding_windows_softcap_and_sinks():

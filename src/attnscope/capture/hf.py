@@ -84,29 +84,48 @@ def capture(
     return trace.with_meta(text=text if features is None else None, pair=pair, target=target, generate=generate)
 
 
-def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, truncate: bool = False) -> list[Trace]:
+def capture_batch(model, tokenizer, texts: Sequence[str], *, qkv: bool = False, truncate: bool = False,
+                  form: str = "auto") -> list[Trace]:
     """Capture several texts in one forward pass; one Trace per text with the padding cut away.
 
     Each Trace equals what :func:`capture` gives for that text alone (right padding keeps positions and the
-    causal mask of the real tokens unchanged). Encoder-decoders are captured one text at a time.
+    causal mask of the real tokens unchanged). ``form`` as in :func:`capture`, chosen once for the batch from its
+    longest text: dense weights, or the q/k form of each text over its own tokens. The pruned form, models whose
+    attention cannot be recomputed from q/k (where ``"auto"``/``"qk"`` prune instead) and encoder-decoders are
+    captured one text at a time.
+
+        traces = attnscope.capture_batch(model, tok, ["A short text.", long_text], form="qk")
     """
     import torch
+
+    from . import long
 
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
         raise InputError("capture_batch takes a non-empty list of strings; for one text use capture()")
     check_model(model, tokenizer)
+
+    def one_at_a_time() -> list[Trace]:
+        return [capture(model, tokenizer, t, qkv=qkv, truncate=truncate, form=form) for t in texts]
+
     if is_encoder_decoder(model.config):
-        return [capture(model, tokenizer, t, qkv=qkv, truncate=truncate) for t in texts]
+        return one_at_a_time()
     with _eval_no_grad(model):
         items = [prepare(model, tokenizer, t, truncate=truncate) for t in texts]
         lengths = [len(it.kwargs["input_ids"][0]) for it in items]
         width = max(lengths)
+        chosen = _choose_form(model, form, None, width, texts=len(items))
+        if chosen["prune"] is not None:
+            return one_at_a_time()
         ids = torch.zeros(len(items), width, dtype=torch.long)
         mask = torch.zeros(len(items), width, dtype=torch.long)
         for i, it in enumerate(items):
             ids[i, : lengths[i]] = it.kwargs["input_ids"][0]
             mask[i, : lengths[i]] = 1
-        rec = _run(model, {"input_ids": ids, "attention_mask": mask}, qkv=qkv, prune=None)
+        try:
+            rec = _run(model, {"input_ids": ids, "attention_mask": mask}, qkv=qkv, prune=None, qk=chosen["qk"],
+                       fallback=False)
+        except long.NotRecomputable:
+            return one_at_a_time()
     return [
         _to_trace(model, rec, it, item=i, lengths=lengths, qkv=qkv).with_meta(text=t, generate=0)
         for i, (it, t) in enumerate(zip(items, texts))
@@ -158,7 +177,11 @@ def _configs(model) -> list:
     return out
 
 
-def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = False) -> interface.Recorder:
+def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = False,
+         fallback: bool = True) -> interface.Recorder:
+    """Run the model once, recording what the asked form holds. With ``qk``, a model whose attention cannot be
+    recomputed from queries and keys is pruned instead (logged, with why), or, without ``fallback``, raises
+    :class:`~attnscope.capture.long.NotRecomputable`."""
     import torch
 
     from . import interface, long, verify
@@ -175,7 +198,11 @@ def _run(model, kwargs: dict, *, qkv: bool, prune: PruneSpec | None, qk: bool = 
                     model(**kwargs, use_cache=False)
                 return rec
             except long.NotRecomputable as exc:
+                if not fallback:
+                    raise
                 why = str(exc)
+        if not fallback:
+            raise long.NotRecomputable(why)
         log.warning("attention of %s cannot be recomputed from queries and keys (%s): pruning each row to "
                     "%.0f %% of its mass instead", type(model).__name__, why, 100 * PruneSpec().mass)
         prune = prune or PruneSpec()
@@ -222,8 +249,9 @@ def _text_config(model):
 FORMS = ("auto", "dense", "qk", "pruned")
 
 
-def _choose_form(model, form: str, prune, n: int) -> dict:
-    """``_run``'s ``prune`` and ``qk`` for the asked ``form`` and ``prune`` (see :func:`capture`)."""
+def _choose_form(model, form: str, prune, n: int, texts: int = 1) -> dict:
+    """``_run``'s ``prune`` and ``qk`` for the asked ``form`` and ``prune`` (see :func:`capture`), for a batch of
+    ``texts`` texts padded to ``n`` tokens."""
     if form not in FORMS:
         raise InputError(f"form must be one of {list(FORMS)}; got {form!r}")
     spec = prune if isinstance(prune, PruneSpec) else PruneSpec() if prune is True else None
@@ -234,11 +262,12 @@ def _choose_form(model, form: str, prune, n: int) -> dict:
     if form == "auto":
         c = _text_config(model)
         size = 4 * (getattr(c, "num_hidden_layers", 12) or 12) * (getattr(c, "num_attention_heads", 12) or 12) * n * n
+        size *= texts
         form = "pruned" if spec is not None else "dense" if prune is False or size <= DENSE_MAX_BYTES else "qk"
         if form == "qk":
-            log.warning("dense attention would take %.1f GB at %d tokens: capturing queries, keys and row "
+            log.warning("dense attention would take %.1f GB at %d tokens%s: capturing queries, keys and row "
                         "log-sum-exps instead (every weight is recomputed exactly on demand; form='dense' keeps "
-                        "the weights)", size / 1e9, n)
+                        "the weights)", size / 1e9, n, f" x {texts} texts" if texts > 1 else "")
     if form == "pruned":
         return {"prune": spec or PruneSpec(), "qk": False}
     return {"prune": None, "qk": form == "qk"}
@@ -248,7 +277,8 @@ def _choose_form(model, form: str, prune, n: int) -> dict:
 def _to_trace(model, rec: interface.Recorder, inputs: Inputs, *, item: int, lengths, qkv: bool) -> Trace:
     attention: dict[str, Attention] = {}
     qkv_out, bias, kinds = {}, {}, {}
-    for kind, qk in rec.qk_kinds.items():
+    for kind, texts in rec.qk_kinds.items():
+        qk = texts[item]
         att = qk.attention()
         attention[kind] = att
         kinds[kind] = _mask_facts(qk.scaling, qk.causal, qk.windows)

@@ -58,8 +58,9 @@ class Recorder:
 
     ``kind_of`` maps ``id(module)`` to the attention kind; layers are numbered in call order per kind.
     With ``prune`` set (batch of one only), each head is pruned as soon as it is computed, so no dense
-    ``[L, H, q, k]`` block ever exists. With ``qk=True`` (batch of one) only queries, keys, row log-sum-exps and
-    overviews are recorded (:mod:`attnscope.capture.long`), into ``qk_kinds``; the mask stays a rule.
+    ``[L, H, q, k]`` block ever exists. With ``qk=True`` only queries, keys, row log-sum-exps and overviews are
+    recorded (:mod:`attnscope.capture.long`), into ``qk_kinds`` (one record per text of the batch, padding cut
+    away); the mask stays a rule.
     ``layers`` gives the expected number of layers of a kind: dense weights of that kind are then written straight
     into one ``[L, B, H, q, k]`` buffer (no copy to stack them afterwards); a wrong guess only costs that shortcut.
     """
@@ -72,7 +73,7 @@ class Recorder:
         self.layers = layers or {}
         self.qk = qk
         self.kinds: dict[str, KindRecord] = {}
-        self.qk_kinds: dict[str, long.QKRecord] = {}
+        self.qk_kinds: dict[str, list[long.QKRecord]] = {}  # per kind, one record per text
         self.verified: dict | None = None  # per kind, what capture.verify found (q/k/v captures only)
 
     def kind(self, module: nn.Module) -> str:
@@ -128,9 +129,9 @@ def attnscope_attention(
     """Eager attention that records its weights; same signature and result as transformers' eager path."""
     rec = _active.get()
     if rec is not None and rec.qk:
-        qk = rec.qk_kinds.setdefault(rec.kind(module), long.QKRecord())
+        texts = rec.qk_kinds.setdefault(rec.kind(module), [long.QKRecord() for _ in range(query.shape[0])])
         scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-        return long.record(qk, module, query, key, value, attention_mask, float(scale), kwargs), None
+        return long.record(texts, module, query, key, value, attention_mask, float(scale), kwargs), None
     B, H, Q, D = query.shape
     K = key.shape[-2]
     key = _repeat_heads(key, H)

@@ -61,6 +61,13 @@ class LazyMask:
             padding = None
         return cls(a["batch_size"], a["kv_length"], a["q_offset"], a["kv_offset"], a["mask_function"], padding)
 
+    def item(self, b: int, tokens: slice) -> LazyMask:
+        """Text ``b`` of the batch alone, over its real ``tokens`` (the same span of queries and keys)."""
+        start, stop, _ = tokens.indices(self.kv_length)
+        function = self.mask_function
+        return LazyMask(1, stop - start, self.q_offset + start, self.kv_offset + start,
+                        lambda batch, head, q, kv: function(batch + b, head, q, kv), None)
+
     def block(self, rows: torch.Tensor) -> torch.Tensor:
         device = rows.device
         b = torch.arange(self.batch_size, device=device)[:, None, None, None]
@@ -75,7 +82,7 @@ class LazyMask:
 
 @dataclass
 class QKRecord:
-    """What the q/k form recorded for one attention kind, layer by layer (batch of one)."""
+    """What the q/k form recorded for one attention kind of one text, layer by layer."""
 
     query: list[np.ndarray] = field(default_factory=list)  # per layer [H, q, d]
     key: list[np.ndarray] = field(default_factory=list)  # per layer [H_kv, k, d] (not repeated)
@@ -108,13 +115,42 @@ def _stack(layers: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask,
+def record(records: list[QKRecord], module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask,
            scaling: float, kwargs: dict) -> torch.Tensor:
-    """The attention output ``[B, q, H, d]`` of one layer, recording its q/k form into ``rec``."""
-    B, H, Q, D = query.shape
+    """The attention output ``[B, q, H, d]`` of one layer, recording its q/k form into ``records``: one
+    :class:`QKRecord` per text of the batch, each over that text's own tokens (padding cut away; the outputs of
+    padding positions, which no real token reads, are left 0)."""
+    B, H, Q, _ = query.shape
+    out = torch.zeros(B, Q, H, value.shape[-1], dtype=query.dtype, device=query.device)
+    for b, tokens in enumerate(_texts(mask, B, Q, key.shape[-2])):
+        item = mask.item(b, tokens) if isinstance(mask, LazyMask) else mask
+        out[b, tokens] = _record_text(records[b], module, query[b, :, tokens], key[b, :, tokens], value[b, :, tokens],
+                                      item, scaling, kwargs).transpose(0, 1)
+    return out
+
+
+def _texts(mask, B: int, Q: int, K: int) -> list[slice]:
+    """Each text's real tokens in a batch padded on either side (``slice(None)``: all of them, no padding)."""
+    padding = mask.padding if isinstance(mask, LazyMask) else None
+    if padding is None:
+        return [slice(None)] * B
+    if Q != K or mask.q_offset != mask.kv_offset:
+        raise NotRecomputable("padding is only cut away in self-attention over the whole text (no cache)")
+    texts = []
+    for row in padding.cpu():
+        real = torch.nonzero(row).flatten()
+        if not len(real) or not bool(row[int(real[0]) : int(real[-1]) + 1].all()):
+            raise NotRecomputable("a text of the batch has no tokens, or padding between its tokens")
+        texts.append(slice(int(real[0]), int(real[-1]) + 1))
+    return texts
+
+
+def _record_text(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask,
+                 scaling: float, kwargs: dict) -> torch.Tensor:
+    """The attention output ``[H, q, d]`` of one text (``query`` ``[H, q, d]``, ``key``/``value``
+    ``[H_kv, k, d]``), recording its q/k form into ``rec``."""
+    H, Q, D = query.shape
     K = key.shape[-2]
-    if B != 1:
-        raise NotRecomputable("the q/k form records one text at a time (batch of one)")
     terms = score_terms(module, kwargs)
     if terms.bias is not None:
         raise NotRecomputable(f"{type(module).__name__} adds a learned position bias to its scores")
@@ -133,19 +169,19 @@ def record(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, value:
     rule = rec.rule()
     _check_rule(rule, layer, mask, Q, K, query.device)
 
-    groups = H // key.shape[1]
-    keys = key[0].repeat_interleave(groups, dim=0) if groups > 1 else key[0]  # [H, k, d]
-    values = value[0].repeat_interleave(groups, dim=0) if groups > 1 else value[0]
+    groups = H // key.shape[0]
+    keys = key.repeat_interleave(groups, dim=0) if groups > 1 else key  # [H, k, d]
+    values = value.repeat_interleave(groups, dim=0) if groups > 1 else value
     fused = None if sinks is not None or softcap is not None or rule.windows[layer] is not None else \
-        _fused(query[0], keys, values, rule.causal, rule.scaling)
-    out, lse = fused if fused is not None else _blockwise(query[0], keys, values, rule, layer, sinks)
-    maxima = cell_maxima(query[0], keys, lse, rule, layer, rec.block)
-    rec.query.append(query[0].detach().float().cpu().numpy())
-    rec.key.append(key[0].detach().float().cpu().numpy())
+        _fused(query, keys, values, rule.causal, rule.scaling)
+    out, lse = fused if fused is not None else _blockwise(query, keys, values, rule, layer, sinks)
+    maxima = cell_maxima(query, keys, lse, rule, layer, rec.block)
+    rec.query.append(query.detach().float().cpu().numpy())
+    rec.key.append(key.detach().float().cpu().numpy())
     rec.lse.append(lse.float().cpu().numpy())
     rec.maxima.append(maxima.cpu().numpy())
     release_freed_memory()  # this layer's temporaries (see attnscope._memory)
-    return out.to(query.dtype).unsqueeze(0).transpose(1, 2).contiguous()
+    return out.to(query.dtype)
 
 
 def _fused(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, causal: bool, scaling: float):
