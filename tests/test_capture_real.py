@@ -8,6 +8,7 @@ import torch
 
 import attnscope
 from attnscope.errors import ModelLoadError
+from attnscope.qk import QKAttention
 
 
 def recomputed(trace, kind="self"):
@@ -69,6 +70,35 @@ def test_smollm2_gqa_rope_capture_matches_eager_and_qk(smollm2):
         model.set_attn_implementation(before)
     assert np.abs(trace.dense() - want).max() < 1e-5
     assert model.config._attn_implementation == before
+
+
+@pytest.mark.slow
+def test_smollm2_q_k_rows_and_overview_equal_its_eager_weights_at_512_tokens(smollm2):
+    """Real English (the standard library's docstrings), 512 tokens, 30 layers x 9 heads over 3 key/value heads."""
+    import argparse
+    import inspect
+    import logging
+
+    model, tok = smollm2
+    docs = "\n\n".join(inspect.getdoc(m) or "" for m in (argparse, inspect, logging))
+    text = tok.decode(tok(docs)["input_ids"][:512])
+    trace = attnscope.capture(model, tok, text, form="qk")
+    att = trace.attention["self"]
+    n = att.shape[-1]
+    assert isinstance(att, QKAttention) and 480 <= n <= 544
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            want = model(input_ids=torch.tensor([trace.token_ids["input"]]), output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation("sdpa")
+    for layer, weights in enumerate(want):
+        weights = weights[0].numpy()
+        assert np.abs(att.layer(layer) - weights).max() < 1e-5, layer
+        cells = np.zeros((*weights.shape[:1], att.maxima.shape[2] * att.block, att.maxima.shape[3] * att.block))
+        cells[:, :n, :n] = weights
+        pooled = cells.reshape(9, att.maxima.shape[2], att.block, att.maxima.shape[3], att.block).max(axis=(2, 4))
+        np.testing.assert_allclose(att.maxima[layer], pooled, atol=1e-5, err_msg=str(layer))  # as the rows
 
 
 @pytest.mark.slow
