@@ -9,7 +9,8 @@ While a :class:`~attnscope.capture.interface.Recorder` with ``form="qk"`` is act
   log-sum-exp at the speed of the model's own SDPA (:func:`_fused`; a block of query rows at a time where the
   kernel cannot serve: soft-capping, learned sinks, sliding windows), then one pass over the keys each row may
   attend to gives the overview's cell maxima (:func:`attnscope.qk.cell_maxima`: scores pooled while in cache, no
-  exponential per weight). Memory per layer: the queries, keys and values plus one tile of scores.
+  exponential per weight). Memory per layer: the queries, keys and values plus one tile of scores;
+- a padded batch (:func:`attnscope.capture_batch`) is recorded text by text, each over its own tokens.
 
 A model whose scores are not ``softcap(q . k * scaling)`` under a causal / bidirectional / sliding-window mask (an
 additive position bias such as T5's, a mask the rule does not reproduce) cannot be recomputed from q and k:
