@@ -13,7 +13,8 @@ alike:
 
 Each subprocess runs ``--threads`` torch threads (default one), warms up (the same call on 32 tokens), then
 measures wall time, its own CPU time (user + system: less moved by other processes than wall time), peak RSS growth
-(sampled every 2 ms) and the load average. For the q/k trace it then measures the file (float16 q/k),
+(sampled every 2 ms) and the load average. The q/k trace is checked for exactness (:func:`exactness`: sampled rows
+against a float64 recomputation, every row's mass of one head). It then measures the file (float16 q/k),
 ``attnscope info`` on it, loading it (values checked), its model view (HTML built from the file, time until drawn
 in headless Chromium), and the web app (an in-process client of the real FastAPI app holding the loaded trace):
 the model view's data, the first row and 20 random rows (one head each) through ``/api/traces/{id}/rows``.
@@ -131,10 +132,34 @@ def one(name: str, mode: str, n: int, out: Path, layers: int, threads: int) -> d
         res["overview_s"], res["overview_cpu"] = overview["wall"], overview["cpu"]
         res["qk_mb"] = sum(a.nbytes for k, a in att.arrays().items() if k in ("query", "key", "lse")) / 1e6
         res["nn_gb"] = 4 * n * n / 1e9  # one head's dense float32 weights
+        res["row_error"], res["mass_error"] = exactness(att)
         path = trace.save(out / f"{name}-{n}.safetensors", dtype="float16")
         res["file_mb"] = path.stat().st_size / 1e6
         res["trace"] = str(path)
     return res
+
+
+def exactness(att, samples: int = 16, block: int = 1024) -> tuple[float, float]:
+    """How exact the q/k form is: the largest difference between sampled rows (``samples`` random rows of every
+    head of the first and last layers) and a float64 recomputation from the same queries and keys, and the largest
+    ``|mass - 1|`` over every row of the first head, read ``block`` rows at a time (the benchmark's models are
+    causal, with neither windows nor soft-capping)."""
+    import numpy as np
+
+    assert att.rule.causal and not any(att.rule.windows) and att.rule.softcap is None and att.rule.sinks is None
+    L, H, n, _ = att.shape
+    rng, worst = np.random.default_rng(0), 0.0
+    for layer in sorted({0, L - 1}):
+        for head in range(H):
+            for i in rng.integers(0, n, samples):
+                q = att.query[layer, head, i].astype(np.float64)
+                s = att.key[layer, att.kv_index[head], : i + 1].astype(np.float64) @ q * att.rule.scaling
+                want = np.exp(s - s.max())
+                row = att.row(layer, head, int(i))
+                worst = max(worst, float(np.abs(row[: i + 1] - want / want.sum()).max()), row[i + 1 :].max(initial=0))
+    mass = max(float(np.abs(att.rows(0, 0, a, min(n, a + block)).sum(-1, dtype=np.float64) - 1).max())
+               for a in range(0, n, block))
+    return worst, mass
 
 
 class PeakRSS:
@@ -310,19 +335,21 @@ def print_tables(rows: list[dict], synthetic_layers: int) -> None:
               f"| {kept} |")
     print("\nReading the q/k trace (file saved with float16 q/k; web app: in-process client of the FastAPI app):\n")
     print("| model | n | trace file | attnscope info | load (checked) | model view HTML | build | drawn "
-          "| web app: model view | first row | any row (median / max of 20) | one head's n x n (float32) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
+          "| web app: model view | first row | any row (median / max of 20) | one head's n x n (float32) "
+          "| rows vs float64 / row mass - 1 (max) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|")
     for row in rows:
         s, q, v = merged(row.get("sdpa", [])), merged(row.get("qk", [])), row.get("views", {"error": "-"})
         if "error" in q or "error" in v:
-            print(f"| {label(row)} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | | |")
+            print(f"| {label(row)} | {row['n']} | {q.get('error', '')} {v.get('error', '')} | | | | | | | | | | |")
             continue
         nn = f"{q['nn_gb']:.2f} GB"
         if "grow_gb" in s and q["nn_gb"] > s["grow_gb"]:  # only then can peak RSS tell whether one was allocated
             nn += ": peak growth below it, none allocated" if q["grow_gb"] < q["nn_gb"] else ": peak growth ABOVE it"
         print(f"| {label(row)} | {row['n']} | {q['file_mb']:.0f} MB | {v['info_s']:.2f} s | {v['load_s']:.2f} s | "
               f"{v['html_mb']:.1f} MB | {v['build_s']:.2f} s | {v['drawn']} | {v['app_view_ms']:.0f} ms | "
-              f"{v['first_row_ms']:.0f} ms | {v['row_ms']:.0f} / {v['row_max_ms']:.0f} ms | {nn} |")
+              f"{v['first_row_ms']:.0f} ms | {v['row_ms']:.0f} / {v['row_max_ms']:.0f} ms | {nn} "
+              f"| {q['row_error']:.1e} / {q['mass_error']:.1e} |")
 
 
 if __name__ == "__main__":
