@@ -47,3 +47,13 @@ def f16_bound(att, layer: int, head: int, rows: np.ndarray) -> np.ndarray:
     ds = att.rule.scaling * (q @ k.T) * (2.0**-10 + 2.0**-22) + 1e-7
     w = np.stack([att.row(layer, head, int(i)) for i in rows]).astype(np.float64)
     return w * np.expm1(ds) + 1e-6
+
+
+def pooled_dense(dense: np.ndarray, block: int, how: str = "max") -> np.ndarray:
+    """``[..., q, k]`` weights pooled to cells of ``block`` tokens (zero padding), the reference for the overview."""
+    *lead, q, k = dense.shape
+    R, C = -(-q // block), -(-k // block)
+    padded = np.zeros((*lead, R * block, C * block), dtype=np.float64)
+    padded[..., :q, :k] = dense
+    cells = padded.reshape(*lead, R, block, C, block)
+    return cells.max(axis=(-3, -1)) if how == "max" else cells.sum(axis=(-3, -1))

@@ -15,6 +15,7 @@ from attnscope.attention import DenseAttention
 from attnscope.capture import hf, long
 from attnscope.errors import InputError
 from attnscope.qk import QKAttention
+from long_qk import pooled_dense
 from tiny_models import WORDS, build, tokenizer
 
 TEXT = "the cat sat on the mat and it was very happy because the dog was away"
@@ -128,16 +129,6 @@ def test_the_mask_rule_holds_sliding_windows_softcap_and_sinks():
     sums = oss.dense().sum(-1)
     assert sums.max() < 0.999 and sums.min() > 0  # learned sinks take their share, as in the model
     assert np.triu(oss.head(0, 0), 1).max() == 0.0 and oss.head(0, 0)[10, :7].max() == 0.0  # window of 4
-
-
-def pooled_dense(dense: np.ndarray, block: int, how: str = "max") -> np.ndarray:
-    """``[..., q, k]`` weights pooled to cells of ``block`` tokens (zero padding), the reference for the overview."""
-    *lead, q, k = dense.shape
-    R, C = -(-q // block), -(-k // block)
-    padded = np.zeros((*lead, R * block, C * block), dtype=np.float64)
-    padded[..., :q, :k] = dense
-    cells = padded.reshape(*lead, R, block, C, block)
-    return cells.max(axis=(-3, -1)) if how == "max" else cells.sum(axis=(-3, -1))
 
 
 @pytest.mark.parametrize("name", ["llama", "mistral", "gemma2", "gpt_oss", "bert", "bart"])
