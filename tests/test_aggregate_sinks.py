@@ -196,3 +196,17 @@ def test_the_diff_figure_says_what_each_inputs_sinks_held(minilm):
     fig = figure("diff", a, other=b, hide_sinks=["[SEP]"], renormalize=True, layer=2, head=5)
     assert any(t.get_text().startswith("[SEP] hidden: it held") and t.get_text().endswith("renormalised over what "
                                                                                           "is shown") for t in fig.texts)
+
+
+def test_a_pruned_heads_row_totals_read_only_that_heads_entries():
+    """Every row of a softmax model holds its whole attention, 1, the last row of every head included (it once also
+    summed every later head's entries, and took seconds a head on a long trace)."""
+    from attnscope.synthetic import synthetic_trace
+
+    trace = synthetic_trace(64, layers=2, heads=3)
+    att = trace.attention["self"]
+    assert att.pruned
+    for layer in range(2):
+        for head in range(3):
+            np.testing.assert_allclose(sinks.row_totals(att, layer, head), 1.0, atol=1e-5)
+    np.testing.assert_allclose(sinks.learned_share(trace), 0.0, atol=1e-5)

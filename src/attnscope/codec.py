@@ -73,22 +73,28 @@ class Rows:
 def head_rows(att, layer: int, head: int, first: PruneSpec) -> Rows:
     """One head's rows: a pruned trace's own entries as they are, or the rows of a dense or q/k head pruned to
     ``first``, read a block of rows at a time (a long q/k head is never made dense)."""
-    _, H, q, k = att.shape
-    if not att.pruned:
-        parts = []
-        step = max(1, _ROWS_AT_ONCE // max(1, k))
-        for lo in range(0, q, step):
-            w = att.rows(layer, head, lo, min(q, lo + step))
-            parts.append(prune_rows(w, first) + (w.sum(1, dtype=np.float64),))
-        counts, indices, values, totals = (np.concatenate(x) for x in zip(*parts))
-        return Rows(counts, indices.astype(np.int32), values, totals)
+    if att.pruned:
+        return _descending(pruned_head(att, layer, head))
+    q, k = att.shape[2:]
+    parts = []
+    step = max(1, _ROWS_AT_ONCE // max(1, k))
+    for lo in range(0, q, step):
+        w = att.rows(layer, head, lo, min(q, lo + step))
+        parts.append(prune_rows(w, first) + (w.sum(1, dtype=np.float64),))
+    counts, indices, values, totals = (np.concatenate(x) for x in zip(*parts))
+    return Rows(counts, indices.astype(np.int32), values, totals)
+
+
+def pruned_head(att, layer: int, head: int) -> Rows:
+    """One head of a pruned trace, its entries as stored (only that head's are read); ``totals``: each row's full
+    attention, its kept sum over the fraction kept (the kept sum where the row's kept fraction is 0)."""
+    _, H, q, _ = att.shape
     r0 = (layer * H + head) * q
     ptr = att.indptr[r0 : r0 + q + 1]
     a, b = int(ptr[0]), int(ptr[-1])
-    rows = Rows(np.diff(ptr).astype(np.int64), att.indices[a:b], att.values[a:b].astype(np.float32), np.ones(q))
-    sums, mass = rows.sums(), att.mass[layer, head].astype(np.float64)
-    totals = np.where(mass > 0, sums / np.where(mass > 0, mass, 1.0), sums)
-    return _descending(Rows(rows.counts, rows.indices, rows.values, totals))
+    counts, indices, values = np.diff(ptr).astype(np.int64), att.indices[a:b], att.values[a:b].astype(np.float32)
+    sums, mass = Rows(counts, indices, values, np.ones(q)).sums(), att.mass[layer, head].astype(np.float64)
+    return Rows(counts, indices, values, np.where(mass > 0, sums / np.where(mass > 0, mass, 1.0), sums))
 
 
 #: Weights of a dense or q/k head read at once while pruning it for a payload.

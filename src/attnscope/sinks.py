@@ -29,6 +29,7 @@ import numpy as np
 
 from .aggregate import BLOCK_WEIGHTS, DENSE_MAX_BYTES, aggregate
 from .attention import Attention, DenseAttention
+from .codec import pruned_head
 from .errors import InputError
 from .qk import QKAttention
 from .tokens import prettify_tokens
@@ -290,14 +291,9 @@ def _column_mass(att, layer: int, head: int, cols: list[int]) -> float:
 def row_totals(att, layer: int, head: int) -> np.ndarray:
     """Each query row's whole attention ``[q]`` float64: 1 for a softmax over tokens, less with a learned sink
     (pruned rows: what they kept over the fraction kept)."""
-    _, H, q, k = att.shape
+    q, k = att.shape[2:]
     if att.pruned:
-        r0 = (layer * H + head) * q
-        ptr = att.indptr[r0 : r0 + q + 1]
-        kept = np.add.reduceat(att.values, ptr[:-1], dtype=np.float64) if len(att.values) else np.zeros(q)
-        kept[np.diff(ptr) == 0] = 0.0
-        mass = att.mass[layer, head].astype(np.float64)
-        return np.where(mass > 0, kept / np.where(mass > 0, mass, 1.0), 1.0)
+        return np.where(att.mass[layer, head] > 0, pruned_head(att, layer, head).totals, 1.0)
     return np.concatenate([att.rows(layer, head, lo, min(q, lo + _step(k))).sum(1, dtype=np.float64)
                            for lo in range(0, q, _step(k))])
 
