@@ -150,7 +150,7 @@ def _record_text(rec: QKRecord, module, query: torch.Tensor, key: torch.Tensor, 
                  scaling: float, kwargs: dict) -> torch.Tensor:
     """The attention output ``[H, q, d]`` of one text (``query`` ``[H, q, d]``, ``key``/``value``
     ``[H_kv, k, d]``), recording its q/k form into ``rec``."""
-    H, Q, D = query.shape
+    H, Q, _ = query.shape
     K = key.shape[-2]
     terms = score_terms(module, kwargs)
     if terms.bias is not None:
